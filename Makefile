@@ -1,0 +1,55 @@
+# AgentFleet — one Makefile for people and CI. `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this list of targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: system-deps
+system-deps: ## Install the Debian packages the sandbox and workspaces need (git, bubblewrap)
+	@missing=""; for bin in git:git bwrap:bubblewrap setpriv:util-linux; do \
+	  command -v $${bin%%:*} >/dev/null 2>&1 || missing="$$missing $${bin##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+.PHONY: install
+install: system-deps $(STAMP) ## Create .venv and install AgentFleet with its dev tools
+
+.PHONY: test
+test: install ## Run the whole test suite (installs what it needs first)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install ## Ruff lint and format check, mypy type check
+	$(VENV)/bin/ruff check src tests bench functions
+	$(VENV)/bin/ruff format --check src tests bench functions
+	$(VENV)/bin/mypy
+
+.PHONY: format
+format: install ## Format and autofix with ruff
+	$(VENV)/bin/ruff format src tests bench functions
+	$(VENV)/bin/ruff check --fix src tests bench functions
+
+.PHONY: bench
+bench: install ## Run the benchmark scripts under bench/ and print their figures
+	$(PY) bench/step_overhead.py
+	$(PY) bench/warm_workspace.py
+
+.PHONY: clean
+clean: ## Remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

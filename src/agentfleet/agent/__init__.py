@@ -1,0 +1,1 @@
+"""The agent: workspace preparation, the sandbox, the LLM tool-calling loop."""

@@ -1,0 +1,1 @@
+"""Embedded local implementations of the ports (no cloud account needed)."""

@@ -1,0 +1,1 @@
+"""MCP servers AgentFleet ships; each runs over stdio or streamable HTTP."""

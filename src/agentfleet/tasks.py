@@ -1,0 +1,301 @@
+"""The task model: what a user asks for, what AgentFleet records while it works, what it returns.
+
+`TaskRequest` is the HTTP body (and the Pub/Sub message a user may publish). Validation
+needs to know whether local repositories are allowed; pass it as pydantic validation context
+(`Settings.validation_context()`). Every entry point that takes input from outside (HTTP, Pub/Sub,
+CLI) passes one; a model built in code without a context is trusted, as data read back from a store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+MAX_QUERY_CHARS = 32_000
+DEFAULT_MAX_REPOS = 10
+DEFAULT_MAX_FILES = 50
+TRUSTED: dict[str, Any] = {"allow_local_repos": True, "max_repos": 10_000, "max_files": 10_000}
+"""Validation context for data AgentFleet itself stored (already validated on the way in)."""
+
+_SCP_LIKE = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)$")
+_REF_OK = re.compile(r"^[A-Za-z0-9._/@{}^~+-]{1,200}$")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- repository URLs -----------------------------------------------------------------------
+
+
+def redact_url(url: str) -> str:
+    """The URL with any user-info credentials replaced by ***."""
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        host = parts.netloc.rsplit("@", 1)[1]
+        return parts._replace(netloc=f"***@{host}").geturl()
+    return url
+
+
+def _is_local(url: str) -> bool:
+    return url.startswith(("file://", "/", "./", "../", "~")) or url in (".", "..")
+
+
+def check_repo_url(url: str, *, allow_local: bool) -> str:
+    """Return the URL stripped of surrounding space, or raise ValueError saying what to fix."""
+    url = url.strip()
+    if not url:
+        raise ValueError("repository URL is empty")
+    if url.startswith("-"):
+        raise ValueError("repository URL must not start with '-'")
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise ValueError("repository URL must not contain spaces or control characters")
+    if _is_local(url):
+        if not allow_local:
+            raise ValueError(
+                "local paths and file:// URLs are not allowed here; use an https://, ssh:// "
+                "or git@host:path URL (set AGENTFLEET_ALLOW_LOCAL_REPOS=true to allow them)"
+            )
+        return url
+    if _SCP_LIKE.match(url):
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "ssh"):
+        raise ValueError(
+            f"repository URL scheme {parts.scheme or '(none)'!r} is not supported; "
+            "use https://, ssh:// or git@host:path"
+        )
+    if not parts.hostname:
+        raise ValueError("repository URL has no host")
+    if parts.password or (parts.scheme == "https" and parts.username):
+        raise ValueError(
+            f"repository URL {redact_url(url)} embeds credentials; remove them and configure "
+            "a git credential for the host instead"
+        )
+    return url
+
+
+def normalize_repo_url(url: str) -> str:
+    """A canonical form: same repository written differently → same string."""
+    url = url.strip()
+    if _is_local(url):
+        path = url.removeprefix("file://")
+        return "local" + str(Path(path).expanduser().resolve()).rstrip("/")
+    match = _SCP_LIKE.match(url)
+    if match:
+        host, path = match["host"], match["path"]
+    else:
+        parts = urlsplit(url)
+        host, path = parts.hostname or "", parts.path
+        if parts.port and parts.port not in (22, 443):
+            host = f"{host}:{parts.port}"
+    path = re.sub(r"/+", "/", path).strip("/").removesuffix(".git").rstrip("/")
+    return f"{host.lower()}/{path.lower() if host else path}"
+
+
+def workspace_id(url: str) -> str:
+    """Readable slug + short hash; fits a Cloud Run job name as `agent-<id>` (≤ 63 chars)."""
+    norm = normalize_repo_url(url)
+    tail = "-".join(norm.split("/")[-2:])
+    slug = re.sub(r"[^a-z0-9]+", "-", tail.lower()).strip("-")[:40].strip("-") or "repo"
+    digest = hashlib.sha256(norm.encode()).hexdigest()[:10]
+    return f"{slug}-{digest}"
+
+
+def repo_dirname(url: str) -> str:
+    """The folder a repository gets inside a multi-repository workspace."""
+    name = normalize_repo_url(url).rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "repo"
+
+
+# --- request ---------------------------------------------------------------------------------
+
+
+class McpServerSpec(_Strict):
+    """A shared MCP server the agent connects to over streamable HTTP."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")
+    url: str = Field(pattern=r"^https?://")
+
+
+class TaskOptions(_Strict):
+    max_steps: int | None = Field(None, ge=1, le=1000)
+    timeout_s: int | None = Field(None, ge=10, le=86_400)
+    max_tokens: int | None = Field(None, ge=1000, le=100_000_000)
+    model: str | None = Field(None, max_length=200)
+    network: bool = False
+    push_branch: bool = False
+    setup: str | None = Field(None, max_length=10_000)
+    mcp_servers: list[McpServerSpec] = Field(default_factory=list, max_length=20)
+
+
+class RepoSpec(_Strict):
+    url: str
+    ref: str | None = None
+
+
+class TaskRequest(_Strict):
+    query: str
+    repo_url: str | None = None
+    repos: list[RepoSpec | str] = Field(default_factory=list)
+    ref: str | None = None
+    files: list[str] = Field(default_factory=list)
+    options: TaskOptions = Field(default_factory=TaskOptions)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("query is empty; say what the agent should do")
+        if len(value) > MAX_QUERY_CHARS:
+            raise ValueError(f"query is {len(value)} characters; the limit is {MAX_QUERY_CHARS}")
+        return value
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith("-") or not _REF_OK.match(value)):
+            raise ValueError("ref must be a branch, tag or commit name (no spaces, not starting with '-')")
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not item.strip() or item.startswith("-") or "\x00" in item:
+                raise ValueError(f"input file {item!r} is not a valid artifact key or gs:// URI")
+        return value
+
+    @model_validator(mode="after")
+    def _repositories(self, info: ValidationInfo) -> TaskRequest:
+        ctx = info.context if info.context is not None else TRUSTED
+        allow_local = bool(ctx.get("allow_local_repos", False))
+        specs = list(self.repo_specs())
+        if not specs:
+            raise ValueError("give a repository: repo_url or repos")
+        max_repos = int(ctx.get("max_repos", DEFAULT_MAX_REPOS))
+        if len(specs) > max_repos:
+            raise ValueError(f"{len(specs)} repositories given; the limit is {max_repos}")
+        max_files = int(ctx.get("max_files", DEFAULT_MAX_FILES))
+        if len(self.files) > max_files:
+            raise ValueError(f"{len(self.files)} input files given; the limit is {max_files}")
+        seen: set[str] = set()
+        for spec in specs:
+            check_repo_url(spec.url, allow_local=allow_local)
+            if spec.ref is not None:
+                self._ref(spec.ref)
+            key = normalize_repo_url(spec.url)
+            if key in seen:
+                raise ValueError(f"repository {redact_url(spec.url)} is listed twice")
+            seen.add(key)
+        names = [repo_dirname(s.url) for s in specs]
+        if len(set(names)) != len(names):
+            raise ValueError("two repositories share a folder name; multi-repository tasks need distinct names")
+        return self
+
+    def repo_specs(self) -> list[RepoSpec]:
+        """All repositories, `repo_url` first, each with its effective ref."""
+        specs = [RepoSpec(url=self.repo_url, ref=self.ref)] if self.repo_url else []
+        for item in self.repos:
+            spec = RepoSpec(url=item) if isinstance(item, str) else item
+            specs.append(spec if spec.ref else spec.model_copy(update={"ref": self.ref}))
+        return specs
+
+    @property
+    def primary_repo(self) -> str:
+        return self.repo_specs()[0].url
+
+
+# --- task, events, results ---------------------------------------------------------------------
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "QUEUED"
+    DISPATCHED = "DISPATCHED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def final(self) -> bool:
+        return self in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+class Usage(_Strict):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    llm_calls: int = 0
+    tool_calls: int = 0
+    wall_s: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class TaskResult(_Strict):
+    summary: str
+    patch: str | None = None
+    diff_stat: str = ""
+    branch: str | None = None
+    artifacts: list[str] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+
+
+class EventKind(StrEnum):
+    STATUS = "status"
+    WORKSPACE = "workspace"
+    LLM = "llm"
+    TOOL_CALL = "tool_call"
+    TOOL_RESULT = "tool_result"
+    LOG = "log"
+    ERROR = "error"
+
+
+class TaskEvent(_Strict):
+    task_id: str
+    seq: int
+    ts: datetime = Field(default_factory=utcnow)
+    kind: EventKind
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class Task(_Strict):
+    id: str = Field(default_factory=new_task_id)
+    request: TaskRequest
+    status: TaskStatus = TaskStatus.QUEUED
+    attempt: int = 1
+    workspace_id: str = ""
+    execution: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    result: TaskResult | None = None
+    error: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+
+    @model_validator(mode="after")
+    def _workspace(self) -> Task:
+        if not self.workspace_id:
+            self.workspace_id = workspace_id(self.request.primary_repo)
+        return self

@@ -1,0 +1,1 @@
+"""Deterministic stand-ins shipped for tests, demos and benchmarks."""
