@@ -1,0 +1,106 @@
+"""Model profiles: how the agent talks tools with a model family. Configuration, not branches.
+
+- `native`: the model emits OpenAI `tool_calls` (gpt-oss through vLLM with
+  `--tool-call-parser openai`, OpenAI, Ollama); tool calls it writes as text are recovered.
+- `text`: the text-action protocol for small local models: one ```bash block per turn runs
+  through the exec tool; JSON calls in the text are recovered too; no tool schemas are sent.
+
+Tool names the model sees follow what gpt-oss was trained on (an exec tool, `apply_patch`,
+file browsing). `tool_aliases` maps a model-facing name to the MCP tool behind it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SYSTEM_PROMPT = """\
+You are a software engineering agent working in a git repository checked out in your workspace.
+Complete the user's task by using the tools: inspect the code, make changes, run commands and
+tests to check your work. Paths are relative to the workspace root.
+
+Tools:
+- exec: run a shell command in the workspace (sandboxed; network only when the task allows it).
+- apply_patch: edit files. The patch format is:
+  *** Begin Patch
+  *** Update File: path/to/file
+  @@ optional line that precedes the change, to locate it
+   unchanged context line
+  -line to remove
+  +line to add
+  *** End Patch
+  Use `*** Add File: path` with every line prefixed by +, and `*** Delete File: path`.
+- read_file, list_files, search, git_status, git_diff: browse the repository.
+
+Work in small verified steps. When the task is done, reply WITHOUT calling a tool: that reply
+is your final answer; summarize what you found or changed.
+"""
+
+TEXT_PROTOCOL_PROMPT = """\
+You are a software engineering agent working in a git repository in the current directory.
+To run a shell command, reply with exactly one block:
+
+```bash
+the command
+```
+
+You will see its output. Run one command per reply. To edit a file, use a command such as
+`python3 - <<'EOF' ... EOF` or `cat > file <<'EOF' ... EOF`, or write an apply_patch call as
+```json
+{"name": "apply_patch", "arguments": {"patch": "*** Begin Patch\\n...\\n*** End Patch"}}
+```
+When the task is done, reply with your final answer and NO code block.
+"""
+
+
+class ModelProfile(BaseModel):
+    """How to talk tools with one family of models."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    protocol: Literal["native", "text"] = "native"
+    recover_text_calls: bool = True
+    system_prompt: str = SYSTEM_PROMPT
+    tool_aliases: dict[str, str] = Field(default_factory=dict)
+    shell_tool: str = "exec"
+    temperature: float | None = None
+    max_reply_tokens: int | None = None
+
+    def mcp_name(self, model_name: str) -> str:
+        return self.tool_aliases.get(model_name, model_name)
+
+    def model_name(self, mcp_name: str) -> str:
+        for alias, target in self.tool_aliases.items():
+            if target == mcp_name:
+                return alias
+        return mcp_name
+
+
+PROFILES: dict[str, ModelProfile] = {
+    "gpt-oss": ModelProfile(name="gpt-oss", protocol="native"),
+    "native": ModelProfile(name="native", protocol="native"),
+    "text": ModelProfile(
+        name="text", protocol="text", system_prompt=TEXT_PROTOCOL_PROMPT, temperature=0.2,
+        max_reply_tokens=1024,
+    ),
+}
+
+_BY_MODEL_NAME = [("gpt-oss", "gpt-oss"), ("qwen2.5-coder", "text"), ("gguf", "text")]
+
+
+def profile_for(model: str, name: str = "auto") -> ModelProfile:
+    """The profile called `name`, or for 'auto' the one that fits `model` best."""
+    if name != "auto":
+        try:
+            return PROFILES[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown model profile {name!r}; choose one of: auto, {', '.join(PROFILES)}"
+            ) from None
+    lowered = model.lower()
+    for needle, profile in _BY_MODEL_NAME:
+        if needle in lowered:
+            return PROFILES[profile]
+    return PROFILES["native"]

@@ -1,0 +1,193 @@
+"""Working one task end to end: workspace → tools → agent loop → patch, branch, result.
+
+`run_task` is the agent's top-level handler: every failure becomes a FAILED task with a
+reason a person can act on; nothing escapes as a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from mcp import StdioServerParameters
+from openai import AsyncOpenAI
+
+from agentfleet.agent.loop import Agent, Limits, Outcome
+from agentfleet.agent.profiles import profile_for
+from agentfleet.agent.sandbox import Sandbox, SandboxConfig, grant_workspace
+from agentfleet.agent.tools import ToolBox
+from agentfleet.agent.workspace import (
+    PreparedWorkspace,
+    SetupRun,
+    diff_against_base,
+    diff_stat,
+    prepare_workspace,
+    push_branch,
+)
+from agentfleet.errors import AgentFleetError, ConfigError
+from agentfleet.ports import ArtifactStore
+from agentfleet.settings import Settings
+from agentfleet.tasks import EventKind, Task, TaskEvent, TaskResult, TaskStatus, utcnow
+
+logger = logging.getLogger(__name__)
+Listener = Callable[[TaskEvent], None]
+_SERVER_ENV_PREFIXES = ("AGENTFLEET_SANDBOX", "AGENTFLEET_ALLOW_UNSANDBOXED", "AGENTFLEET_EXEC_")
+
+
+class EventRecorder:
+    """Numbers a task's events in order and hands each to the listeners."""
+
+    def __init__(self, task_id: str, listeners: Iterable[Listener] = ()) -> None:
+        self.task_id = task_id
+        self.listeners = list(listeners)
+        self.events: list[TaskEvent] = []
+
+    def __call__(self, kind: EventKind | str, data: dict[str, Any]) -> None:
+        event = TaskEvent(task_id=self.task_id, seq=len(self.events) + 1, kind=EventKind(kind), data=data)
+        self.events.append(event)
+        for listener in self.listeners:
+            listener(event)
+
+    def jsonl(self) -> bytes:
+        return "".join(e.model_dump_json() + "\n" for e in self.events).encode()
+
+
+def run_task(
+    task: Task, settings: Settings, artifacts: ArtifactStore, listeners: Iterable[Listener] = ()
+) -> Task:
+    """Work `task` to a final state and return it; never raises for a task failure."""
+    record = EventRecorder(task.id, listeners)
+    task = task.model_copy(update={"status": TaskStatus.RUNNING, "started_at": utcnow()})
+    record(EventKind.STATUS, {"status": TaskStatus.RUNNING.value, "attempt": task.attempt})
+    try:
+        result, error = asyncio.run(_work(task, settings, artifacts, record))
+    except AgentFleetError as exc:
+        result, error = None, str(exc)
+    except Exception as exc:  # top-level handler: the task fails with a reason, not a traceback
+        logger.exception("task failed unexpectedly", extra={"task_id": task.id})
+        result, error = None, f"internal error: {exc.__class__.__name__}: {exc}"
+    status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
+    if error:
+        record(EventKind.ERROR, {"message": error})
+    record(EventKind.STATUS, {"status": status.value, **({"error": error} if error else {})})
+    _save_log(artifacts, task.id, record)
+    now = utcnow()
+    return task.model_copy(update={
+        "status": status, "result": result, "error": error, "finished_at": now, "updated_at": now,
+        "usage": result.usage if result else task.usage,
+    })
+
+
+def _save_log(artifacts: ArtifactStore, task_id: str, record: EventRecorder) -> None:
+    try:
+        artifacts.put_bytes(f"tasks/{task_id}/events.jsonl", record.jsonl())
+    except OSError:
+        logger.warning("could not save the event log", extra={"task_id": task_id})
+
+
+async def _work(
+    task: Task, settings: Settings, artifacts: ArtifactStore, record: EventRecorder
+) -> tuple[TaskResult, str | None]:
+    options = task.request.options
+    config = SandboxConfig.from_settings(settings, network=options.network)
+    Sandbox(settings.home, config).check()
+    if not settings.gpt_oss_url:
+        raise ConfigError("GPT_OSS_URL is not set; point it at an OpenAI-compatible endpoint (see README)")
+    workspace = prepare_workspace(
+        task, settings, artifacts, emit=record, run_setup=_setup_runner(settings, config, task)
+    )
+    grant_workspace(workspace.root, config.uid, config.gid)
+    model = options.model or settings.model
+    profile = profile_for(model, settings.model_profile)
+    async with ToolBox(profile, call_timeout_s=config.max_timeout_s + 60) as tools:
+        await tools.connect("workspace", _workspace_server(workspace.root, settings, options.network))
+        for spec in options.mcp_servers:
+            await tools.connect(spec.name, spec.url)
+        llm = AsyncOpenAI(
+            base_url=settings.gpt_oss_url, api_key=settings.llm_api_key.get_secret_value(),
+            timeout=settings.llm_timeout_s, max_retries=settings.llm_retries,
+        )
+        agent = Agent(llm, model, tools, profile, _limits(task, settings), record)
+        outcome = await agent.run(_prompt(task, workspace))
+    return _finish(task, workspace, artifacts, outcome, record)
+
+
+def _limits(task: Task, settings: Settings) -> Limits:
+    options = task.request.options
+    return Limits(
+        max_steps=options.max_steps or settings.default_max_steps,
+        max_tokens=options.max_tokens or settings.default_max_tokens,
+        timeout_s=float(options.timeout_s or settings.default_timeout_s),
+    )
+
+
+def _setup_runner(settings: Settings, config: SandboxConfig, task: Task) -> Callable[[Path, str], SetupRun]:
+    workspace_root = settings.workspaces_dir / task.workspace_id
+
+    def run_setup(cwd: Path, script: str) -> SetupRun:
+        grant_workspace(workspace_root, config.uid, config.gid)
+        result = Sandbox(cwd, config).run(script, timeout_s=settings.setup_timeout_s)
+        code = result.exit_code if result.exit_code is not None else 124
+        return SetupRun(exit_code=code, output=result.output)
+
+    return run_setup
+
+
+def _workspace_server(root: Path, settings: Settings, network: bool) -> StdioServerParameters:
+    """The workspace server as a child process; its environment carries no secrets."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k.startswith(_SERVER_ENV_PREFIXES)}
+    env["PYTHONUNBUFFERED"] = "1"
+    args = ["-m", "agentfleet.mcp_servers.workspace", "--root", str(root)]
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return StdioServerParameters(
+        command=sys.executable, args=[*args, *(["--network"] if network else [])],
+        env=env, cwd=str(settings.home),
+    )
+
+
+def _prompt(task: Task, workspace: PreparedWorkspace) -> str:
+    lines = [task.request.query.strip(), "", "Workspace:"]
+    for repo in workspace.repos:
+        where = repo.path.relative_to(workspace.root).as_posix() or "."
+        lines.append(f"- {where}: {repo.url} at {repo.base_commit[:12]}")
+    inputs = workspace.root / ".agentfleet" / "inputs"
+    if inputs.is_dir():
+        lines.append("Input files: " + ", ".join(f".agentfleet/inputs/{p.name}" for p in sorted(inputs.iterdir())))
+    return "\n".join(lines)
+
+
+def _finish(
+    task: Task, workspace: PreparedWorkspace, artifacts: ArtifactStore, outcome: Outcome, record: EventRecorder
+) -> tuple[TaskResult, str | None]:
+    multi = len(workspace.repos) > 1
+    patches, stats, branch = [], [], None
+    for repo in workspace.repos:
+        patch = diff_against_base(repo)
+        if not patch.strip():
+            continue
+        name = repo.path.name
+        patches.append(f"# repository: {name}\n{patch}" if multi else patch)
+        stats.append(f"# {name}\n{diff_stat(repo)}" if multi else diff_stat(repo))
+        if task.request.options.push_branch:
+            branch = f"agentfleet/{task.id}"
+            push_branch(repo, branch, _commit_message(task))
+            record(EventKind.LOG, {"message": f"pushed branch {branch}", "repo": repo.url})
+    key = artifacts.put_bytes(f"tasks/{task.id}/patch.diff", "".join(patches).encode()) if patches else None
+    result = TaskResult(
+        summary=outcome.summary or "(the model gave no final answer)", patch=key,
+        diff_stat="\n".join(stats).strip(), branch=branch, artifacts=[key] if key else [],
+        usage=outcome.usage,
+    )
+    error = f"stopped: {outcome.stopped_by}" if outcome.failed else None
+    return result, error
+
+
+def _commit_message(task: Task) -> str:
+    first = task.request.query.strip().splitlines()[0][:72]
+    return f"AgentFleet task {task.id}: {first}"

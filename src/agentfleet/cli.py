@@ -1,0 +1,97 @@
+"""The `agentfleet` command line."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from agentfleet.errors import describe_validation_error
+from agentfleet.local.artifacts import LocalArtifactStore
+from agentfleet.render import EventPrinter
+from agentfleet.settings import Settings
+from agentfleet.tasks import Task, TaskRequest, TaskStatus
+
+app = typer.Typer(help="AgentFleet: run AI coding agents on git repositories.", no_args_is_help=True)
+err = Console(stderr=True)
+out = Console()
+
+
+def _repo_arg(value: str) -> str:
+    """Local paths become absolute, so the same repository always gets the same workspace."""
+    candidate = Path(value).expanduser()
+    if not value.startswith("-") and candidate.exists():
+        return str(candidate.resolve())
+    return value
+
+
+def _upload_inputs(files: list[Path], artifacts: LocalArtifactStore) -> list[str]:
+    keys = []
+    batch = uuid.uuid4().hex[:12]
+    for path in files:
+        if not path.is_file():
+            raise typer.BadParameter(f"{path} is not a readable file", param_hint="--file")
+        keys.append(artifacts.put_file(f"inputs/{batch}/{path.name}", path))
+    return keys
+
+
+@app.command()
+def run(
+    query: Annotated[str, typer.Argument(help="What the agent should do")],
+    repo: Annotated[list[str], typer.Option("--repo", help="Repository URL or local path (repeatable)")],
+    file: Annotated[list[Path] | None, typer.Option("--file", help="Input file to copy in (repeatable)")] = None,
+    ref: Annotated[str | None, typer.Option(help="Branch, tag or commit to check out")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many model turns")] = None,
+    network: Annotated[bool, typer.Option("--network", help="Let commands reach the network")] = False,
+    push_branch: Annotated[bool, typer.Option("--push-branch", help="Push agentfleet/<task-id>")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final task as JSON on stdout")] = False,
+) -> None:
+    """Run one task in this process with the local defaults and show its steps live."""
+    from agentfleet.agent.runner import run_task
+
+    settings = Settings()
+    artifacts = LocalArtifactStore(settings.artifacts_dir)
+    body = {
+        "query": query, "repo_url": _repo_arg(repo[0]), "repos": [_repo_arg(r) for r in repo[1:]],
+        "ref": ref, "files": _upload_inputs(file or [], artifacts),
+        "options": {"max_steps": max_steps, "network": network, "push_branch": push_branch},
+    }
+    try:
+        request = TaskRequest.model_validate(body, context=settings.validation_context())
+    except ValidationError as exc:
+        err.print(f"[red]invalid task:[/red] {describe_validation_error(exc)}")
+        raise typer.Exit(2) from None
+    task = Task(request=request)
+    err.print(f"[bold]task {task.id}[/bold] on workspace {task.workspace_id}")
+    printer = EventPrinter(err)
+    final = run_task(task, settings, artifacts, listeners=[printer])
+    _report(final, artifacts, as_json)
+    raise typer.Exit(0 if final.status == TaskStatus.SUCCEEDED else 1)
+
+
+def _report(task: Task, artifacts: LocalArtifactStore, as_json: bool) -> None:
+    if as_json:
+        out.print_json(task.model_dump_json())
+    result = task.result
+    if result and not as_json:
+        out.print(result.summary)
+        if result.diff_stat:
+            out.print(f"\n{result.diff_stat}")
+        if result.patch:
+            err.print(f"patch: {artifacts.uri(result.patch)}")
+        if result.branch:
+            err.print(f"branch: {result.branch}")
+    if task.status != TaskStatus.SUCCEEDED:
+        err.print(f"[red]task {task.status.value}:[/red] {task.error}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

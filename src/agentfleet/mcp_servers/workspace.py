@@ -1,0 +1,247 @@
+"""The workspace MCP server: the agent's hands inside its checkout.
+
+Runs inside the agent's container (over stdio, launched by the agent) or as a service
+(streamable HTTP). Every path stays inside the workspace; every command runs in the sandbox.
+
+    python -m agentfleet.mcp_servers.workspace --root DIR [--transport stdio|streamable-http]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+from agentfleet.agent.sandbox import Sandbox, SandboxConfig
+from agentfleet.errors import AgentFleetError
+from agentfleet.mcp_servers.apply_patch import apply_patch as apply_patch_text
+from agentfleet.mcp_servers.apply_patch import summarize
+from agentfleet.mcp_servers.filewalk import iter_files
+from agentfleet.mcp_servers.paths import relative, resolve_in_workspace
+
+MAX_READ_LINES = 2000
+MAX_READ_CHARS = 100_000
+MAX_LIST_ENTRIES = 1000
+MAX_SEARCH_MATCHES = 200
+GIT_TIMEOUT_S = 60
+
+INSTRUCTIONS = (
+    "Tools for one git workspace. Paths are relative to the workspace root. "
+    "`exec` runs a shell command in a sandbox; `apply_patch` edits files with the "
+    "*** Begin Patch format."
+)
+
+
+class Workspace:
+    """The operations behind the tools, usable without MCP."""
+
+    def __init__(self, root: Path, sandbox: Sandbox, owner: tuple[int, int] | None = None) -> None:
+        self.root = root.resolve()
+        self.sandbox = sandbox
+        self.owner = owner
+
+    def _path(self, rel: str) -> Path:
+        try:
+            return resolve_in_workspace(self.root, rel)
+        except AgentFleetError as exc:
+            raise ToolError(str(exc)) from exc
+
+    def _chown(self, path: Path) -> None:
+        if self.owner and os.geteuid() == 0:
+            os.chown(path, *self.owner, follow_symlinks=False)
+
+    def exec(self, command: str, timeout_s: int = 120) -> str:
+        if not command.strip():
+            raise ToolError("command is empty")
+        try:
+            return self.sandbox.run(command, timeout_s=max(1, timeout_s)).render()
+        except AgentFleetError as exc:
+            raise ToolError(str(exc)) from exc
+
+    def apply_patch(self, patch: str) -> str:
+        try:
+            changes = apply_patch_text(patch, self.root, on_write=self._chown)
+        except AgentFleetError as exc:
+            raise ToolError(str(exc)) from exc
+        return "Done. Changed files:\n" + summarize(changes)
+
+    def read_file(self, path: str, start: int | None = None, end: int | None = None) -> str:
+        target = self._path(path)
+        if not target.is_file():
+            raise ToolError(f"{path} is not a file; use list_files to see what exists")
+        lines = target.read_text(encoding="utf-8", errors="replace").splitlines()
+        first = max(1, start or 1)
+        last = min(len(lines), end if end is not None else first + MAX_READ_LINES - 1)
+        last = min(last, first + MAX_READ_LINES - 1)
+        if first > max(len(lines), 1):
+            raise ToolError(f"{path} has {len(lines)} lines; start={first} is past the end")
+        body = "\n".join(f"{n:>6}\t{lines[n - 1]}" for n in range(first, last + 1))
+        if len(body) > MAX_READ_CHARS:
+            body = body[:MAX_READ_CHARS] + "\n… [truncated; read a smaller range]"
+        more = f"\n[lines {first}-{last} of {len(lines)}]" if (first > 1 or last < len(lines)) else ""
+        return body + more
+
+    def list_files(self, path: str = ".") -> str:
+        base = self._path(path)
+        if not base.is_dir():
+            raise ToolError(f"{path} is not a directory")
+        entries = []
+        for file in iter_files(self.root, base):
+            entries.append(relative(self.root, file))
+            if len(entries) >= MAX_LIST_ENTRIES:
+                entries.append(f"… [stopped at {MAX_LIST_ENTRIES} entries; list a subdirectory]")
+                break
+        return "\n".join(entries) if entries else "(no files)"
+
+    def search(self, pattern: str, path: str = ".") -> str:
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise ToolError(f"invalid regular expression {pattern!r}: {exc}") from exc
+        base = self._path(path)
+        files = [base] if base.is_file() else iter_files(self.root, base)
+        hits: list[str] = []
+        for file in files:
+            hits.extend(_grep(self.root, file, regex, MAX_SEARCH_MATCHES - len(hits)))
+            if len(hits) >= MAX_SEARCH_MATCHES:
+                hits.append(f"… [stopped at {MAX_SEARCH_MATCHES} matches; narrow the pattern or path]")
+                break
+        return "\n".join(hits) if hits else "no matches"
+
+    def git_status(self) -> str:
+        return self._each_repo(["status", "--short", "--branch"])
+
+    def git_diff(self) -> str:
+        return self._each_repo(["diff", "HEAD"], intent_to_add=True) or "no changes"
+
+    def _each_repo(self, args: list[str], intent_to_add: bool = False) -> str:
+        repos = [self.root] if (self.root / ".git").exists() else sorted(
+            p for p in self.root.iterdir() if (p / ".git").exists()
+        )
+        if not repos:
+            raise ToolError("the workspace holds no git repository")
+        out = []
+        for repo in repos:
+            if intent_to_add:
+                _git(repo, ["add", "--all", "--intent-to-add"])
+            text = _git(repo, args)
+            out.append(text if repo == self.root else f"# {repo.name}\n{text}")
+        return "\n".join(out).strip()
+
+
+def _git(repo: Path, args: list[str]) -> str:
+    proc = subprocess.run(
+        ["git", "-c", "safe.directory=*", "-c", "core.quotepath=off", *args],
+        cwd=repo, capture_output=True, text=True, errors="replace", timeout=GIT_TIMEOUT_S, check=False,
+    )
+    if proc.returncode != 0:
+        raise ToolError(f"git {' '.join(args)} failed: {proc.stderr.strip()[-2000:]}")
+    return proc.stdout
+
+
+def _grep(root: Path, file: Path, regex: re.Pattern[str], budget: int) -> Iterator[str]:
+    if file.is_symlink():  # never read through a link: it may point out of the workspace
+        return
+    try:
+        data = file.read_bytes()
+    except OSError:
+        return
+    if b"\x00" in data[:8192]:
+        return
+    rel = relative(root, file)
+    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+        if budget <= 0:
+            return
+        if regex.search(line):
+            budget -= 1
+            yield f"{rel}:{n}: {line[:300]}"
+
+
+def build_server(workspace: Workspace, name: str = "workspace") -> MCPServer:
+    """The MCP server exposing a Workspace's operations as tools."""
+    server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS)
+
+    @server.tool(name="exec", structured_output=False)
+    def exec_(command: str, timeout_s: int = 120) -> str:
+        """Run a shell command (bash) in the workspace root, inside a sandbox.
+
+        Returns the combined stdout/stderr (long output keeps its head and tail) and the exit code.
+        """
+        return workspace.exec(command, timeout_s)
+
+    @server.tool(structured_output=False)
+    def apply_patch(patch: str) -> str:
+        """Edit files with a patch in the format:
+        *** Begin Patch
+        *** Update File: path/to/file.py
+        @@ def some_function
+         context line
+        -old line
+        +new line
+        *** End Patch
+        Also: `*** Add File: path` (every line starts with +), `*** Delete File: path`,
+        `*** Move to: new/path` after an Update File line, `*** End of File` after a final hunk.
+        """
+        return workspace.apply_patch(patch)
+
+    @server.tool(structured_output=False)
+    def read_file(path: str, start: int | None = None, end: int | None = None) -> str:
+        """Read a text file with line numbers; `start` and `end` (1-based, inclusive) pick a range."""
+        return workspace.read_file(path, start, end)
+
+    @server.tool(structured_output=False)
+    def list_files(path: str = ".") -> str:
+        """List the files under a directory, recursively, skipping what .gitignore ignores."""
+        return workspace.list_files(path)
+
+    @server.tool(structured_output=False)
+    def search(pattern: str, path: str = ".") -> str:
+        """Search file contents for a Python regular expression; prints path:line: text."""
+        return workspace.search(pattern, path)
+
+    @server.tool(structured_output=False)
+    def git_status() -> str:
+        """Show the git status of the workspace (short format)."""
+        return workspace.git_status()
+
+    @server.tool(structured_output=False)
+    def git_diff() -> str:
+        """Show every change made in the workspace so far, new files included."""
+        return workspace.git_diff()
+
+    return server
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="agentfleet-workspace-mcp", description=__doc__)
+    parser.add_argument("--root", type=Path, required=True, help="workspace root directory")
+    parser.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--network", action="store_true", help="allow network access to commands")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from agentfleet.settings import Settings
+
+    args = _parse_args(argv)
+    settings = Settings()
+    config = SandboxConfig.from_settings(settings, network=args.network)
+    sandbox = Sandbox(args.root, config)
+    owner = (config.uid, config.gid) if config.mode == "bwrap" else None
+    server = build_server(Workspace(args.root, sandbox, owner))
+    if args.transport == "stdio":
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""The agent working real tasks against the scripted model: limits, loops, text calls, failures."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from agentfleet.agent.runner import run_task
+from agentfleet.local.artifacts import LocalArtifactStore
+from agentfleet.settings import Settings
+from agentfleet.tasks import EventKind, Task, TaskRequest, TaskStatus
+from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
+
+BUGGY = {
+    "calc.py": "def add(a, b):\n    return a - b\n",
+    "test_calc.py": "from calc import add\n\nassert add(2, 3) == 5, 'add(2, 3) should be 5'\nprint('1 passed')\n",
+}
+FIX = (
+    "*** Begin Patch\n*** Update File: calc.py\n@@ def add(a, b):\n-    return a - b\n+    return a + b\n"
+    "*** End Patch"
+)
+
+
+def run_scripted(
+    script: list[dict], repo: Path, settings: Settings, repeat_last: bool = False, **options: Any
+) -> tuple[Task, list[dict]]:
+    with ScriptedLLM(script, repeat_last=repeat_last) as llm:
+        configured = settings.model_copy(update={"gpt_oss_url": llm.url})
+        request = TaskRequest(query="Fix the failing test", repo_url=str(repo), options=options)
+        task = run_task(Task(request=request), configured, LocalArtifactStore(settings.artifacts_dir))
+        return task, llm.requests
+
+
+def tool_messages(requests: list[dict]) -> list[str]:
+    return [m["content"] for m in requests[-1]["messages"] if m["role"] in ("tool", "user")]
+
+
+def test_the_agent_fixes_a_failing_test_and_leaves_a_patch(repo_factory, settings) -> None:
+    script = [
+        reply(None, tool_call("read_file", {"path": "calc.py"})),
+        reply(None, tool_call("apply_patch", {"patch": FIX})),
+        reply(None, tool_call("exec", {"command": "python3 test_calc.py"})),
+        reply("add() subtracted; it now adds and the test passes."),
+    ]
+    task, requests = run_scripted(script, repo_factory(BUGGY), settings)
+    assert task.status is TaskStatus.SUCCEEDED, task.error
+    assert task.result and task.result.summary.startswith("add() subtracted")
+    assert "calc.py | 2 +-" in task.result.diff_stat
+    patch = (settings.artifacts_dir / task.result.patch).read_text()
+    assert "-    return a - b" in patch and "+    return a + b" in patch
+    outputs = tool_messages(requests)
+    assert any("1 passed" in o for o in outputs)
+    assert task.usage.llm_calls == 4 and task.usage.tool_calls == 3
+    assert requests[0]["tools"], "the tools are offered as OpenAI schemas"
+    assert {t["function"]["name"] for t in requests[0]["tools"]} >= {
+        "exec", "apply_patch", "read_file", "list_files", "search", "git_status", "git_diff",
+    }
+
+
+def test_history_is_append_only_so_the_prefix_cache_hits(repo_factory, settings) -> None:
+    script = [
+        reply(None, tool_call("list_files", {})),
+        reply(None, tool_call("read_file", {"path": "calc.py"})),
+        reply("done"),
+    ]
+    _, requests = run_scripted(script, repo_factory(BUGGY), settings)
+    for earlier, later in zip(requests, requests[1:], strict=False):
+        assert later["messages"][: len(earlier["messages"])] == earlier["messages"]
+
+
+def test_a_model_that_never_stops_is_stopped_by_the_step_limit(repo_factory, settings) -> None:
+    script = [reply(None, tool_call("exec", {"command": f"echo {i}"})) for i in range(10)]
+    script.append(reply("I ran out of steps."))
+    task, requests = run_scripted(script, repo_factory(BUGGY), settings, max_steps=3)
+    assert task.status is TaskStatus.FAILED
+    assert task.error == "stopped: step limit of 3 reached"
+    assert len(requests) == 4, "three steps, then one request for the final answer"
+    assert task.result and task.result.summary == "I ran out of steps."
+
+
+def test_a_model_that_repeats_itself_is_nudged_then_asked_for_its_answer(repo_factory, settings) -> None:
+    same = reply(None, tool_call("exec", {"command": "ls"}))
+    task, requests = run_scripted([same, same, same, reply("Listing done.")], repo_factory(BUGGY), settings)
+    assert task.status is TaskStatus.SUCCEEDED
+    assert task.result and task.result.summary == "Listing done."
+    contents = [m.get("content") or "" for m in requests[-1]["messages"]]
+    assert any("You repeated the same tool call" in c for c in contents)
+    assert "Stop using tools now" in contents[-1]
+    assert "tools" in requests[-1] and requests[-1]["tool_choice"] == "none"
+
+
+def test_tool_calls_written_as_text_are_recovered_and_run(repo_factory, settings) -> None:
+    script = [
+        reply('```json\n{"name": "exec", "arguments": {"command": "python3 test_calc.py"}}\n```'),
+        reply("<tool_call>" + json.dumps({"name": "apply_patch", "arguments": {"patch": FIX}}) + "</tool_call>"),
+        reply("Fixed."),
+    ]
+    task, requests = run_scripted(script, repo_factory(BUGGY), settings)
+    assert task.status is TaskStatus.SUCCEEDED
+    outputs = tool_messages(requests)
+    assert any("add(2, 3) should be 5" in o for o in outputs), "the first recovered call ran the test"
+    assert task.result and "calc.py | 2 +-" in task.result.diff_stat
+
+
+def test_malformed_model_output_gets_a_could_not_parse_turn(repo_factory, settings) -> None:
+    script = [
+        reply('<tool_call>{"name": "exec", "arguments": {"command": </tool_call>'),
+        reply(None, {"id": "c1", "type": "function", "function": {"name": "exec", "arguments": "{not json"}}),
+        reply("Giving up politely."),
+    ]
+    task, requests = run_scripted(script, repo_factory(BUGGY), settings)
+    assert task.status is TaskStatus.SUCCEEDED
+    contents = [m.get("content") or "" for m in requests[-1]["messages"]]
+    assert any("could not be parsed" in c for c in contents)
+    assert any("not a valid JSON object" in c for c in contents)
+
+
+def test_a_patch_that_does_not_apply_is_an_error_the_model_reads(repo_factory, settings) -> None:
+    bad = FIX.replace("return a - b", "return a * b")
+    script = [reply(None, tool_call("apply_patch", {"patch": bad})), reply("Could not patch.")]
+    task, requests = run_scripted(script, repo_factory(BUGGY), settings)
+    [result] = [m for m in requests[-1]["messages"] if m["role"] == "tool"]
+    assert "calc.py" in result["content"] and "hunk" in result["content"].lower()
+    assert task.result and task.result.patch is None, "nothing changed"
+
+
+def test_a_tool_timeout_and_a_huge_output_come_back_bounded(repo_factory, settings) -> None:
+    script = [
+        reply(None, tool_call("exec", {"command": "sleep 30", "timeout_s": 1})),
+        reply(None, tool_call("exec", {"command": "yes AgentFleet | head -c 20000000"})),
+        reply("ok"),
+    ]
+    task, requests = run_scripted(script, repo_factory(BUGGY), settings)
+    timed_out, huge = [m["content"] for m in requests[-1]["messages"] if m["role"] == "tool"]
+    assert "timed out" in timed_out
+    assert len(huge) <= settings.exec_output_limit + 500
+    assert "omitted" in huge
+    assert task.status is TaskStatus.SUCCEEDED
+
+
+def test_an_unreachable_model_fails_the_task_with_a_clear_reason(repo_factory, settings) -> None:
+    configured = settings.model_copy(update={"gpt_oss_url": "http://127.0.0.1:9/v1", "llm_retries": 0})
+    task = Task(request=TaskRequest(query="x", repo_url=str(repo_factory(BUGGY))))
+    final = run_task(task, configured, LocalArtifactStore(settings.artifacts_dir))
+    assert final.status is TaskStatus.FAILED
+    assert final.error and "cannot reach the model at http://127.0.0.1:9/v1" in final.error
+
+
+def test_every_step_is_an_ordered_event(repo_factory, settings) -> None:
+    seen = []
+    with ScriptedLLM([reply(None, tool_call("git_status", {})), reply("clean")]) as llm:
+        configured = settings.model_copy(update={"gpt_oss_url": llm.url})
+        task = Task(request=TaskRequest(query="status?", repo_url=str(repo_factory(BUGGY))))
+        run_task(task, configured, LocalArtifactStore(settings.artifacts_dir), listeners=[seen.append])
+    assert [e.seq for e in seen] == list(range(1, len(seen) + 1))
+    kinds = [e.kind for e in seen]
+    assert kinds[0] is EventKind.STATUS and kinds[-1] is EventKind.STATUS
+    assert kinds.index(EventKind.LLM) < kinds.index(EventKind.TOOL_CALL) < kinds.index(EventKind.TOOL_RESULT)
+    llm_event = next(e for e in seen if e.kind is EventKind.LLM)
+    assert llm_event.data["prompt_tokens"] > 0
+    log = (settings.artifacts_dir / f"tasks/{task.id}/events.jsonl").read_text().splitlines()
+    assert len(log) == len(seen)
+
+
+def test_the_sandbox_holds_against_a_hostile_script(repo_factory, settings, tmp_path, monkeypatch) -> None:
+    home_secret = Path.home() / f".agentfleet-test-secret-{tmp_path.name}"
+    home_secret.write_text("home-secret-value")
+    repo = repo_factory(BUGGY)
+    outside = repo.parent / "escape.txt"
+    monkeypatch.setenv("LLM_API_KEY", "sk-hostile-test-key")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    commands = [
+        "cat /etc/shadow",
+        f"cat {home_secret}",
+        "env",
+        "touch /usr/agentfleet-escape && echo WROTE-USR",
+        f"echo x > {outside} && echo WROTE-OUTSIDE",
+        f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3); print('CONNECTED')\"",
+    ]
+    script = [reply(None, tool_call("exec", {"command": c})) for c in commands] + [reply("done")]
+    try:
+        with ScriptedLLM(script) as llm:
+            configured = settings.model_copy(
+                update={"gpt_oss_url": llm.url, "llm_api_key": SecretStr("sk-hostile-test-key")}
+            )
+            task = run_task(Task(request=TaskRequest(query="x", repo_url=str(repo))),
+                            configured, LocalArtifactStore(settings.artifacts_dir))
+            results = [m["content"] for m in llm.requests[-1]["messages"] if m["role"] == "tool"]
+    finally:
+        home_secret.unlink()
+        listener.close()
+    assert task.status is TaskStatus.SUCCEEDED
+    assert len(results) == len(commands)
+    shadow, home, env, usr, parent, network = results
+    assert "root:" not in shadow and "exit code 0" not in shadow
+    assert "home-secret-value" not in home and "exit code 0" not in home
+    assert "sk-hostile-test-key" not in env and "PATH=" in env
+    assert "WROTE-USR" not in usr and not Path("/usr/agentfleet-escape").exists()
+    assert "WROTE-OUTSIDE" not in parent and not outside.exists()
+    assert "CONNECTED" not in network

@@ -1,0 +1,123 @@
+"""The workspace MCP server, exercised in-process through the official MCP client."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+
+from agentfleet.agent.sandbox import Sandbox, SandboxConfig
+from agentfleet.mcp_servers.workspace import Workspace, build_server
+
+FILES = {
+    "README.md": "# Demo\n",
+    "src/app.py": "def greet(name):\n    return 'hello ' + name\n\n\ndef main():\n    print(greet('x'))\n",
+    "src/util.py": "VALUE = 42\n",
+    ".gitignore": "build/\n*.log\n",
+    "build/out.txt": "generated greet\n",
+    "debug.log": "greet noise\n",
+}
+
+
+@pytest.fixture
+def workspace(repo_factory) -> Workspace:
+    root = repo_factory(FILES)
+    return Workspace(root, Sandbox(root, SandboxConfig()))
+
+
+def call(workspace: Workspace, tool: str, **arguments: object) -> tuple[str, bool]:
+    async def go() -> tuple[str, bool]:
+        async with Client(build_server(workspace)) as client:
+            result = await client.call_tool(tool, arguments)
+            return "\n".join(getattr(b, "text", "") for b in result.content), bool(result.is_error)
+
+    return anyio.run(go)
+
+
+def test_the_server_offers_the_documented_tools_with_their_signatures(workspace) -> None:
+    async def go() -> dict:
+        async with Client(build_server(workspace)) as client:
+            return {t.name: t.input_schema for t in (await client.list_tools()).tools}
+
+    tools = anyio.run(go)
+    assert set(tools) == {"exec", "apply_patch", "read_file", "list_files", "search", "git_status", "git_diff"}
+    assert tools["exec"]["required"] == ["command"]
+    assert tools["exec"]["properties"]["timeout_s"]["default"] == 120
+    assert set(tools["read_file"]["properties"]) == {"path", "start", "end"}
+    assert tools["list_files"]["properties"]["path"]["default"] == "."
+    assert set(tools["search"]["properties"]) == {"pattern", "path"}
+
+
+@pytest.mark.parametrize("path", ["../outside.txt", "/etc/passwd", "src/../../x", "~/.bashrc"])
+def test_a_path_outside_the_workspace_is_a_tool_error(workspace, path) -> None:
+    text, is_error = call(workspace, "read_file", path=path)
+    assert is_error
+    assert "outside the workspace" in text or "absolute" in text
+
+
+def test_a_symlink_pointing_out_is_refused_and_nothing_is_touched(workspace, tmp_path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    os.symlink(secret, workspace.root / "link.txt")
+    text, is_error = call(workspace, "read_file", path="link.txt")
+    assert is_error and "outside the workspace" in text
+    patch = "*** Begin Patch\n*** Update File: link.txt\n@@\n-top secret\n+changed\n*** End Patch"
+    text, is_error = call(workspace, "apply_patch", patch=patch)
+    assert is_error and secret.read_text() == "top secret"
+    text, _ = call(workspace, "search", pattern="top secret")
+    assert text == "no matches"
+
+
+def test_read_file_returns_numbered_line_ranges(workspace) -> None:
+    text, is_error = call(workspace, "read_file", path="src/app.py", start=2, end=3)
+    assert not is_error
+    assert text.splitlines()[0].split("\t") == ["     2", "    return 'hello ' + name"]
+    assert "[lines 2-3 of 6]" in text
+
+
+def test_list_files_and_search_respect_gitignore(workspace) -> None:
+    listing, _ = call(workspace, "list_files")
+    assert listing.splitlines() == [".gitignore", "README.md", "src/app.py", "src/util.py"]
+    hits, _ = call(workspace, "search", pattern=r"greet\(")
+    assert hits.splitlines() == ["src/app.py:1: def greet(name):", "src/app.py:6:     print(greet('x'))"]
+    bad, is_error = call(workspace, "search", pattern="(")
+    assert is_error and "invalid regular expression" in bad
+
+
+def test_apply_patch_then_git_status_and_diff_show_the_change(workspace) -> None:
+    patch = (
+        "*** Begin Patch\n*** Update File: src/util.py\n@@\n-VALUE = 42\n+VALUE = 43\n"
+        "*** Add File: NEW.md\n+new\n*** End Patch"
+    )
+    text, is_error = call(workspace, "apply_patch", patch=patch)
+    assert not is_error and "M src/util.py" in text and "A NEW.md" in text
+    status, _ = call(workspace, "git_status")
+    assert "src/util.py" in status and "NEW.md" in status
+    diff, _ = call(workspace, "git_diff")
+    assert "+VALUE = 43" in diff and "+new" in diff
+
+
+def test_exec_runs_in_the_workspace_and_reports_the_exit_code(workspace) -> None:
+    text, is_error = call(workspace, "exec", command="cat src/util.py; exit 3")
+    assert not is_error
+    assert "VALUE = 42" in text and "exit code 3" in text
+
+
+def test_the_server_runs_over_stdio_as_a_subprocess(workspace) -> None:
+    import sys
+
+    from mcp import StdioServerParameters
+
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "agentfleet.mcp_servers.workspace", "--root", str(workspace.root)],
+    )
+
+    async def go() -> str:
+        async with Client(params) as client:
+            result = await client.call_tool("read_file", {"path": "src/util.py"})
+            return result.content[0].text  # type: ignore[union-attr]
+
+    assert "VALUE = 42" in anyio.run(go)

@@ -1,0 +1,83 @@
+"""`agentfleet run` end to end, as a person runs it: a real process, a real repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import git
+
+from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
+
+BUGGY = {
+    "calc.py": "def add(a, b):\n    return a - b\n",
+    "test_calc.py": "from calc import add\n\nassert add(2, 3) == 5, 'add(2, 3) should be 5'\nprint('1 passed')\n",
+}
+FIX = (
+    "*** Begin Patch\n*** Update File: calc.py\n@@ def add(a, b):\n-    return a - b\n+    return a + b\n"
+    "*** End Patch"
+)
+SCRIPT = [
+    reply(None, tool_call("read_file", {"path": "calc.py"})),
+    reply(None, tool_call("apply_patch", {"patch": FIX})),
+    reply(None, tool_call("exec", {"command": "python3 test_calc.py"})),
+    reply("Fixed add(): it subtracted. The test passes now."),
+]
+
+
+def agentfleet(tmp_path: Path, *args: str, llm_url: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"),
+        "AGENTFLEET_HOME": str(tmp_path / "home"), "GPT_OSS_URL": llm_url, "AGENTFLEET_LLM_RETRIES": "0",
+        "LLM_API_KEY": "sk-cli-test",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "agentfleet.cli", *args], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=240,
+    )
+
+
+def test_run_fixes_a_failing_test_and_pushes_a_branch(repo_factory, tmp_path) -> None:
+    source = repo_factory(BUGGY)
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(source), str(remote))
+    with ScriptedLLM(SCRIPT) as llm:
+        proc = agentfleet(tmp_path, "run", "Fix the failing test", "--repo", str(remote),
+                          "--push-branch", "--json", llm_url=llm.url)
+        tool_outputs = [m["content"] for m in llm.requests[-1]["messages"] if m["role"] == "tool"]
+    assert proc.returncode == 0, proc.stderr
+    task = json.loads(proc.stdout)
+    assert task["status"] == "SUCCEEDED"
+    assert "calc.py | 2 +-" in task["result"]["diff_stat"]
+    patch = (tmp_path / "home" / "artifacts" / task["result"]["patch"]).read_text()
+    assert "+    return a + b" in patch
+    assert "1 passed" in tool_outputs[-1], "the test ran inside the sandbox and passed"
+    branch = f"agentfleet/{task['id']}"
+    assert task["result"]["branch"] == branch
+    assert git(remote, "show", f"{branch}:calc.py") == "def add(a, b):\n    return a + b"
+    assert git(remote, "show", "main:calc.py").endswith("a - b"), "main is untouched"
+    assert "step 1" in proc.stderr and "apply_patch" in proc.stderr, "live steps are shown on stderr"
+
+
+def test_run_prints_the_summary_and_diff_stat_without_json(repo_factory, tmp_path) -> None:
+    with ScriptedLLM(SCRIPT) as llm:
+        proc = agentfleet(tmp_path, "run", "Fix it", "--repo", str(repo_factory(BUGGY)), llm_url=llm.url)
+    assert proc.returncode == 0, proc.stderr
+    assert "Fixed add()" in proc.stdout
+    assert "calc.py | 2 +-" in proc.stdout
+
+
+def test_an_unreachable_model_exits_nonzero_with_a_reason_and_no_traceback(repo_factory, tmp_path) -> None:
+    proc = agentfleet(tmp_path, "run", "x", "--repo", str(repo_factory(BUGGY)), llm_url="http://127.0.0.1:9/v1")
+    assert proc.returncode == 1
+    assert "cannot reach the model at http://127.0.0.1:9/v1" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_an_invalid_task_is_refused_before_anything_runs(tmp_path) -> None:
+    proc = agentfleet(tmp_path, "run", "x", "--repo", "https://tok:secret@github.com/a/b", llm_url="http://x")
+    assert proc.returncode == 2
+    assert "embeds credentials" in proc.stderr and "secret" not in proc.stderr.replace("credentials", "")
