@@ -8,17 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import git
-
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
+from conftest import git
 
 BUGGY = {
     "calc.py": "def add(a, b):\n    return a - b\n",
     "test_calc.py": "from calc import add\n\nassert add(2, 3) == 5, 'add(2, 3) should be 5'\nprint('1 passed')\n",
 }
 FIX = (
-    "*** Begin Patch\n*** Update File: calc.py\n@@ def add(a, b):\n-    return a - b\n+    return a + b\n"
-    "*** End Patch"
+    "*** Begin Patch\n*** Update File: calc.py\n@@ def add(a, b):\n-    return a - b\n+    return a + b\n*** End Patch"
 )
 SCRIPT = [
     reply(None, tool_call("read_file", {"path": "calc.py"})),
@@ -30,13 +28,20 @@ SCRIPT = [
 
 def agentfleet(tmp_path: Path, *args: str, llm_url: str) -> subprocess.CompletedProcess[str]:
     env = {
-        "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"),
-        "AGENTFLEET_HOME": str(tmp_path / "home"), "GPT_OSS_URL": llm_url, "AGENTFLEET_LLM_RETRIES": "0",
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "AGENTFLEET_HOME": str(tmp_path / "home"),
+        "GPT_OSS_URL": llm_url,
+        "AGENTFLEET_LLM_RETRIES": "0",
         "LLM_API_KEY": "sk-cli-test",
     }
     return subprocess.run(
-        [sys.executable, "-m", "agentfleet.cli", *args], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=240,
+        [sys.executable, "-m", "agentfleet.cli", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
 
 
@@ -45,8 +50,16 @@ def test_run_fixes_a_failing_test_and_pushes_a_branch(repo_factory, tmp_path) ->
     remote = tmp_path / "remote.git"
     git(tmp_path, "clone", "-q", "--bare", str(source), str(remote))
     with ScriptedLLM(SCRIPT) as llm:
-        proc = agentfleet(tmp_path, "run", "Fix the failing test", "--repo", str(remote),
-                          "--push-branch", "--json", llm_url=llm.url)
+        proc = agentfleet(
+            tmp_path,
+            "run",
+            "Fix the failing test",
+            "--repo",
+            str(remote),
+            "--push-branch",
+            "--json",
+            llm_url=llm.url,
+        )
         tool_outputs = [m["content"] for m in llm.requests[-1]["messages"] if m["role"] == "tool"]
     assert proc.returncode == 0, proc.stderr
     task = json.loads(proc.stdout)

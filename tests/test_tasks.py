@@ -105,9 +105,13 @@ def test_a_task_starts_queued_on_attempt_one_with_its_workspace() -> None:
 
 def test_multi_repository_requests_list_every_repository_with_its_ref() -> None:
     request = TaskRequest(
-        query="x", repo_url=GOOD, ref="main",
+        query="x",
+        repo_url=GOOD,
+        ref="main",
         repos=["https://github.com/acme/gears", {"url": "https://github.com/acme/cogs", "ref": "v1"}],
     )
     assert [(s.url, s.ref) for s in request.repo_specs()] == [
-        (GOOD, "main"), ("https://github.com/acme/gears", "main"), ("https://github.com/acme/cogs", "v1"),
+        (GOOD, "main"),
+        ("https://github.com/acme/gears", "main"),
+        ("https://github.com/acme/cogs", "v1"),
     ]

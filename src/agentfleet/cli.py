@@ -17,8 +17,13 @@ from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskRequest, TaskStatus
 
 app = typer.Typer(help="AgentFleet: run AI coding agents on git repositories.", no_args_is_help=True)
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+@app.callback()
+def _root() -> None:
+    """AgentFleet: run AI coding agents on git repositories."""
 
 
 def _repo_arg(value: str) -> str:
@@ -56,8 +61,11 @@ def run(
     settings = Settings()
     artifacts = LocalArtifactStore(settings.artifacts_dir)
     body = {
-        "query": query, "repo_url": _repo_arg(repo[0]), "repos": [_repo_arg(r) for r in repo[1:]],
-        "ref": ref, "files": _upload_inputs(file or [], artifacts),
+        "query": query,
+        "repo_url": _repo_arg(repo[0]),
+        "repos": [_repo_arg(r) for r in repo[1:]],
+        "ref": ref,
+        "files": _upload_inputs(file or [], artifacts),
         "options": {"max_steps": max_steps, "network": network, "push_branch": push_branch},
     }
     try:

@@ -27,9 +27,7 @@ def _seed(name: str) -> AliasChoices:
 class Settings(BaseSettings):
     """Everything configurable. Field names map to AGENTFLEET_<NAME> unless noted."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="AGENTFLEET_", env_file=".env", extra="ignore", populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix="AGENTFLEET_", env_file=".env", extra="ignore", populate_by_name=True)
 
     backend: Literal["local", "gcp"] = "local"
     home: Path = Field(default_factory=_default_home, description="Local data: mirrors, workspaces, artifacts")

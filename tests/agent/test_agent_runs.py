@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 from pathlib import Path
@@ -20,8 +21,7 @@ BUGGY = {
     "test_calc.py": "from calc import add\n\nassert add(2, 3) == 5, 'add(2, 3) should be 5'\nprint('1 passed')\n",
 }
 FIX = (
-    "*** Begin Patch\n*** Update File: calc.py\n@@ def add(a, b):\n-    return a - b\n+    return a + b\n"
-    "*** End Patch"
+    "*** Begin Patch\n*** Update File: calc.py\n@@ def add(a, b):\n-    return a - b\n+    return a + b\n*** End Patch"
 )
 
 
@@ -57,7 +57,13 @@ def test_the_agent_fixes_a_failing_test_and_leaves_a_patch(repo_factory, setting
     assert task.usage.llm_calls == 4 and task.usage.tool_calls == 3
     assert requests[0]["tools"], "the tools are offered as OpenAI schemas"
     assert {t["function"]["name"] for t in requests[0]["tools"]} >= {
-        "exec", "apply_patch", "read_file", "list_files", "search", "git_status", "git_diff",
+        "exec",
+        "apply_patch",
+        "read_file",
+        "list_files",
+        "search",
+        "git_status",
+        "git_diff",
     }
 
 
@@ -68,12 +74,12 @@ def test_history_is_append_only_so_the_prefix_cache_hits(repo_factory, settings)
         reply("done"),
     ]
     _, requests = run_scripted(script, repo_factory(BUGGY), settings)
-    for earlier, later in zip(requests, requests[1:], strict=False):
+    for earlier, later in itertools.pairwise(requests):
         assert later["messages"][: len(earlier["messages"])] == earlier["messages"]
 
 
 def test_a_model_that_never_stops_is_stopped_by_the_step_limit(repo_factory, settings) -> None:
-    script = [reply(None, tool_call("exec", {"command": f"echo {i}"})) for i in range(10)]
+    script = [reply(None, tool_call("exec", {"command": f"echo {i}"})) for i in range(3)]
     script.append(reply("I ran out of steps."))
     task, requests = run_scripted(script, repo_factory(BUGGY), settings, max_steps=3)
     assert task.status is TaskStatus.FAILED
@@ -188,8 +194,11 @@ def test_the_sandbox_holds_against_a_hostile_script(repo_factory, settings, tmp_
             configured = settings.model_copy(
                 update={"gpt_oss_url": llm.url, "llm_api_key": SecretStr("sk-hostile-test-key")}
             )
-            task = run_task(Task(request=TaskRequest(query="x", repo_url=str(repo))),
-                            configured, LocalArtifactStore(settings.artifacts_dir))
+            task = run_task(
+                Task(request=TaskRequest(query="x", repo_url=str(repo))),
+                configured,
+                LocalArtifactStore(settings.artifacts_dir),
+            )
             results = [m["content"] for m in llm.requests[-1]["messages"] if m["role"] == "tool"]
     finally:
         home_secret.unlink()

@@ -22,10 +22,7 @@ from agentfleet.settings import Settings
 IS_ROOT = os.geteuid() == 0
 NOT_ROOT = "not running as root, so the drop to the unprivileged sandbox user is not exercised"
 UNSANDBOXED = SandboxConfig(mode="none", allow_unsandboxed=True)
-CONNECT = (
-    'python3 -c "import socket; '
-    "socket.create_connection(('127.0.0.1', {port}), timeout=3); print('CONNECTED')\""
-)
+CONNECT = "python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3); print('CONNECTED')\""
 
 
 @pytest.fixture

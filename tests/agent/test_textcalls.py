@@ -11,13 +11,19 @@ KNOWN = {"exec", "read_file", "apply_patch"}
 
 FORMS = [
     ('```json\n{"name": "exec", "arguments": {"command": "ls"}}\n```', "json fence"),
-    ('I will list files.\n```json\n{"name": "exec", "arguments": {"command": "ls"}}\n```\n', "json fence in prose"),
+    (
+        'I will list files.\n```json\n{"name": "exec", "arguments": {"command": "ls"}}\n```\n',
+        "json fence in prose",
+    ),
     ('<tool_call>\n{"name": "exec", "arguments": {"command": "ls"}}\n</tool_call>', "tool_call tags"),
     ('<tool_call>{"name": "exec", "arguments": "{\\"command\\": \\"ls\\"}"}</tool_call>', "string arguments"),
     ('{"name": "exec", "arguments": {"command": "ls"}}', "bare json"),
     ('{"tool": "exec", "args": {"command": "ls"}}', "tool/args keys"),
     ('{"function": {"name": "exec", "arguments": {"command": "ls"}}}', "function wrapper"),
-    ('<|channel|>commentary to=functions.exec <|constrain|>json<|message|>{"command": "ls"}<|call|>', "harmony"),
+    (
+        '<|channel|>commentary to=functions.exec <|constrain|>json<|message|>{"command": "ls"}<|call|>',
+        "harmony",
+    ),
     ('```\n{"name": "exec", "arguments": {"command": "ls"}}\n```', "unlabelled fence"),
 ]
 

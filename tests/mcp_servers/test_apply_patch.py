@@ -21,9 +21,7 @@ from agentfleet.mcp_servers.apply_patch import (
     summarize,
 )
 
-CONFORMANCE_DEFAULT = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "codex-apply-patch"
-)
+CONFORMANCE_DEFAULT = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "codex-apply-patch"
 CONFORMANCE_ENV = "AGENTFLEET_CONFORMANCE_DIR"
 
 
@@ -42,10 +40,7 @@ def scenarios() -> list[Path | None]:
 
 def tree(root: Path) -> dict[str, bytes | None]:
     """Every path under root (directories as None) with file contents."""
-    return {
-        p.relative_to(root).as_posix(): None if p.is_dir() else p.read_bytes()
-        for p in sorted(root.rglob("*"))
-    }
+    return {p.relative_to(root).as_posix(): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
 
 
 def make_writable(root: Path) -> None:
@@ -57,9 +52,7 @@ def patch(*lines: str) -> str:
     return "\n".join(["*** Begin Patch", *lines, "*** End Patch"]) + "\n"
 
 
-@pytest.mark.parametrize(
-    "scenario", scenarios(), ids=lambda p: p.name if p else "conformance-vectors-missing"
-)
+@pytest.mark.parametrize("scenario", scenarios(), ids=lambda p: p.name if p else "conformance-vectors-missing")
 def test_every_codex_conformance_scenario_ends_in_its_expected_tree(scenario: Path | None, tmp_path) -> None:
     if scenario is None:
         pytest.fail(
@@ -82,18 +75,14 @@ def test_the_conformance_folder_holds_the_scenarios_it_documents() -> None:
     assert found is not None, f"looked in {CONFORMANCE_DEFAULT} and ${CONFORMANCE_ENV}"
     names = [p.name for p in found.iterdir() if p.is_dir()]
     assert len(names) >= 22
-    assert all(
-        (found / name / "patch.txt").is_file() and (found / name / "expected").is_dir() for name in names
-    )
+    assert all((found / name / "patch.txt").is_file() and (found / name / "expected").is_dir() for name in names)
 
 
 # --- errors the model reads ----------------------------------------------------------------------
 
 
 def test_a_hunk_that_does_not_apply_is_named_with_its_file_number_and_missing_lines(tmp_path) -> None:
-    (tmp_path / "calc.py").write_text(
-        "def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a - b\n"
-    )
+    (tmp_path / "calc.py").write_text("def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a - b\n")
     text = patch(
         "*** Update File: calc.py",
         "@@ def add(a, b):",
@@ -153,9 +142,7 @@ def test_a_failure_after_earlier_operations_says_which_ones_stayed_applied(tmp_p
 # --- paths stay inside the workspace -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "escape", ["../x.txt", "/etc/passwd", "sub/../../x.txt", "link/owned.txt", "filelink"]
-)
+@pytest.mark.parametrize("escape", ["../x.txt", "/etc/passwd", "sub/../../x.txt", "link/owned.txt", "filelink"])
 def test_a_path_outside_the_workspace_is_refused_and_nothing_is_touched(tmp_path, escape) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -195,9 +182,7 @@ def test_context_matches_despite_trailing_and_surrounding_whitespace(tmp_path) -
     (tmp_path / "a.py").write_text("def f():   \n\tif x:\n        return 1\n")
     text = patch("*** Update File: a.py", "@@", " def f():", "     if x:", "-  return 1", "+        return 2")
     apply_patch(text, tmp_path)
-    assert (tmp_path / "a.py").read_text() == "def f():   \n\tif x:\n        return 2\n", (
-        "context kept as it was"
-    )
+    assert (tmp_path / "a.py").read_text() == "def f():   \n\tif x:\n        return 2\n", "context kept as it was"
 
 
 def test_typographic_dashes_quotes_and_spaces_match_their_ascii_forms(tmp_path) -> None:
@@ -229,9 +214,7 @@ def test_several_at_at_headers_narrow_down_nested_context(tmp_path) -> None:
     (tmp_path / "m.py").write_text(
         "class A:\n    def run(self):\n        pass\nclass B:\n    def run(self):\n        pass\n"
     )
-    text = patch(
-        "*** Update File: m.py", "@@ class B:", "@@     def run(self):", "-        pass", "+        go()"
-    )
+    text = patch("*** Update File: m.py", "@@ class B:", "@@     def run(self):", "-        pass", "+        go()")
     apply_patch(text, tmp_path)
     assert (tmp_path / "m.py").read_text() == (
         "class A:\n    def run(self):\n        pass\nclass B:\n    def run(self):\n        go()\n"
@@ -334,9 +317,7 @@ def test_replacing_any_one_line_produces_exactly_that_change(tmp_path, lines, da
     context = [f" {lines[index - 1]}"] if index and data.draw(st.booleans(), label="with context") else []
     target = tmp_path / "f.txt"
     target.write_bytes(("\n".join(lines) + "\n").encode())
-    apply_patch(
-        patch("*** Update File: f.txt", "@@", *context, f"-{lines[index]}", f"+{replacement}"), tmp_path
-    )
+    apply_patch(patch("*** Update File: f.txt", "@@", *context, f"-{lines[index]}", f"+{replacement}"), tmp_path)
     expected = [*lines[:index], replacement, *lines[index + 1 :]]
     assert target.read_bytes() == ("\n".join(expected) + "\n").encode()
 

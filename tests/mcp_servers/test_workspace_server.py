@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import anyio
 import pytest
@@ -43,7 +42,15 @@ def test_the_server_offers_the_documented_tools_with_their_signatures(workspace)
             return {t.name: t.input_schema for t in (await client.list_tools()).tools}
 
     tools = anyio.run(go)
-    assert set(tools) == {"exec", "apply_patch", "read_file", "list_files", "search", "git_status", "git_diff"}
+    assert set(tools) == {
+        "exec",
+        "apply_patch",
+        "read_file",
+        "list_files",
+        "search",
+        "git_status",
+        "git_diff",
+    }
     assert tools["exec"]["required"] == ["command"]
     assert tools["exec"]["properties"]["timeout_s"]["default"] == 120
     assert set(tools["read_file"]["properties"]) == {"path", "start", "end"}
@@ -112,7 +119,8 @@ def test_the_server_runs_over_stdio_as_a_subprocess(workspace) -> None:
     from mcp import StdioServerParameters
 
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "agentfleet.mcp_servers.workspace", "--root", str(workspace.root)],
+        command=sys.executable,
+        args=["-m", "agentfleet.mcp_servers.workspace", "--root", str(workspace.root)],
     )
 
     async def go() -> str:

@@ -62,9 +62,7 @@ def test_usage_estimates_prompt_and_completion_tokens_from_characters() -> None:
 
 
 def test_streaming_with_the_openai_client_reassembles_content_and_tool_calls() -> None:
-    script = [
-        reply("Let me look at the file first.", tool_call("grep", {"pattern": "def main", "path": "."}))
-    ]
+    script = [reply("Let me look at the file first.", tool_call("grep", {"pattern": "def main", "path": "."}))]
     with ScriptedLLM(script) as llm:
         stream = ask(llm, stream=True, stream_options={"include_usage": True})
         chunks = list(stream)
@@ -209,9 +207,7 @@ def test_the_cli_serves_a_script_on_a_free_port_and_exits_cleanly_on_sigterm(tmp
         "--record",
         str(record),
     ]
-    proc = subprocess.Popen(
-        command, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-    )
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         wait_healthy(f"http://127.0.0.1:{port}/health", proc)
         llm_client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)

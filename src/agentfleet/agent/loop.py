@@ -138,8 +138,10 @@ class Agent:
         calls, parse_error = self._calls_in(message)
         self._remember(message, calls)
         if parse_error:
-            self._say(f"Your tool call could not be parsed: {parse_error}. Write a valid call, "
-                      "or reply without a tool call to give your final answer.")
+            self._say(
+                f"Your tool call could not be parsed: {parse_error}. Write a valid call, "
+                "or reply without a tool call to give your final answer."
+            )
             return
         if not calls:
             raise _Finished((message.content or "").strip())
@@ -162,14 +164,17 @@ class Agent:
             raise LLMUnavailableError("the model endpoint returned a reply with no choices")
         message = response.choices[0].message
         self._count_usage(response, message)
-        self.emit(EventKind.LLM, {
-            "step": self.steps,
-            "content": clip(message.content or ""),
-            "tool_calls": [tc.function.name for tc in (message.tool_calls or []) if tc.type == "function"],
-            "prompt_tokens": response.usage.prompt_tokens if response.usage else None,
-            "completion_tokens": response.usage.completion_tokens if response.usage else None,
-            "elapsed_s": round(time.monotonic() - started, 3),
-        })
+        self.emit(
+            EventKind.LLM,
+            {
+                "step": self.steps,
+                "content": clip(message.content or ""),
+                "tool_calls": [tc.function.name for tc in (message.tool_calls or []) if tc.type == "function"],
+                "prompt_tokens": response.usage.prompt_tokens if response.usage else None,
+                "completion_tokens": response.usage.completion_tokens if response.usage else None,
+                "elapsed_s": round(time.monotonic() - started, 3),
+            },
+        )
         return message
 
     async def _complete(self, kwargs: dict[str, Any]) -> Any:
@@ -198,13 +203,14 @@ class Agent:
     def _calls_in(self, message: Any) -> tuple[list[_Call], str | None]:
         native = [
             _Call(tc.id, tc.function.name, _loads(tc.function.arguments), tc.function.arguments)
-            for tc in (message.tool_calls or []) if tc.type == "function"
+            for tc in (message.tool_calls or [])
+            if tc.type == "function"
         ]
         if native or not self.profile.recover_text_calls:
             return native, None
         shell = self.profile.shell_tool if self.profile.protocol == "text" else None
         recovery = recover_tool_calls(message.content, self.tools.names, shell_tool=shell)
-        calls = [_recovered(c) for c in recovery.calls[:1 if self.profile.protocol == "text" else None]]
+        calls = [_recovered(c) for c in recovery.calls[: 1 if self.profile.protocol == "text" else None]]
         if calls:
             self.emit(EventKind.LOG, {"message": f"recovered {len(calls)} tool call(s) written as text"})
         return calls, recovery.error
@@ -213,8 +219,7 @@ class Agent:
         entry: dict[str, Any] = {"role": "assistant", "content": message.content or ""}
         if calls and self.profile.protocol == "native":
             entry["tool_calls"] = [
-                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.raw}}
-                for c in calls
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.raw}} for c in calls
             ]
         self.messages.append(entry)
 
@@ -223,18 +228,26 @@ class Agent:
 
     async def _run(self, call: _Call) -> None:
         self.usage.tool_calls += 1
-        self.emit(EventKind.TOOL_CALL, {"step": self.steps, "name": call.name,
-                                        "arguments": clip(call.raw, EVENT_TEXT_LIMIT)})
+        self.emit(
+            EventKind.TOOL_CALL,
+            {"step": self.steps, "name": call.name, "arguments": clip(call.raw, EVENT_TEXT_LIMIT)},
+        )
         started = time.monotonic()
         if call.arguments is None:
             text, is_error = f"the arguments are not a valid JSON object: {clip(call.raw, 200)}", True
         else:
             outcome = await self.tools.call(call.name, call.arguments)
             text, is_error = outcome.text, outcome.is_error
-        self.emit(EventKind.TOOL_RESULT, {
-            "step": self.steps, "name": call.name, "is_error": is_error,
-            "output": clip(text), "elapsed_s": round(time.monotonic() - started, 3),
-        })
+        self.emit(
+            EventKind.TOOL_RESULT,
+            {
+                "step": self.steps,
+                "name": call.name,
+                "is_error": is_error,
+                "output": clip(text),
+                "elapsed_s": round(time.monotonic() - started, 3),
+            },
+        )
         if self.profile.protocol == "native":
             self.messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
         else:

@@ -82,7 +82,10 @@ PROFILES: dict[str, ModelProfile] = {
     "gpt-oss": ModelProfile(name="gpt-oss", protocol="native"),
     "native": ModelProfile(name="native", protocol="native"),
     "text": ModelProfile(
-        name="text", protocol="text", system_prompt=TEXT_PROTOCOL_PROMPT, temperature=0.2,
+        name="text",
+        protocol="text",
+        system_prompt=TEXT_PROTOCOL_PROMPT,
+        temperature=0.2,
         max_reply_tokens=1024,
     ),
 }
@@ -96,9 +99,7 @@ def profile_for(model: str, name: str = "auto") -> ModelProfile:
         try:
             return PROFILES[name]
         except KeyError:
-            raise ValueError(
-                f"unknown model profile {name!r}; choose one of: auto, {', '.join(PROFILES)}"
-            ) from None
+            raise ValueError(f"unknown model profile {name!r}; choose one of: auto, {', '.join(PROFILES)}") from None
     lowered = model.lower()
     for needle, profile in _BY_MODEL_NAME:
         if needle in lowered:

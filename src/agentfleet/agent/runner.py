@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -56,9 +57,7 @@ class EventRecorder:
         return "".join(e.model_dump_json() + "\n" for e in self.events).encode()
 
 
-def run_task(
-    task: Task, settings: Settings, artifacts: ArtifactStore, listeners: Iterable[Listener] = ()
-) -> Task:
+def run_task(task: Task, settings: Settings, artifacts: ArtifactStore, listeners: Iterable[Listener] = ()) -> Task:
     """Work `task` to a final state and return it; never raises for a task failure."""
     record = EventRecorder(task.id, listeners)
     task = task.model_copy(update={"status": TaskStatus.RUNNING, "started_at": utcnow()})
@@ -67,6 +66,8 @@ def run_task(
         result, error = asyncio.run(_work(task, settings, artifacts, record))
     except AgentFleetError as exc:
         result, error = None, str(exc)
+    except ExceptionGroup as group:  # raised through the MCP clients' task groups
+        result, error = None, _reason(group, task.id)
     except Exception as exc:  # top-level handler: the task fails with a reason, not a traceback
         logger.exception("task failed unexpectedly", extra={"task_id": task.id})
         result, error = None, f"internal error: {exc.__class__.__name__}: {exc}"
@@ -76,10 +77,28 @@ def run_task(
     record(EventKind.STATUS, {"status": status.value, **({"error": error} if error else {})})
     _save_log(artifacts, task.id, record)
     now = utcnow()
-    return task.model_copy(update={
-        "status": status, "result": result, "error": error, "finished_at": now, "updated_at": now,
-        "usage": result.usage if result else task.usage,
-    })
+    return task.model_copy(
+        update={
+            "status": status,
+            "result": result,
+            "error": error,
+            "finished_at": now,
+            "updated_at": now,
+            "usage": result.usage if result else task.usage,
+        }
+    )
+
+
+def _reason(group: ExceptionGroup, task_id: str) -> str:
+    """The message of the first error of ours in a group; anything else is internal."""
+    ours = group.subgroup(lambda exc: isinstance(exc, AgentFleetError))
+    while ours is not None and isinstance(ours, ExceptionGroup):
+        first = ours.exceptions[0]
+        if not isinstance(first, ExceptionGroup):
+            return str(first)
+        ours = first
+    logger.error("task failed unexpectedly: %r", group, extra={"task_id": task_id}, exc_info=group)
+    return f"internal error: {group.exceptions[0]!r}"
 
 
 def _save_log(artifacts: ArtifactStore, task_id: str, record: EventRecorder) -> None:
@@ -108,8 +127,10 @@ async def _work(
         for spec in options.mcp_servers:
             await tools.connect(spec.name, spec.url)
         llm = AsyncOpenAI(
-            base_url=settings.gpt_oss_url, api_key=settings.llm_api_key.get_secret_value(),
-            timeout=settings.llm_timeout_s, max_retries=settings.llm_retries,
+            base_url=settings.gpt_oss_url,
+            api_key=settings.llm_api_key.get_secret_value(),
+            timeout=settings.llm_timeout_s,
+            max_retries=settings.llm_retries,
         )
         agent = Agent(llm, model, tools, profile, _limits(task, settings), record)
         outcome = await agent.run(_prompt(task, workspace))
@@ -139,15 +160,15 @@ def _setup_runner(settings: Settings, config: SandboxConfig, task: Task) -> Call
 
 def _workspace_server(root: Path, settings: Settings, network: bool) -> StdioServerParameters:
     """The workspace server as a child process; its environment carries no secrets."""
-    import os
-
     env = {k: v for k, v in os.environ.items() if k.startswith(_SERVER_ENV_PREFIXES)}
     env["PYTHONUNBUFFERED"] = "1"
     args = ["-m", "agentfleet.mcp_servers.workspace", "--root", str(root)]
     settings.home.mkdir(parents=True, exist_ok=True)
     return StdioServerParameters(
-        command=sys.executable, args=[*args, *(["--network"] if network else [])],
-        env=env, cwd=str(settings.home),
+        command=sys.executable,
+        args=[*args, *(["--network"] if network else [])],
+        env=env,
+        cwd=str(settings.home),
     )
 
 
@@ -163,7 +184,11 @@ def _prompt(task: Task, workspace: PreparedWorkspace) -> str:
 
 
 def _finish(
-    task: Task, workspace: PreparedWorkspace, artifacts: ArtifactStore, outcome: Outcome, record: EventRecorder
+    task: Task,
+    workspace: PreparedWorkspace,
+    artifacts: ArtifactStore,
+    outcome: Outcome,
+    record: EventRecorder,
 ) -> tuple[TaskResult, str | None]:
     multi = len(workspace.repos) > 1
     patches, stats, branch = [], [], None
@@ -178,10 +203,17 @@ def _finish(
             branch = f"agentfleet/{task.id}"
             push_branch(repo, branch, _commit_message(task))
             record(EventKind.LOG, {"message": f"pushed branch {branch}", "repo": repo.url})
-    key = artifacts.put_bytes(f"tasks/{task.id}/patch.diff", "".join(patches).encode()) if patches else None
+    key = (
+        artifacts.put_bytes(f"tasks/{task.id}/patch.diff", "".join(patches).encode("utf-8", "surrogateescape"))
+        if patches
+        else None
+    )
     result = TaskResult(
-        summary=outcome.summary or "(the model gave no final answer)", patch=key,
-        diff_stat="\n".join(stats).strip(), branch=branch, artifacts=[key] if key else [],
+        summary=outcome.summary or "(the model gave no final answer)",
+        patch=key,
+        diff_stat="\n".join(stats).strip(),
+        branch=branch,
+        artifacts=[key] if key else [],
         usage=outcome.usage,
     )
     error = f"stopped: {outcome.stopped_by}" if outcome.failed else None

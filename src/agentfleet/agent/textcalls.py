@@ -74,9 +74,7 @@ def _calls_from(value: Any, known: set[str]) -> list[TextCall]:
     return [c for c in calls if c is not None]
 
 
-def recover_tool_calls(
-    content: str | None, known_tools: set[str], *, shell_tool: str | None = None
-) -> Recovery:
+def recover_tool_calls(content: str | None, known_tools: set[str], *, shell_tool: str | None = None) -> Recovery:
     """Tool calls written in `content`. `shell_tool` enables the ```bash fence form."""
     if not content:
         return Recovery()

@@ -80,9 +80,7 @@ class ToolBox:
         if route is None:
             known = ", ".join(sorted(self._routes))
             return ToolOutcome(f"unknown tool {name!r}; the tools are: {known}", is_error=True)
-        result = await route.client.call_tool(
-            route.mcp_name, arguments, read_timeout_seconds=self.call_timeout_s
-        )
+        result = await route.client.call_tool(route.mcp_name, arguments, read_timeout_seconds=self.call_timeout_s)
         text = "\n".join(block.text for block in result.content if isinstance(block, TextContent))
         prefix = f"Error executing tool {route.mcp_name}: "
         return ToolOutcome(text.removeprefix(prefix), bool(result.is_error))
@@ -93,9 +91,7 @@ def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
     cleaned = {k: v for k, v in schema.items() if k != "title"}
     props = cleaned.get("properties")
     if isinstance(props, dict):
-        cleaned["properties"] = {
-            key: {k: v for k, v in value.items() if k != "title"} for key, value in props.items()
-        }
+        cleaned["properties"] = {key: {k: v for k, v in value.items() if k != "title"} for key, value in props.items()}
     cleaned.setdefault("properties", {})
     cleaned.setdefault("type", "object")
     return cleaned

@@ -237,9 +237,7 @@ def _apply(op: Operation, root: Path, targets: dict[str, Path], notify: Notify) 
         _entry(root, op.path, path).unlink()
         return FileChange("delete", posix)
     if not path.is_file():
-        problem = (
-            "it is a directory" if path.is_dir() else "it does not exist; use '*** Add File:' to create it"
-        )
+        problem = "it is a directory" if path.is_dir() else "it does not exist; use '*** Add File:' to create it"
         raise PatchError(f"cannot update {op.path}: {problem}")
     updated = _updated_text(op, path.read_bytes().decode("utf-8", "surrogateescape"))
     destination = targets[op.move_to] if op.move_to else path

@@ -32,12 +32,11 @@ def _ignored(path: Path, is_dir: bool, specs: list[tuple[Path, GitIgnoreSpec]]) 
 def _specs_above(root: Path, base: Path) -> list[tuple[Path, GitIgnoreSpec]]:
     """The .gitignore files of `base`'s ancestors inside the workspace."""
     specs = []
-    for directory in [*reversed(base.parents), base]:
+    for directory in reversed(base.parents):
         if directory == root or root in directory.parents:
-            if directory != base:
-                spec = _load_ignore(directory)
-                if spec:
-                    specs.append((directory, spec))
+            spec = _load_ignore(directory)
+            if spec:
+                specs.append((directory, spec))
     return specs
 
 

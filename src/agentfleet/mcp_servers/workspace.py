@@ -121,8 +121,10 @@ class Workspace:
         return self._each_repo(["diff", "HEAD"], intent_to_add=True) or "no changes"
 
     def _each_repo(self, args: list[str], intent_to_add: bool = False) -> str:
-        repos = [self.root] if (self.root / ".git").exists() else sorted(
-            p for p in self.root.iterdir() if (p / ".git").exists()
+        repos = (
+            [self.root]
+            if (self.root / ".git").exists()
+            else sorted(p for p in self.root.iterdir() if (p / ".git").exists())
         )
         if not repos:
             raise ToolError("the workspace holds no git repository")
@@ -138,7 +140,12 @@ class Workspace:
 def _git(repo: Path, args: list[str]) -> str:
     proc = subprocess.run(
         ["git", "-c", "safe.directory=*", "-c", "core.quotepath=off", *args],
-        cwd=repo, capture_output=True, text=True, errors="replace", timeout=GIT_TIMEOUT_S, check=False,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=GIT_TIMEOUT_S,
+        check=False,
     )
     if proc.returncode != 0:
         raise ToolError(f"git {' '.join(args)} failed: {proc.stderr.strip()[-2000:]}")

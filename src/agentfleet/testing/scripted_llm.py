@@ -108,18 +108,14 @@ def _stream_chunks(body: dict, completion: dict) -> Iterator[dict]:
     choice = completion["choices"][0]
 
     def chunk(delta: dict, finish_reason: str | None = None) -> dict:
-        return base | {
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
-        }
+        return base | {"choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
 
     yield chunk({"role": "assistant", "content": ""})
     for piece in _pieces(choice["message"]["content"] or ""):
         yield chunk({"content": piece})
     for index, call in enumerate(choice["message"].get("tool_calls", [])):
         head = {"name": call["function"].get("name", ""), "arguments": ""}
-        yield chunk(
-            {"tool_calls": [{"index": index, "id": call["id"], "type": "function", "function": head}]}
-        )
+        yield chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function", "function": head}]})
         for piece in _pieces(call["function"].get("arguments", ""), 16):
             yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
     yield chunk({}, choice["finish_reason"])
