@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 
 def _check_key(key: str) -> str:
@@ -24,13 +26,13 @@ class LocalArtifactStore:
     def _path(self, key: str) -> Path:
         return self.root / _check_key(key)
 
-    def _atomic_write(self, key: str, write: object) -> str:
+    def _atomic_write(self, key: str, write: Callable[[BinaryIO], object]) -> str:
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
-                write(fh)  # type: ignore[operator]
+                write(fh)
             os.replace(tmp, dest)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -41,9 +43,9 @@ class LocalArtifactStore:
         return self._atomic_write(key, lambda fh: fh.write(data))
 
     def put_file(self, key: str, path: Path) -> str:
-        def copy(fh: object) -> None:
+        def copy(fh: BinaryIO) -> None:
             with path.open("rb") as src:
-                shutil.copyfileobj(src, fh)  # type: ignore[misc]
+                shutil.copyfileobj(src, fh)
 
         return self._atomic_write(key, copy)
 
