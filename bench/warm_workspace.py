@@ -32,8 +32,6 @@ def make_history(repo: Path, commits: int) -> None:
         lines.append(f"committer bench <b@localhost> {1_700_000_000 + i} +0000\n".encode())
         message = f"commit {i}\n".encode()
         lines.append(f"data {len(message)}\n".encode() + message)
-        if i > 1:
-            lines.append(b"from refs/heads/main^0\n")
         lines.append(f"M 644 inline src/file{i % 200}.txt\ndata {len(body)}\n".encode() + body + b"\n")
     subprocess.run(["git", "fast-import", "--quiet"], cwd=repo, input=b"".join(lines), check=True)
     subprocess.run(["git", "reset", "-q", "--hard"], cwd=repo, check=True)

@@ -83,6 +83,36 @@ def test_run_prints_the_summary_and_diff_stat_without_json(repo_factory, tmp_pat
     assert "calc.py | 2 +-" in proc.stdout
 
 
+def test_input_files_and_several_repositories_reach_the_workspace(repo_factory, tmp_path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("remember the milk\n")
+    first, second = repo_factory(BUGGY, name="alpha"), repo_factory({"b.txt": "beta\n"}, name="beta")
+    script = [
+        reply(None, tool_call("exec", {"command": "cat .agentfleet/inputs/notes.txt; ls alpha beta"})),
+        reply("Read the notes."),
+    ]
+    with ScriptedLLM(script) as llm:
+        proc = agentfleet(
+            tmp_path,
+            "run",
+            "Read the notes",
+            "--repo",
+            str(first),
+            "--repo",
+            str(second),
+            "--file",
+            str(notes),
+            "--json",
+            llm_url=llm.url,
+        )
+        output = next(m["content"] for m in llm.requests[-1]["messages"] if m["role"] == "tool")
+        prompt = llm.requests[0]["messages"][1]["content"]
+    assert proc.returncode == 0, proc.stderr
+    assert "remember the milk" in output and "calc.py" in output and "b.txt" in output
+    assert "- alpha:" in prompt and "- beta:" in prompt and ".agentfleet/inputs/notes.txt" in prompt
+    assert json.loads(proc.stdout)["result"]["patch"] is None, "input files are not part of the patch"
+
+
 def test_an_unreachable_model_exits_nonzero_with_a_reason_and_no_traceback(repo_factory, tmp_path) -> None:
     proc = agentfleet(tmp_path, "run", "x", "--repo", str(repo_factory(BUGGY)), llm_url="http://127.0.0.1:9/v1")
     assert proc.returncode == 1

@@ -212,3 +212,24 @@ def test_the_sandbox_holds_against_a_hostile_script(repo_factory, settings, tmp_
     assert "WROTE-USR" not in usr and not Path("/usr/agentfleet-escape").exists()
     assert "WROTE-OUTSIDE" not in parent and not outside.exists()
     assert "CONNECTED" not in network
+
+
+def test_a_second_run_reuses_the_mirror_and_the_sandboxed_setup(repo_factory, settings) -> None:
+    setup = "mkdir -p .venv && date +%s%N > .venv/installed && echo installed"
+    files = {**BUGGY, ".agentfleet/setup.sh": setup + "\n", "requirements.txt": "requests==2\n"}
+    repo = repo_factory(files)
+    runs = []
+    for _ in range(2):
+        seen: list = []
+        with ScriptedLLM([reply(None, tool_call("exec", {"command": "cat .venv/installed"})), reply("ok")]) as llm:
+            configured = settings.model_copy(update={"gpt_oss_url": llm.url})
+            task = Task(request=TaskRequest(query="x", repo_url=str(repo)))
+            final = run_task(task, configured, LocalArtifactStore(settings.artifacts_dir), listeners=[seen.append])
+            output = next(m["content"] for m in llm.requests[-1]["messages"] if m["role"] == "tool")
+        assert final.status is TaskStatus.SUCCEEDED, final.error
+        steps = {e.data["step"]: e.data for e in seen if e.kind is EventKind.WORKSPACE}
+        runs.append((steps, output.splitlines()[0]))
+    (first, first_stamp), (second, second_stamp) = runs
+    assert first["mirror"]["action"] == "created" and second["mirror"]["action"] == "fetched"
+    assert first["setup"]["action"] == "ran" and second["setup"]["action"] == "reused"
+    assert first_stamp == second_stamp, "the second task saw the environment the first one installed"

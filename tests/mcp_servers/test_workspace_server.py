@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import anyio
@@ -129,3 +130,50 @@ def test_the_server_runs_over_stdio_as_a_subprocess(workspace) -> None:
             return result.content[0].text  # type: ignore[union-attr]
 
     assert "VALUE = 42" in anyio.run(go)
+
+
+def test_the_server_runs_over_streamable_http(workspace, tmp_path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agentfleet.mcp_servers.workspace",
+            "--root",
+            str(workspace.root),
+            "--transport",
+            "streamable-http",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    async def go() -> str:
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            result = await client.call_tool("read_file", {"path": "src/util.py"})
+            return result.content[0].text  # type: ignore[union-attr]
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not start listening"
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    server.wait(timeout=0.05)  # the pause between polls; fails fast if it exited
+                assert server.poll() is None, "the server exited"
+        assert "VALUE = 42" in anyio.run(go)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
