@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 300.0
     llm_retries: int = 2
 
+    # The embedded local model, started when GPT_OSS_URL is not set.
+    embedded_model: str = "qwen2.5-coder-1.5b"
+    embedded_ctx: int = Field(8192, ge=512, le=131_072, description="Context window of the embedded model")
+    embedded_threads: int = Field(0, ge=0, description="CPU threads for the embedded model; 0: all cores")
+
     # Task policy.
     allow_local_repos: bool | None = Field(
         None, description="Accept local paths and file:// URLs; default: yes for local, no for gcp"
@@ -86,6 +91,10 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.home / "artifacts"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
 
     @property
     def setup_cache_dir(self) -> Path:
