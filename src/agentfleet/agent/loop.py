@@ -158,6 +158,8 @@ class Agent:
             kwargs["temperature"] = self.profile.temperature
         if self.profile.max_reply_tokens:
             kwargs["max_tokens"] = self.profile.max_reply_tokens
+        if self.profile.stop and tools:
+            kwargs["stop"] = list(self.profile.stop)
         started = time.monotonic()
         response = await self._complete(kwargs)
         if not response.choices:

@@ -67,6 +67,7 @@ class ModelProfile(BaseModel):
     shell_tool: str = "exec"
     temperature: float | None = None
     max_reply_tokens: int | None = None
+    stop: tuple[str, ...] = Field(default=(), description="Stop sequences, e.g. the closing fence of a bash block")
 
     def mcp_name(self, model_name: str) -> str:
         return self.tool_aliases.get(model_name, model_name)
@@ -87,6 +88,7 @@ PROFILES: dict[str, ModelProfile] = {
         system_prompt=TEXT_PROTOCOL_PROMPT,
         temperature=0.2,
         max_reply_tokens=1024,
+        stop=("\n```\n",),
     ),
 }
 

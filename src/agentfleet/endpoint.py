@@ -1,0 +1,24 @@
+"""Which model endpoint a local entry point talks to: GPT_OSS_URL when set, otherwise the
+embedded CPU model, started here and stopped when the work is done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from agentfleet.settings import Settings
+
+
+@contextmanager
+def model_endpoint(settings: Settings, say: Callable[[str], None], model: str | None = None) -> Iterator[Settings]:
+    """Settings whose `gpt_oss_url` points at a live model for the duration of the block."""
+    if settings.gpt_oss_url:
+        yield settings
+        return
+    from agentfleet.local.llm import serve_embedded
+
+    name = model or settings.embedded_model
+    say(f"GPT_OSS_URL is not set: starting the embedded model {name} on this machine (CPU, no key needed)")
+    with serve_embedded(settings, name, progress=say) as server:
+        yield settings.model_copy(update={"gpt_oss_url": server.url, "model": name})
