@@ -1,0 +1,302 @@
+"""An evaluation harness: run a suite of small tasks against a model and score each one.
+
+A suite is a directory with one folder per task: `<name>/task.json` (an `EvalTask` without
+`name` and `path`) and `<name>/repo/`, the repository's files. Each task runs on a fresh git
+repository made from those files, under its own AgentFleet home, then is scored by its
+conditions: a shell `check` run in the sandbox in the task's workspace (exit 0 = success) and
+`summary_contains`, regexes that must all match the final summary. The run's own status is
+reported beside the score, not part of it. See evals/README.md for the format.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from rich.markup import escape
+from rich.table import Table
+
+from agentfleet.agent.git import run_git
+from agentfleet.agent.runner import run_task
+from agentfleet.agent.sandbox import ExecResult, Sandbox, SandboxConfig, grant_workspace
+from agentfleet.errors import AgentFleetError, describe_validation_error
+from agentfleet.local.artifacts import LocalArtifactStore
+from agentfleet.settings import Settings
+from agentfleet.tasks import Task, TaskOptions, TaskRequest
+
+logger = logging.getLogger(__name__)
+
+TASK_FILE = "task.json"
+REPO_DIR = "repo"
+CHECK_TIMEOUT_S = 120
+REASON_TAIL = 600
+_GIT_IDENTITY = ("-c", "user.name=AgentFleet eval", "-c", "user.email=eval@agentfleet.invalid")
+
+
+class EvalSuiteError(AgentFleetError, ValueError):
+    """A suite cannot be loaded; the message names the file and what to fix."""
+
+
+class EvalTask(BaseModel):
+    """One task of a suite: `task.json` plus the `name` and `path` of its folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    query: str = Field(min_length=1)
+    kind: Literal["summarize", "locate", "fix", "add", "config"]
+    check: str | None = Field(None, min_length=1)
+    summary_contains: list[str] = Field(default_factory=list)
+    max_steps: int = Field(15, ge=1, le=1000)
+    timeout_s: int = Field(600, ge=10, le=86_400)
+    path: Path
+
+    @field_validator("summary_contains")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _conditions(self) -> EvalTask:
+        if self.check is None and not self.summary_contains:
+            raise ValueError("give a condition: check, summary_contains or both")
+        return self
+
+    @property
+    def repo(self) -> Path:
+        return self.path / REPO_DIR
+
+
+def load_task(task_dir: Path) -> EvalTask:
+    """The task in `task_dir`; EvalSuiteError naming the file when it is malformed."""
+    source = task_dir / TASK_FILE
+    try:
+        data = json.loads(source.read_text())
+    except (OSError, ValueError) as exc:
+        raise EvalSuiteError(f"{source}: cannot read it as JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise EvalSuiteError(f"{source}: expected a JSON object")
+    reserved = sorted({"name", "path"} & data.keys())
+    if reserved:
+        raise EvalSuiteError(f"{source}: {', '.join(reserved)}: set by the harness from the folder; remove it")
+    try:
+        task = EvalTask.model_validate({**data, "name": task_dir.name, "path": task_dir})
+    except ValidationError as exc:
+        raise EvalSuiteError(f"{source}: {describe_validation_error(exc)}") from None
+    if not task.repo.is_dir() or not any(task.repo.iterdir()):
+        raise EvalSuiteError(f"{task.repo}: missing or empty; put the repository's files there")
+    return task
+
+
+def load_suite(suite_dir: Path) -> list[EvalTask]:
+    """Every task folder under `suite_dir`, sorted by name."""
+    if not suite_dir.is_dir():
+        raise EvalSuiteError(f"{suite_dir}: no such suite directory")
+    folders = sorted(p for p in suite_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    if not folders:
+        raise EvalSuiteError(f"{suite_dir}: the suite is empty; add <name>/{TASK_FILE} and <name>/{REPO_DIR}/")
+    for folder in folders:
+        if not (folder / TASK_FILE).is_file():
+            raise EvalSuiteError(f"{folder}: no {TASK_FILE}; every folder of a suite is a task")
+    return [load_task(folder) for folder in folders]
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalResult:
+    name: str
+    kind: str
+    success: bool
+    status: str
+    steps: int = 0
+    tool_calls: int = 0
+    tokens: int = 0
+    wall_s: float = 0.0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class EvalTotals:
+    tasks: int
+    succeeded: int
+    success_rate: float
+    mean_steps: float
+    total_tokens: int
+    mean_wall_s: float
+
+
+@dataclass
+class EvalReport:
+    results: list[EvalResult] = field(default_factory=list)
+
+    @property
+    def totals(self) -> EvalTotals:
+        count = len(self.results)
+        succeeded = sum(r.success for r in self.results)
+        return EvalTotals(
+            tasks=count,
+            succeeded=succeeded,
+            success_rate=succeeded / count if count else 0.0,
+            mean_steps=sum(r.steps for r in self.results) / count if count else 0.0,
+            total_tokens=sum(r.tokens for r in self.results),
+            mean_wall_s=round(sum(r.wall_s for r in self.results) / count, 2) if count else 0.0,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"results": [asdict(r) for r in self.results], "totals": asdict(self.totals)}
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def prepare_repo(task: EvalTask, dest: Path) -> Path:
+    """A git repository at `dest` holding the task's files in one commit on branch main."""
+    shutil.copytree(task.repo, dest, symlinks=True)
+    run_git(dest, "init", "-q", "-b", "main")
+    run_git(dest, "add", "-A")
+    run_git(dest, *_GIT_IDENTITY, "-c", "commit.gpgsign=false", "commit", "-q", "-m", f"eval task {task.name}")
+    return dest
+
+
+def run_check(command: str, workdir: Path, settings: Settings) -> ExecResult:
+    """Run a check in the sandbox (no network) in `workdir`, which the sandbox user is given."""
+    config = SandboxConfig.from_settings(settings, network=False)
+    grant_workspace(workdir, config.uid, config.gid)
+    return Sandbox(workdir, config).run(command, timeout_s=CHECK_TIMEOUT_S)
+
+
+def missing_facts(patterns: list[str], summary: str) -> list[str]:
+    """The patterns that do not match `summary` (case-insensitive)."""
+    return [p for p in patterns if not re.search(p, summary, re.IGNORECASE)]
+
+
+def _tail(text: str, limit: int = REASON_TAIL) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def _task_settings(settings: Settings, home: Path, model_url: str, model: str | None, profile: str | None) -> Settings:
+    update: dict[str, Any] = {"home": home, "gpt_oss_url": model_url}
+    if model is not None:
+        update["model"] = model
+    if profile is not None:
+        update["model_profile"] = profile
+    return settings.model_copy(update=update)
+
+
+def _score(task: EvalTask, final: Task, settings: Settings) -> tuple[bool, str]:
+    """Whether every condition holds, and why not."""
+    if final.result is None:
+        return False, f"task error: {final.error}"
+    problems = []
+    missing = missing_facts(task.summary_contains, final.result.summary)
+    if missing:
+        problems.append("summary lacks " + ", ".join(f"/{p}/" for p in missing))
+    if task.check is not None:
+        workdir = settings.workspaces_dir / final.workspace_id
+        checked = run_check(task.check, workdir, settings)
+        if checked.exit_code != 0:
+            output = checked.output.replace(f"{workdir.resolve()}/", "")
+            problems.append(f"check failed ({checked.render().splitlines()[-1].strip('[]')}): {_tail(output)}")
+    if problems and final.error:
+        problems.append(f"run: {final.error}")
+    return not problems, "; ".join(problems)
+
+
+def run_eval_task(task: EvalTask, settings: Settings, workdir: Path) -> EvalResult:
+    """Run one task in `workdir` (a fresh directory it may fill) and score it."""
+    repo = prepare_repo(task, workdir / REPO_DIR / task.name)
+    options = TaskOptions(max_steps=task.max_steps, timeout_s=task.timeout_s, model=settings.model)
+    request = TaskRequest(query=task.query, repo_url=str(repo), options=options)
+    started = time.monotonic()
+    final = run_task(Task(request=request), settings, LocalArtifactStore(settings.artifacts_dir))
+    wall_s = time.monotonic() - started
+    success, reason = _score(task, final, settings)
+    usage = final.usage
+    return EvalResult(
+        name=task.name, kind=task.kind, success=success, status=final.status.value, steps=usage.llm_calls,
+        tool_calls=usage.tool_calls, tokens=usage.total_tokens, wall_s=round(wall_s, 2), reason=reason,
+    )  # fmt: skip
+
+
+def _select(tasks: list[EvalTask], only: list[str] | None) -> list[EvalTask]:
+    if only is None:
+        return tasks
+    unknown = sorted(set(only) - {t.name for t in tasks})
+    if unknown:
+        raise EvalSuiteError(f"no such task in the suite: {', '.join(unknown)}")
+    return [t for t in tasks if t.name in only]
+
+
+def run_suite(
+    suite_dir: Path,
+    settings: Settings,
+    *,
+    model_url: str,
+    model: str | None = None,
+    profile: str | None = None,
+    only: list[str] | None = None,
+    progress: Callable[[EvalResult], None] | None = None,
+) -> EvalReport:
+    """Run the suite's tasks one after another, each on a fresh repository and home; never stops early."""
+    report = EvalReport()
+    for task in _select(load_suite(suite_dir), only):
+        with tempfile.TemporaryDirectory(prefix=f"agentfleet-eval-{task.name}-", ignore_cleanup_errors=True) as tmp:
+            configured = _task_settings(settings, Path(tmp) / "home", model_url, model, profile)
+            try:
+                result = run_eval_task(task, configured, Path(tmp))
+            except Exception as exc:  # top-level handler per task: the suite goes on
+                logger.exception("eval task crashed", extra={"eval_task": task.name})
+                result = EvalResult(task.name, task.kind, False, "ERROR", reason=f"harness error: {exc!r}")
+        report.results.append(result)
+        if progress is not None:
+            progress(result)
+    return report
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def _truncate(text: str, limit: int = 80) -> str:
+    """The head and the tail of `text` (a check's last lines say the most)."""
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return text[:head] + "…" + text[-(limit - head - 1) :]
+
+
+def render_table(report: EvalReport) -> Table:
+    """One row per task and a totals row, for people."""
+    table = Table(title="AgentFleet eval")
+    for header in ("task", "kind", "ok", "status"):
+        table.add_column(header)
+    for header in ("steps", "tokens", "time"):
+        table.add_column(header, justify="right")
+    table.add_column("reason")
+    for r in report.results:
+        mark = "[green]✓[/green]" if r.success else "[red]✗[/red]"
+        cells = [str(r.steps), f"{r.tokens:,}", f"{r.wall_s:.1f}s", escape(_truncate(r.reason))]
+        table.add_row(escape(r.name), r.kind, mark, r.status, *cells)
+    t = report.totals
+    table.add_section()
+    table.add_row(
+        f"total ({t.tasks})", "", f"{t.succeeded}/{t.tasks}", f"{t.success_rate:.0%}",
+        f"{t.mean_steps:.1f} avg", f"{t.total_tokens:,}", f"{t.mean_wall_s:.1f}s avg", "", style="bold",
+    )  # fmt: skip
+    return table
