@@ -26,7 +26,9 @@ SCRIPT = [
 ]
 
 
-def agentfleet(tmp_path: Path, *args: str, llm_url: str) -> subprocess.CompletedProcess[str]:
+def agentfleet(
+    tmp_path: Path, *args: str, llm_url: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/root"),
@@ -34,6 +36,7 @@ def agentfleet(tmp_path: Path, *args: str, llm_url: str) -> subprocess.Completed
         "GPT_OSS_URL": llm_url,
         "AGENTFLEET_LLM_RETRIES": "0",
         "LLM_API_KEY": "sk-cli-test",
+        **(extra_env or {}),
     }
     return subprocess.run(
         [sys.executable, "-m", "agentfleet.cli", *args],
@@ -124,3 +127,28 @@ def test_an_invalid_task_is_refused_before_anything_runs(tmp_path) -> None:
     proc = agentfleet(tmp_path, "run", "x", "--repo", "https://tok:secret@github.com/a/b", llm_url="http://x")
     assert proc.returncode == 2
     assert "embeds credentials" in proc.stderr and "secret" not in proc.stderr.replace("credentials", "")
+
+
+def test_without_gpt_oss_url_the_embedded_model_starts_and_really_answers(repo_factory, tmp_path) -> None:
+    env_model = {"AGENTFLEET_EMBEDDED_MODEL": "qwen2.5-coder-0.5b", "AGENTFLEET_DEFAULT_MAX_TOKENS": "1"}
+    proc = agentfleet(
+        tmp_path, "run", "List the files", "--repo", str(repo_factory(BUGGY)), "--json", llm_url="", extra_env=env_model
+    )
+    assert "starting the embedded model qwen2.5-coder-0.5b" in proc.stderr
+    task = json.loads(proc.stdout)
+    assert task["usage"]["llm_calls"] == 1 and task["usage"]["completion_tokens"] > 0, "a real model answered"
+    assert task["error"] == "stopped: token limit of 1 reached"
+
+
+def test_eval_scores_a_suite_against_any_endpoint(tmp_path) -> None:
+    suite = tmp_path / "suite"
+    (suite / "say-hi" / "repo").mkdir(parents=True)
+    (suite / "say-hi" / "repo" / "hello.txt").write_text("hi\n")
+    (suite / "say-hi" / "task.json").write_text(
+        json.dumps({"query": "What does hello.txt say?", "kind": "summarize", "summary_contains": ["\\bhi\\b"]})
+    )
+    with ScriptedLLM([reply("It says hi.")]) as llm:
+        proc = agentfleet(tmp_path, "eval", str(suite), "--model-url", llm.url, "--json", llm_url="")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert [(r["name"], r["success"]) for r in report["results"]] == [("say-hi", True)]
