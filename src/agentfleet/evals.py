@@ -56,8 +56,8 @@ class EvalTask(BaseModel):
     kind: Literal["summarize", "locate", "fix", "add", "config"]
     check: str | None = Field(None, min_length=1)
     summary_contains: list[str] = Field(default_factory=list)
-    max_steps: int = Field(15, ge=1, le=1000)
-    timeout_s: int = Field(600, ge=10, le=86_400)
+    max_steps: int = Field(10, ge=1, le=1000)
+    timeout_s: int = Field(300, ge=10, le=86_400)
     path: Path
 
     @field_validator("summary_contains")

@@ -87,7 +87,7 @@ PROFILES: dict[str, ModelProfile] = {
         protocol="text",
         system_prompt=TEXT_PROTOCOL_PROMPT,
         temperature=0.2,
-        max_reply_tokens=1024,
+        max_reply_tokens=512,
         stop=("\n```\n",),
     ),
 }
