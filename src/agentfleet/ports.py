@@ -1,11 +1,122 @@
 """The seams. Each port has a local implementation (agentfleet.local) and a gcp one
-(agentfleet.gcp); implementations do not inherit from these protocols.
+(agentfleet.gcp); implementations do not inherit from these protocols. The same contract
+tests (tests/contract/) run against every implementation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from agentfleet.tasks import EventKind, Task, TaskEvent, TaskStatus
+
+
+class DispatchMessage(BaseModel):
+    """What the queue carries: which task (and which attempt of it) to dispatch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str
+    attempt: int
+    workspace_id: str
+
+
+class Execution(BaseModel):
+    """One run of the agent for one attempt of one task (a Cloud Run Job execution)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    task_id: str
+    attempt: int
+    workspace_id: str
+    state: Literal["running", "succeeded", "failed", "cancelled"] = "running"
+    started_at: datetime | None = None
+
+
+@runtime_checkable
+class TaskStore(Protocol):
+    """Tasks, their ordered events and heartbeats. Every status change is one atomic
+    compare-and-set; a change that does not apply returns None and changes nothing."""
+
+    def create(self, task: Task) -> tuple[Task, bool]:
+        """Store a new task; with an idempotency_key already used, return that task and False."""
+        ...
+
+    def get(self, task_id: str) -> Task | None: ...
+
+    def list(
+        self, *, status: TaskStatus | None = None, workspace_id: str | None = None, limit: int = 100
+    ) -> list[Task]:
+        """Newest first."""
+        ...
+
+    def transition(
+        self,
+        task_id: str,
+        expected: Collection[TaskStatus],
+        new: TaskStatus,
+        *,
+        attempt: int | None = None,
+        changes: dict[str, Any] | None = None,
+    ) -> Task | None:
+        """Set `new` (and `changes`) iff the status is in `expected` and, when given, the attempt
+        matches; `updated_at` is set, `finished_at` too for a final status. None when it does not apply."""
+        ...
+
+    def heartbeat(self, task_id: str, attempt: int) -> bool:
+        """Record that the attempt is alive; False when the task moved on (cancelled, requeued)."""
+        ...
+
+    def append_event(self, task_id: str, kind: EventKind, data: dict[str, Any]) -> TaskEvent:
+        """Append an event with the next `seq` (1, 2, …) for the task."""
+        ...
+
+    def events(self, task_id: str, after: int = 0, limit: int = 1000) -> list[TaskEvent]:
+        """Events with seq > after, in order."""
+        ...
+
+    def stale(self, older_than: datetime) -> list[Task]:
+        """DISPATCHED or RUNNING tasks whose last sign of life is older than `older_than`."""
+        ...
+
+    def count_active(self, workspace_id: str) -> int:
+        """How many tasks of the workspace are DISPATCHED or RUNNING."""
+        ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class TaskQueue(Protocol):
+    """Publishes task ids for dispatch (Pub/Sub topic; locally a durable SQLite queue)."""
+
+    def publish(self, message: DispatchMessage) -> str:
+        """Publish; return the message id."""
+        ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class JobRunner(Protocol):
+    """Starting, listing and stopping agent executions: the deployment, never the agent's actions."""
+
+    def launch(self, task: Task) -> Execution:
+        """Start an execution for the task's current attempt; a second launch of the same
+        attempt returns the first execution and starts nothing."""
+        ...
+
+    def cancel(self, execution: str) -> None: ...
+
+    def list_active(self) -> list[Execution]: ...
+
+    def health(self) -> dict[str, Any]: ...
 
 
 @runtime_checkable
@@ -33,3 +144,11 @@ class ArtifactStore(Protocol):
     def uri(self, key: str) -> str:
         """Where a person can find the artifact (a path or gs:// URI)."""
         ...
+
+
+@dataclass(frozen=True)
+class Backends:
+    store: TaskStore
+    queue: TaskQueue
+    runner: JobRunner
+    artifacts: ArtifactStore
