@@ -50,7 +50,7 @@ class TaskStore(Protocol):
 
     def get(self, task_id: str) -> Task | None: ...
 
-    def list(
+    def list_tasks(
         self, *, status: TaskStatus | None = None, workspace_id: str | None = None, limit: int = 100
     ) -> list[Task]:
         """Newest first."""
