@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from agentfleet.settings import Settings
 from agentfleet.tasks import EventKind, Task, TaskEvent, TaskStatus
 
 
@@ -152,3 +153,23 @@ class Backends:
     queue: TaskQueue
     runner: JobRunner
     artifacts: ArtifactStore
+
+
+def build_backends(settings: Settings) -> Backends:
+    """The implementations `settings.backend` names; the chosen one is imported lazily."""
+    if settings.backend == "gcp":
+        from agentfleet.errors import ConfigError
+
+        raise ConfigError("AGENTFLEET_BACKEND=gcp: the Google Cloud backends are not part of this build yet; use local")
+    from agentfleet.local.artifacts import LocalArtifactStore
+    from agentfleet.local.jobs import LocalJobRunner
+    from agentfleet.local.queue import SqliteTaskQueue
+    from agentfleet.local.store import SqliteTaskStore
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return Backends(
+        store=SqliteTaskStore(settings.home / "tasks.db"),
+        queue=SqliteTaskQueue(settings.home / "queue.db"),
+        runner=LocalJobRunner(settings),
+        artifacts=LocalArtifactStore(settings.artifacts_dir),
+    )

@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     default_timeout_s: int = 3600
     default_max_tokens: int = 2_000_000
 
+    # The control plane.
+    max_concurrent_per_workspace: int = Field(1, ge=1, description="Executions at once per workspace")
+    max_attempts: int = Field(3, ge=1, description="Attempts before a silent task is FAILED")
+    heartbeat_interval_s: float = Field(10.0, gt=0)
+    heartbeat_timeout_s: float = Field(60.0, gt=0, description="Silence after which the reaper acts")
+    reap_interval_s: float = Field(15.0, gt=0)
+    api_token: SecretStr | None = Field(None, description="Bearer token the HTTP API requires")
+
     # The sandbox.
     sandbox: Literal["bwrap", "none"] = "bwrap"
     allow_unsandboxed: bool = False

@@ -1,0 +1,89 @@
+"""One execution of the agent for one attempt of one task, recorded in the TaskStore.
+
+DISPATCHED→RUNNING (or nothing, when this attempt is no longer current), heartbeats while it
+works, every event appended to the store, then the final status, then the next queued task of
+the workspace is published. A job exits non-zero only when a retry could help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+
+from agentfleet.agent.runner import run_task
+from agentfleet.logs import configure_logging
+from agentfleet.ports import Backends, TaskStore, build_backends
+from agentfleet.service import Service
+from agentfleet.settings import Settings
+from agentfleet.tasks import EventKind, TaskEvent, TaskStatus, utcnow
+
+logger = logging.getLogger("agentfleet.agent")
+
+
+class Heartbeat(threading.Thread):
+    """Beats while the attempt is current; when it is not (cancelled, requeued), ends the process."""
+
+    def __init__(self, store: TaskStore, task_id: str, attempt: int, interval_s: float) -> None:
+        super().__init__(daemon=True, name="heartbeat")
+        self.store, self.task_id, self.attempt, self.interval_s = store, task_id, attempt, interval_s
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval_s):
+            if not self.store.heartbeat(self.task_id, self.attempt):
+                logger.warning("attempt is no longer current; stopping", extra={"task_id": self.task_id})
+                os.killpg(os.getpgrp(), signal.SIGTERM)
+                return
+
+
+def run_attempt(task_id: str, attempt: int | None, settings: Settings, backends: Backends) -> int:
+    store = backends.store
+    task = store.get(task_id)
+    if task is None:
+        logger.error("no such task", extra={"task_id": task_id})
+        return 0
+    attempt = attempt or task.attempt
+    now = utcnow()
+    running = store.transition(
+        task_id,
+        [TaskStatus.DISPATCHED],
+        TaskStatus.RUNNING,
+        attempt=attempt,
+        changes={"started_at": now, "heartbeat_at": now},
+    )
+    if running is None:
+        logger.info("attempt %s is not dispatched here; nothing to do", attempt, extra={"task_id": task_id})
+        return 0
+    store.append_event(task_id, EventKind.STATUS, {"status": "RUNNING", "attempt": attempt})
+    beat = Heartbeat(store, task_id, attempt, settings.heartbeat_interval_s)
+    beat.start()
+
+    def to_store(event: TaskEvent) -> None:
+        if event.kind is not EventKind.STATUS:  # status events are written with the transitions
+            store.append_event(task_id, event.kind, event.data)
+
+    try:
+        final = run_task(running, settings, backends.artifacts, listeners=[to_store])
+    finally:
+        beat.stopped.set()
+    changes = {"result": final.result, "error": final.error, "usage": final.usage}
+    if store.transition(task_id, [TaskStatus.RUNNING], final.status, attempt=attempt, changes=changes):
+        data = {"status": final.status.value, **({"error": final.error} if final.error else {})}
+        store.append_event(task_id, EventKind.STATUS, data)
+    Service(backends, settings).schedule_next(running.workspace_id)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agentfleet.agent")
+    parser.add_argument("--task-id", default=os.environ.get("AGENTFLEET_TASK_ID"))
+    parser.add_argument("--attempt", type=int, default=int(os.environ.get("AGENTFLEET_ATTEMPT", "0")) or None)
+    args = parser.parse_args(argv)
+    if not args.task_id:
+        parser.error("--task-id (or AGENTFLEET_TASK_ID) is required")
+    configure_logging()
+    settings = Settings()
+    return run_attempt(args.task_id, args.attempt, settings, build_backends(settings))

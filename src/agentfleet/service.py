@@ -1,0 +1,181 @@
+"""Use cases: submit, dispatch, cancel, reap, schedule. Entry points (HTTP, CloudEvents, the CLI,
+the agent process) parse their input, build backends from settings and call one of these.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from agentfleet.errors import AgentFleetError, InvalidRequestError, describe_validation_error
+from agentfleet.ports import Backends, DispatchMessage
+from agentfleet.settings import Settings
+from agentfleet.tasks import EventKind, Task, TaskRequest, TaskStatus, utcnow
+
+logger = logging.getLogger(__name__)
+LIVE = (TaskStatus.DISPATCHED, TaskStatus.RUNNING)
+NOT_FINAL = (TaskStatus.QUEUED, *LIVE)
+
+
+class TaskNotFoundError(AgentFleetError, LookupError):
+    """No task has that id."""
+
+
+class ConflictError(AgentFleetError, RuntimeError):
+    """The task is not in a state that allows the change (e.g. cancelling a finished task)."""
+
+
+class RetryableError(AgentFleetError, RuntimeError):
+    """A failure a redelivery can fix: the dispatch entry point raises it so the platform retries."""
+
+
+@dataclass(frozen=True)
+class DispatchOutcome:
+    action: str  # "launched" | "duplicate" | "waiting" | "unknown" | "failed"
+    task_id: str
+    execution: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class ReapReport:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    rescheduled: list[str] = field(default_factory=list)
+
+
+class Service:
+    def __init__(self, backends: Backends, settings: Settings) -> None:
+        self.backends = backends
+        self.settings = settings
+        self.store = backends.store
+
+    # --- submit -------------------------------------------------------------------------
+
+    def parse_request(self, body: Any) -> TaskRequest:
+        try:
+            return TaskRequest.model_validate(body, context=self.settings.validation_context())
+        except ValidationError as exc:
+            raise InvalidRequestError(describe_validation_error(exc)) from None
+
+    def submit(self, body: Any) -> tuple[Task, bool]:
+        """Validate, store QUEUED, publish. Returns (task, created); a repeated idempotency key
+        returns the first task and publishes nothing."""
+        request = body if isinstance(body, TaskRequest) else self.parse_request(body)
+        task, created = self.store.create(Task(request=request))
+        if created:
+            self.store.append_event(task.id, EventKind.STATUS, {"status": TaskStatus.QUEUED.value})
+            self._publish(task)
+        return task, created
+
+    def _publish(self, task: Task) -> None:
+        message = DispatchMessage(task_id=task.id, attempt=task.attempt, workspace_id=task.workspace_id)
+        self.backends.queue.publish(message)
+
+    # --- dispatch -----------------------------------------------------------------------
+
+    def dispatch(self, message: DispatchMessage) -> DispatchOutcome:
+        """QUEUED→DISPATCHED exactly once per attempt, then launch. Duplicates are no-ops."""
+        task = self.store.get(message.task_id)
+        if task is None:
+            return DispatchOutcome("unknown", message.task_id, detail="no such task")
+        if task.status is not TaskStatus.QUEUED or task.attempt != message.attempt:
+            return DispatchOutcome("duplicate", task.id, task.execution, f"{task.status.value} attempt {task.attempt}")
+        if self.store.count_active(task.workspace_id) >= self.settings.max_concurrent_per_workspace:
+            return DispatchOutcome("waiting", task.id, detail=f"workspace {task.workspace_id} is busy")
+        claimed = self.store.transition(task.id, [TaskStatus.QUEUED], TaskStatus.DISPATCHED, attempt=task.attempt)
+        if claimed is None:
+            return DispatchOutcome("duplicate", task.id, detail="another delivery claimed it")
+        self.store.append_event(task.id, EventKind.STATUS, {"status": "DISPATCHED", "attempt": task.attempt})
+        return self._launch(claimed)
+
+    def _launch(self, task: Task) -> DispatchOutcome:
+        try:
+            execution = self.backends.runner.launch(task)
+        except (OSError, ConnectionError, TimeoutError) as exc:
+            # Transient: give the attempt back to the queue and let the platform redeliver.
+            self.store.transition(task.id, [TaskStatus.DISPATCHED], TaskStatus.QUEUED, attempt=task.attempt)
+            raise RetryableError(f"could not launch task {task.id}: {exc}") from exc
+        except AgentFleetError as exc:
+            self._fail(task, f"could not launch: {exc}")
+            return DispatchOutcome("failed", task.id, detail=str(exc))
+        self._record_execution(task, execution.name)
+        return DispatchOutcome("launched", task.id, execution.name)
+
+    def _record_execution(self, task: Task, name: str) -> None:
+        """Note the execution without moving the status (the agent may already be RUNNING)."""
+        for status in LIVE:
+            if self.store.transition(task.id, [status], status, attempt=task.attempt, changes={"execution": name}):
+                return
+
+    def _fail(self, task: Task, reason: str) -> None:
+        if self.store.transition(task.id, NOT_FINAL, TaskStatus.FAILED, changes={"error": reason}):
+            self.store.append_event(task.id, EventKind.STATUS, {"status": "FAILED", "error": reason})
+            self.schedule_next(task.workspace_id)
+
+    # --- cancel -------------------------------------------------------------------------
+
+    def cancel(self, task_id: str) -> Task:
+        task = self.store.get(task_id)
+        if task is None:
+            raise TaskNotFoundError(f"no task {task_id}")
+        cancelled = self.store.transition(task_id, NOT_FINAL, TaskStatus.CANCELLED, changes={"error": "cancelled"})
+        if cancelled is None:
+            current = self.store.get(task_id)
+            state = current.status.value if current else "gone"
+            raise ConflictError(
+                f"task {task_id} is {state}; only a QUEUED, DISPATCHED or RUNNING task can be cancelled"
+            )
+        self.store.append_event(task_id, EventKind.STATUS, {"status": "CANCELLED"})
+        if task.execution and task.status in LIVE:
+            self.backends.runner.cancel(task.execution)
+        self.schedule_next(task.workspace_id)
+        return cancelled
+
+    # --- reap and schedule ----------------------------------------------------------------
+
+    def reap(self) -> ReapReport:
+        """Requeue (attempt+1) or fail tasks whose heartbeat went stale; wake idle workspaces."""
+        report = ReapReport()
+        cutoff = utcnow() - timedelta(seconds=self.settings.heartbeat_timeout_s)
+        for task in self.store.stale(cutoff):
+            self._reap_one(task, report)
+        for workspace in {t.workspace_id for t in self.store.list_tasks(status=TaskStatus.QUEUED, limit=1000)}:
+            if self.schedule_next(workspace):
+                report.rescheduled.append(workspace)
+        return report
+
+    def _reap_one(self, task: Task, report: ReapReport) -> None:
+        silent = f"no heartbeat for {self.settings.heartbeat_timeout_s}s"
+        if task.execution:
+            self.backends.runner.cancel(task.execution)
+        if task.attempt < self.settings.max_attempts:
+            changes = {"attempt": task.attempt + 1, "execution": None, "heartbeat_at": None, "error": None}
+            requeued = self.store.transition(task.id, LIVE, TaskStatus.QUEUED, attempt=task.attempt, changes=changes)
+            if requeued:
+                self.store.append_event(
+                    task.id,
+                    EventKind.STATUS,
+                    {"status": "QUEUED", "attempt": requeued.attempt, "reason": f"{silent}; retrying"},
+                )
+                report.requeued.append(task.id)
+                self._publish(requeued)
+            return
+        reason = f"{silent} on attempt {task.attempt} of {self.settings.max_attempts}; giving up"
+        if self.store.transition(task.id, LIVE, TaskStatus.FAILED, attempt=task.attempt, changes={"error": reason}):
+            self.store.append_event(task.id, EventKind.STATUS, {"status": "FAILED", "error": reason})
+            report.failed.append(task.id)
+
+    def schedule_next(self, workspace_id: str) -> bool:
+        """Publish the oldest QUEUED task of the workspace when it has room; True when published."""
+        if self.store.count_active(workspace_id) >= self.settings.max_concurrent_per_workspace:
+            return False
+        queued = self.store.list_tasks(status=TaskStatus.QUEUED, workspace_id=workspace_id, limit=1000)
+        if not queued:
+            return False
+        self._publish(min(queued, key=lambda t: t.created_at))
+        return True
