@@ -233,3 +233,17 @@ def test_a_second_run_reuses_the_mirror_and_the_sandboxed_setup(repo_factory, se
     assert first["mirror"]["action"] == "created" and second["mirror"]["action"] == "fetched"
     assert first["setup"]["action"] == "ran" and second["setup"]["action"] == "reused"
     assert first_stamp == second_stamp, "the second task saw the environment the first one installed"
+
+
+def test_a_model_server_that_dies_mid_task_fails_the_task_with_a_reason(repo_factory, settings) -> None:
+    llm = ScriptedLLM([reply(None, tool_call("exec", {"command": "echo hi"})), reply("never sent")]).start()
+    configured = settings.model_copy(update={"gpt_oss_url": llm.url, "llm_retries": 0})
+
+    def crash_after_first_tool(event) -> None:
+        if event.kind is EventKind.TOOL_RESULT:
+            llm.stop()
+
+    task = Task(request=TaskRequest(query="x", repo_url=str(repo_factory(BUGGY))))
+    final = run_task(task, configured, LocalArtifactStore(settings.artifacts_dir), listeners=[crash_after_first_tool])
+    assert final.status is TaskStatus.FAILED
+    assert final.error and "cannot reach the model" in final.error
