@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from agentfleet.cli_client import COMMANDS
 from agentfleet.cli_local import eval_command, llm_app
 from agentfleet.endpoint import model_endpoint
 from agentfleet.errors import describe_validation_error
@@ -117,6 +118,8 @@ def _report(task: Task, artifacts: LocalArtifactStore, as_json: bool) -> None:
 
 app.add_typer(llm_app, name="llm")
 app.command("eval")(eval_command)
+for _command in COMMANDS:
+    app.command()(_command)
 
 
 def main() -> None:

@@ -1,0 +1,152 @@
+"""CLI commands that talk to an AgentFleet server: submit, status, watch, logs, cancel,
+containers, tasks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from agentfleet.client import ApiError, Client
+from agentfleet.render import EventPrinter
+
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+Server = Annotated[str, typer.Option("--server", envvar="AGENTFLEET_SERVER", help="AgentFleet server URL")]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="AGENTFLEET_API_TOKEN",
+        help="Bearer token (default: none, or a Google identity token for https URLs)",
+    ),
+]
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+
+
+def _client(server: str, token: str | None) -> Client:
+    return Client(server, token)
+
+
+def _fail(exc: ApiError) -> typer.Exit:
+    err.print(f"[red]{escape(str(exc))}[/red]")
+    return typer.Exit(1)
+
+
+def _repo(value: str) -> str:
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() else value
+
+
+def submit(
+    query: Annotated[str, typer.Argument(help="What the agent should do")],
+    repo: Annotated[list[str], typer.Option("--repo", help="Repository URL (repeatable)")],
+    ref: Annotated[str | None, typer.Option(help="Branch, tag or commit")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the task until it ends")] = False,
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+) -> None:
+    """Submit a task to a server; print its id (and follow it with --wait)."""
+    body = {"query": query, "repo_url": _repo(repo[0]), "repos": [_repo(r) for r in repo[1:]], "ref": ref}
+    client = _client(server, token)
+    try:
+        created = client.submit(body)
+    except ApiError as exc:
+        raise _fail(exc) from None
+    out.print(created["task_id"])
+    if wait:
+        watch(created["task_id"], server=server, token=token)
+
+
+def status(task_id: str, server: Server = DEFAULT_SERVER, token: Token = None) -> None:
+    """Show a task as JSON."""
+    try:
+        out.print_json(_client(server, token).task(task_id).model_dump_json())
+    except ApiError as exc:
+        raise _fail(exc) from None
+
+
+def watch(task_id: str, server: Server = DEFAULT_SERVER, token: Token = None) -> None:
+    """Follow a task's events live until it ends; exit 0 when it succeeded."""
+    client = _client(server, token)
+    printer = EventPrinter(err)
+    try:
+        for event in client.stream(task_id):
+            printer(event)
+        task = client.task(task_id)
+    except ApiError as exc:
+        raise _fail(exc) from None
+    if task.result:
+        out.print(task.result.summary)
+        if task.result.diff_stat:
+            out.print(task.result.diff_stat)
+    raise typer.Exit(0 if task.status.value == "SUCCEEDED" else 1)
+
+
+def logs(task_id: str, server: Server = DEFAULT_SERVER, token: Token = None) -> None:
+    """Print every event of a task so far, one JSON line each."""
+    try:
+        for event in _client(server, token).events(task_id):
+            out.print(event.model_dump_json(), highlight=False)
+    except ApiError as exc:
+        raise _fail(exc) from None
+
+
+def cancel(task_id: str, server: Server = DEFAULT_SERVER, token: Token = None) -> None:
+    """Cancel a task that has not finished."""
+    try:
+        task = _client(server, token).cancel(task_id)
+    except ApiError as exc:
+        raise _fail(exc) from None
+    out.print(f"{task.id} {task.status.value}")
+
+
+def containers(server: Server = DEFAULT_SERVER, token: Token = None) -> None:
+    """Active executions per workspace."""
+    try:
+        data = _client(server, token).containers()
+    except ApiError as exc:
+        raise _fail(exc) from None
+    table = Table("workspace", "execution", "task", "attempt", "state")
+    for workspace, executions in data.get("workspaces", {}).items():
+        for ex in executions:
+            table.add_row(workspace, ex["name"], ex["task_id"], str(ex["attempt"]), ex["state"])
+    out.print(table)
+
+
+def tasks(
+    status_filter: Annotated[str | None, typer.Option("--status", help="Only tasks in this status")] = None,
+    workspace: Annotated[str | None, typer.Option(help="Only tasks of this workspace")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+) -> None:
+    """List tasks, newest first."""
+    try:
+        found = _client(server, token).tasks(status_filter, workspace)
+    except ApiError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        out.print_json(json.dumps([json.loads(t.model_dump_json()) for t in found]))
+        return
+    table = Table("task", "status", "attempt", "workspace", "created", "query")
+    for t in found:
+        table.add_row(
+            t.id,
+            t.status.value,
+            str(t.attempt),
+            t.workspace_id,
+            t.created_at.strftime("%Y-%m-%d %H:%M"),
+            escape(t.request.query.splitlines()[0][:60]),
+        )
+    out.print(table)
+
+
+COMMANDS: list[Callable[..., None]] = [submit, status, watch, logs, cancel, containers, tasks]

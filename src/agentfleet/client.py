@@ -1,0 +1,108 @@
+"""A small client for the AgentFleet HTTP API (a local `agentfleet serve` or the deployed
+orchestrate function)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from agentfleet.errors import AgentFleetError
+from agentfleet.tasks import Task, TaskEvent
+
+
+class ApiError(AgentFleetError, RuntimeError):
+    """The server answered with an error; the message is the server's."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+def identity_token(audience: str) -> str | None:
+    """An identity token for a Cloud Functions/Run URL from the ambient Google credentials."""
+    try:
+        import google.auth.transport.requests
+        import google.oauth2.id_token
+    except ImportError:
+        return None
+    try:
+        request = google.auth.transport.requests.Request()
+        return str(google.oauth2.id_token.fetch_id_token(request, audience))
+    except Exception:  # no ambient credentials: the request goes without a token
+        return None
+
+
+class Client:
+    def __init__(self, server: str, token: str | None = None, timeout_s: float = 30.0) -> None:
+        self.server = server.rstrip("/")
+        if token is None and self.server.startswith("https://"):
+            token = identity_token(self.server)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout_s)
+
+    def _json(self, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("error", response.text)
+            except (json.JSONDecodeError, AttributeError):
+                message = response.text[:500]
+            raise ApiError(response.status_code, message)
+        return response.json()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return self._json(self.http.request(method, path, **kwargs))
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"cannot reach {self.server}: {exc}; is `agentfleet serve` running?") from exc
+
+    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/orchestrate", json=body)
+        return result
+
+    def task(self, task_id: str) -> Task:
+        return Task.model_validate(self._call("GET", f"/tasks/{task_id}"))
+
+    def tasks(self, status: str | None = None, workspace: str | None = None) -> list[Task]:
+        params = {k: v for k, v in {"status": status, "workspace": workspace}.items() if v}
+        return [Task.model_validate(t) for t in self._call("GET", "/tasks", params=params)["tasks"]]
+
+    def cancel(self, task_id: str) -> Task:
+        return Task.model_validate(self._call("POST", f"/tasks/{task_id}/cancel"))
+
+    def containers(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/containers")
+        return result
+
+    def events(self, task_id: str, after: int = 0) -> list[TaskEvent]:
+        data = self._call("GET", f"/tasks/{task_id}/events", params={"after": after})
+        return [TaskEvent.model_validate(e) for e in data["events"]]
+
+    def stream(self, task_id: str, after: int = 0) -> Iterator[TaskEvent]:
+        """Follow the task's events as Server-Sent Events until the server ends the stream."""
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after)}
+        try:
+            with self.http.stream("GET", f"/tasks/{task_id}/events", headers=headers, timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._json(response)
+                yield from _parse_sse(response.iter_lines())
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"lost the event stream from {self.server}: {exc}") from exc
+
+
+def _parse_sse(lines: Iterator[str]) -> Iterator[TaskEvent]:
+    kind, data = None, []
+    for line in lines:
+        if line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif line == "":
+            if kind == "end":
+                return
+            if data:
+                yield TaskEvent.model_validate_json("\n".join(data))
+            kind, data = None, []
