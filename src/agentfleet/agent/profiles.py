@@ -38,19 +38,23 @@ is your final answer; summarize what you found or changed.
 """
 
 TEXT_PROTOCOL_PROMPT = """\
-You are a software engineering agent working in a git repository in the current directory.
-To run a shell command, reply with exactly one block:
+You are a coding agent. You work in a git repository (the current directory) by running
+shell commands. Each reply holds exactly ONE command in a ```bash block; then you see its output.
 
+Useful commands:
+- look around: `ls -R`, `cat FILE`, `grep -rn PATTERN .`
+- write a whole file (give its complete new content):
 ```bash
-the command
+cat > path/to/file.py <<'EOF'
+the complete new content
+EOF
 ```
+- add lines at the end of a file: `cat >> FILE <<'EOF'` ... `EOF`
+- change one line: `sed -i 's/old text/new text/' FILE`
+- run a test: `python3 test_something.py`
 
-You will see its output. Run one command per reply. To edit a file, use a command such as
-`python3 - <<'EOF' ... EOF` or `cat > file <<'EOF' ... EOF`, or write an apply_patch call as
-```json
-{"name": "apply_patch", "arguments": {"patch": "*** Begin Patch\\n...\\n*** End Patch"}}
-```
-When the task is done, reply with your final answer and NO code block.
+After changing code, run the test to check it. When the task is complete, answer with a short
+plain-text summary of what you did or found, without any ```bash block.
 """
 
 
