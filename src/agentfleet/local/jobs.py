@@ -1,0 +1,319 @@
+"""JobRunner on local processes: one process per attempt of a task, the local Cloud Run Job execution.
+
+Each execution is a row of the `executions` table (SQLite, WAL), inserted before its process is
+started; UNIQUE (task_id, attempt) makes a second launch of the same attempt, from any thread
+or process, return the recorded execution and start nothing. The row keeps the process id and
+its start time (field 22 of /proc/<pid>/stat), so liveness survives a restart of the runner and
+of its process, and a reused pid is not taken for the agent.
+
+The agent runs in its own session (`start_new_session=True`): Ctrl-C on the server does not
+reach it, and it stays resumable. `cancel` signals its whole process group.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agentfleet.ports import Execution
+from agentfleet.settings import Settings
+from agentfleet.tasks import Task
+
+logger = logging.getLogger("agentfleet.local.jobs")
+
+BUSY_TIMEOUT_S = 30.0
+LAUNCH_STALE_S = 60.0
+"""A row still without a pid after this long: its launcher died before starting the process."""
+POLL_S = 0.05
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS executions (
+    name TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    workspace_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    pid INTEGER,
+    pid_start TEXT,
+    exit_code INTEGER,
+    started_at REAL NOT NULL,
+    log_path TEXT NOT NULL,
+    UNIQUE (task_id, attempt)
+);
+"""
+
+_children: dict[int, subprocess.Popen[bytes]] = {}
+"""Processes this process started, by pid, until their watcher thread has reaped them."""
+_children_lock = threading.Lock()
+_HAS_PROC = Path("/proc/self/stat").exists()
+
+
+def execution_name(task: Task) -> str:
+    return f"agent-{task.workspace_id}-{task.id}-{task.attempt}"
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of the process, or None when there is none. The start time is field 22
+    of /proc/<pid>/stat; without /proc (macOS) it is "" and liveness falls back to kill(pid, 0)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        if _HAS_PROC:
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return ("R", "")
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": field 3 onward
+    return fields[0], fields[19]
+
+
+def _watched(pid: int) -> bool:
+    with _children_lock:
+        return pid in _children
+
+
+def _is_alive(pid: int, start: str | None) -> bool:
+    """The process `pid` started at `start` exists and is not a zombie (a zombie is reaped
+    here when it is a child of this process that no watcher thread waits for)."""
+    stat = _proc_stat(pid)
+    if stat is None or stat[1] != start:
+        return False
+    if stat[0] in ("Z", "X"):
+        if not _watched(pid):
+            with suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        return False
+    return True
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _execution(row: sqlite3.Row) -> Execution:
+    return Execution(
+        name=row["name"],
+        task_id=row["task_id"],
+        attempt=row["attempt"],
+        workspace_id=row["workspace_id"],
+        state=row["state"],
+        started_at=datetime.fromtimestamp(row["started_at"], UTC),
+    )
+
+
+class LocalJobRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        command: list[str] | None = None,
+        db_path: Path | None = None,
+        grace_s: float = 10.0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """`command`: argv of the agent, with `{task_id}`, `{attempt}`, `{workspace_id}` and
+        `{execution}` replaced per launch (default: `python -m agentfleet.agent`). `env`: the base
+        environment of the agent (default: this process's environment, read at each launch)."""
+        self.settings = settings
+        self.command = command
+        self.db_path = db_path or settings.home / "executions.db"
+        self.grace_s = grace_s
+        self.env = env
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # --- the port ------------------------------------------------------------------------
+
+    def launch(self, task: Task) -> Execution:
+        """Start the agent for the task's current attempt, once: a repeated launch of the same
+        attempt returns the recorded execution. OSError when the process cannot be started
+        (the execution is then recorded as failed)."""
+        name = execution_name(task)
+        log_path = self.settings.home / "logs" / f"{task.id}-{task.attempt}.log"
+        with self._write() as conn:
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO executions (name, task_id, attempt, workspace_id, state, started_at, log_path)"
+                " VALUES (?, ?, ?, ?, 'running', ?, ?)",
+                (name, task.id, task.attempt, task.workspace_id, time.time(), str(log_path)),
+            ).rowcount
+            row = conn.execute(
+                "SELECT * FROM executions WHERE task_id = ? AND attempt = ?", (task.id, task.attempt)
+            ).fetchone()
+        if inserted:
+            self._start(task, name, log_path)
+        return _execution(row)
+
+    def cancel(self, execution: str) -> None:
+        """Mark the execution cancelled, SIGTERM its process group, and SIGKILL the group after
+        the grace period. An unknown or finished execution is left as it is."""
+        with self._write() as conn:
+            row = conn.execute("SELECT * FROM executions WHERE name = ?", (execution,)).fetchone()
+            if row is None or row["state"] != "running":
+                return
+            conn.execute("UPDATE executions SET state = 'cancelled' WHERE name = ?", (execution,))
+        if row["pid"] is not None:  # else the launch in flight sees the cancel and stops it
+            self._terminate(row["pid"], row["pid_start"])
+
+    def list_active(self) -> list[Execution]:
+        """Executions whose process is alive, oldest first. A process found gone without a watcher
+        here (its launcher restarted) is recorded as failed: its exit status is lost."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT * FROM executions WHERE state = 'running' ORDER BY started_at").fetchall()
+        active, gone = [], []
+        for row in rows:
+            if row["pid"] is None:
+                if time.time() - row["started_at"] > LAUNCH_STALE_S:
+                    gone.append(row["name"])
+            elif _is_alive(row["pid"], row["pid_start"]):
+                active.append(_execution(row))
+            elif not _watched(row["pid"]):
+                gone.append(row["name"])
+        if gone:
+            with self._write() as conn:
+                conn.executemany(
+                    "UPDATE executions SET state = 'failed' WHERE name = ? AND state = 'running'",
+                    [(name,) for name in gone],
+                )
+        return active
+
+    def health(self) -> dict[str, Any]:
+        return {"backend": "local-process", "active": len(self.list_active())}
+
+    # --- local extras ----------------------------------------------------------------------
+
+    def get(self, execution: str) -> Execution | None:
+        """The recorded execution (its state as last recorded), or None."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM executions WHERE name = ?", (execution,)).fetchone()
+        return None if row is None else _execution(row)
+
+    # --- processes -------------------------------------------------------------------------
+
+    def _argv(self, task: Task, name: str) -> list[str]:
+        if self.command is None:
+            return [sys.executable, "-m", "agentfleet.agent", "--task-id", task.id, "--attempt", str(task.attempt)]
+        values = {
+            "task_id": task.id,
+            "attempt": str(task.attempt),
+            "workspace_id": task.workspace_id,
+            "execution": name,
+        }
+        argv = []
+        for part in self.command:
+            for key, value in values.items():
+                part = part.replace(f"{{{key}}}", value)
+            argv.append(part)
+        return argv
+
+    def _start(self, task: Task, name: str, log_path: Path) -> None:
+        env = {
+            **(os.environ if self.env is None else self.env),
+            "AGENTFLEET_HOME": str(self.settings.home),
+            "AGENTFLEET_TASK_ID": task.id,
+            "AGENTFLEET_ATTEMPT": str(task.attempt),
+        }
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("ab") as log:
+                proc = subprocess.Popen(
+                    self._argv(task, name),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
+        except OSError:
+            with self._write() as conn:
+                conn.execute("UPDATE executions SET state = 'failed' WHERE name = ?", (name,))
+            raise
+        self._record(task, name, proc)
+
+    def _record(self, task: Task, name: str, proc: subprocess.Popen[bytes]) -> None:
+        """Remember the started process (its pid and start time), then watch it until it exits."""
+        stat = _proc_stat(proc.pid)  # read before anything can reap it
+        start = stat[1] if stat else None
+        with _children_lock:
+            _children[proc.pid] = proc
+        with self._write() as conn:
+            conn.execute("UPDATE executions SET pid = ?, pid_start = ? WHERE name = ?", (proc.pid, start, name))
+            state = conn.execute("SELECT state FROM executions WHERE name = ?", (name,)).fetchone()["state"]
+        threading.Thread(target=self._watch, args=(name, proc), name=f"watch-{name}", daemon=True).start()
+        logger.info("started %s (pid %s)", name, proc.pid, extra={"task_id": task.id})
+        if state == "cancelled":  # cancelled while it was being started
+            self._terminate(proc.pid, start)
+
+    def _watch(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        """Reap the process when it exits and record how it ended (a cancel stays a cancel)."""
+        code = proc.wait()
+        state = "succeeded" if code == 0 else "failed"
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "UPDATE executions SET exit_code = ?, state = CASE WHEN state = 'cancelled' THEN state ELSE ? END"
+                    " WHERE name = ?",
+                    (code, state, name),
+                )
+        except sqlite3.Error as exc:
+            logger.warning("could not record the end of %s: %s", name, exc)
+        finally:
+            with _children_lock:
+                _children.pop(proc.pid, None)
+
+    def _terminate(self, pid: int, start: str | None) -> None:
+        if not _is_alive(pid, start):
+            return
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        threading.Thread(target=self._kill_after_grace, args=(pid,), name=f"kill-{pid}", daemon=True).start()
+
+    def _kill_after_grace(self, pgid: int) -> None:
+        deadline = time.monotonic() + self.grace_s
+        while time.monotonic() < deadline:
+            if not _group_exists(pgid):
+                return
+            time.sleep(POLL_S)
+        with suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
