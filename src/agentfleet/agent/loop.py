@@ -30,6 +30,9 @@ NUDGE = (
     "You repeated the same tool call with the same arguments. Do something different, "
     "or give your final answer without calling a tool."
 )
+LOOK_FIRST = (
+    "You have not run any command yet. Look at the repository first (list and read the relevant files), then answer."
+)
 FINAL_ANSWER = "Stop using tools now. Give your final answer: summarize what you did and what you found."
 
 
@@ -94,6 +97,7 @@ class Agent:
         self.steps = 0
         self._last_signature: str | None = None
         self._repeats = 0
+        self._pushed_to_look = False
         self._started = 0.0
 
     async def run(self, task: str) -> Outcome:
@@ -144,6 +148,10 @@ class Agent:
             )
             return
         if not calls:
+            if self.usage.tool_calls < self.profile.min_tool_calls and not self._pushed_to_look:
+                self._pushed_to_look = True
+                self._say(LOOK_FIRST)
+                return
             raise _Finished((message.content or "").strip())
         for call in calls:
             await self._run(call)

@@ -7,6 +7,7 @@ reason a person can act on; nothing escapes as a traceback.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import sys
@@ -30,6 +31,8 @@ from agentfleet.agent.workspace import (
     push_branch,
 )
 from agentfleet.errors import AgentFleetError, ConfigError
+from agentfleet.mcp_servers.filewalk import iter_files
+from agentfleet.mcp_servers.paths import relative
 from agentfleet.ports import ArtifactStore
 from agentfleet.settings import Settings
 from agentfleet.tasks import EventKind, Task, TaskEvent, TaskResult, TaskStatus, utcnow
@@ -126,14 +129,14 @@ async def _work(
         await tools.connect("workspace", _workspace_server(workspace.root, settings, options.network))
         for spec in options.mcp_servers:
             await tools.connect(spec.name, spec.url)
-        llm = AsyncOpenAI(
+        async with AsyncOpenAI(
             base_url=settings.gpt_oss_url,
             api_key=settings.llm_api_key.get_secret_value(),
             timeout=settings.llm_timeout_s,
             max_retries=settings.llm_retries,
-        )
-        agent = Agent(llm, model, tools, profile, _limits(task, settings), record)
-        outcome = await agent.run(_prompt(task, workspace))
+        ) as llm:
+            agent = Agent(llm, model, tools, profile, _limits(task, settings), record)
+            outcome = await agent.run(_prompt(task, workspace))
     return _finish(task, workspace, artifacts, outcome, record)
 
 
@@ -180,6 +183,11 @@ def _prompt(task: Task, workspace: PreparedWorkspace) -> str:
     inputs = workspace.root / ".agentfleet" / "inputs"
     if inputs.is_dir():
         lines.append("Input files: " + ", ".join(f".agentfleet/inputs/{p.name}" for p in sorted(inputs.iterdir())))
+    files = [relative(workspace.root, f) for f in itertools.islice(iter_files(workspace.root, workspace.root), 101)]
+    if files:
+        more = "\n- … (more files: use list_files)" if len(files) > 100 else ""
+        lines += ["", "Files:", *(f"- {f}" for f in files[:100])]
+        lines[-1] += more
     return "\n".join(lines)
 
 

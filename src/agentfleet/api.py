@@ -1,0 +1,269 @@
+"""The HTTP API: routing, auth, request bodies and errors around the use cases in service.py.
+
+Framework-level (werkzeug requests and responses) and free of cloud specifics: functions/main.py
+mounts `Api` as the `orchestrate` Cloud Function. Every 4xx/5xx is JSON `{"error": "..."}`
+saying what to fix; an unexpected exception is logged and answered with a bare 500.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from pydantic import BaseModel
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from agentfleet.errors import InvalidRequestError
+from agentfleet.openapi import MAX_BODY_BYTES, Containers, ErrorBody, Health, Submitted, TaskLinks, TaskList
+from agentfleet.openapi import openapi_document as _openapi_document
+from agentfleet.service import ConflictError, Service, TaskNotFoundError
+from agentfleet.sse import PAGE, StreamConfig, event_page, event_stream
+from agentfleet.tasks import Task, TaskStatus
+
+logger = logging.getLogger("agentfleet.api")
+
+ROUTES = Map(
+    [
+        Rule("/orchestrate", methods=["POST"], endpoint="submit"),
+        Rule("/tasks", methods=["GET"], endpoint="list_tasks"),
+        Rule("/tasks/<task_id>", methods=["GET"], endpoint="get_task"),
+        Rule("/tasks/<task_id>/events", methods=["GET"], endpoint="events"),
+        Rule("/tasks/<task_id>/cancel", methods=["POST"], endpoint="cancel"),
+        Rule("/containers", methods=["GET"], endpoint="containers"),
+        Rule("/health", methods=["GET"], endpoint="health"),
+        Rule("/openapi.json", methods=["GET"], endpoint="openapi"),
+    ],
+    strict_slashes=False,
+    merge_slashes=False,
+)
+PUBLIC = {"/health", "/health/"}
+"""Paths served without the bearer token."""
+
+
+class HttpError(Exception):
+    """An answer other than success: its status, the message for the client, extra headers."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def json_response(
+    body: BaseModel | dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    text = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body)
+    return Response(text, status=status, headers=headers, mimetype="application/json")
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return json_response(ErrorBody(error=message), status, headers)
+
+
+def reap_response(service: Service) -> Response:
+    """Run the reaper once and report what it did (the `reap` function, for Cloud Scheduler)."""
+    try:
+        report = service.reap()
+    except Exception:
+        logger.exception("reap failed")
+        return error_response(500, "internal error while reaping; see the server logs")
+    logger.info("reaped: %s", asdict(report))
+    return json_response(asdict(report))
+
+
+class Api:
+    """The `orchestrate` HTTP function: call it with a request, get a response."""
+
+    def __init__(self, service: Service, stream: StreamConfig | None = None) -> None:
+        self.service = service
+        self.store = service.store
+        self.stream = stream or StreamConfig()
+        token = service.settings.api_token
+        self._token = token.get_secret_value().encode() if token and token.get_secret_value() else None
+
+    def __call__(self, request: Request) -> Response:
+        try:
+            return self._handle(request)
+        except HttpError as exc:
+            return error_response(exc.status, exc.message, exc.headers)
+        except InvalidRequestError as exc:
+            return error_response(400, f"invalid task request: {exc}")
+        except TaskNotFoundError as exc:
+            return error_response(404, f"{exc}; list tasks with GET /tasks")
+        except ConflictError as exc:
+            return error_response(409, str(exc))
+        except Exception:
+            logger.exception("unhandled error on %s %s", request.method, request.path)
+            return error_response(500, "internal error; see the server logs")
+
+    def _handle(self, request: Request) -> Response:
+        if request.path not in PUBLIC:
+            self._authorize(request)
+        endpoint, args = self._route(request)
+        handler: Callable[..., Response] = getattr(self, f"_{endpoint}")
+        return handler(request, **args)
+
+    def _authorize(self, request: Request) -> None:
+        if self._token is None:
+            return
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self._token):
+            raise HttpError(
+                401,
+                "missing or wrong bearer token: send the header 'Authorization: Bearer <AGENTFLEET_API_TOKEN>'",
+                {"WWW-Authenticate": 'Bearer realm="agentfleet"'},
+            )
+
+    @staticmethod
+    def _route(request: Request) -> tuple[str, dict[str, Any]]:
+        try:
+            endpoint, args = ROUTES.bind("localhost").match(request.path, request.method)
+        except MethodNotAllowed as exc:
+            allowed = sorted(exc.valid_methods or [])
+            raise HttpError(
+                405,
+                f"{request.method} is not allowed on {request.path}; use {' or '.join(allowed)}",
+                {"Allow": ", ".join(allowed)},
+            ) from None
+        except HTTPException:
+            raise HttpError(
+                404, f"no route {request.method} {request.path}; the routes are listed at GET /openapi.json"
+            ) from None
+        return str(endpoint), dict(args)
+
+    # --- handlers -------------------------------------------------------------------------
+
+    def _submit(self, request: Request) -> Response:
+        task, created = self.service.submit(read_json_body(request))
+        links = TaskLinks(
+            self=f"/tasks/{task.id}", events=f"/tasks/{task.id}/events", cancel=f"/tasks/{task.id}/cancel"
+        )
+        body = Submitted(task_id=task.id, status=task.status, workspace_id=task.workspace_id, links=links)
+        return json_response(body, 202 if created else 200, {"Location": links.self})
+
+    def _get_task(self, request: Request, task_id: str) -> Response:
+        return json_response(self._task(task_id))
+
+    def _list_tasks(self, request: Request) -> Response:
+        status = _status_param(request.args.get("status"))
+        limit = int_param(request, "limit", default=100, maximum=1000, minimum=1)
+        workspace = request.args.get("workspace") or None
+        tasks = self.store.list_tasks(status=status, workspace_id=workspace, limit=limit)
+        return json_response(TaskList(tasks=tasks))
+
+    def _events(self, request: Request, task_id: str) -> Response:
+        task = self._task(task_id)
+        if "text/event-stream" in request.headers.get("Accept", ""):
+            after = _last_event_id(request)
+            headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            stream = event_stream(self.store, task_id, after, self.stream)
+            return Response(stream, mimetype="text/event-stream", headers=headers)
+        after = int_param(request, "after", default=0, minimum=0)
+        limit = int_param(request, "limit", default=PAGE, minimum=1, maximum=PAGE)
+        return json_response(event_page(self.store, task, after, limit, self.stream.settle_s))
+
+    def _cancel(self, request: Request, task_id: str) -> Response:
+        return json_response(self.service.cancel(task_id))
+
+    def _containers(self, request: Request) -> Response:
+        workspaces: dict[str, list[Any]] = defaultdict(list)
+        executions = self.service.backends.runner.list_active()
+        for execution in executions:
+            workspaces[execution.workspace_id].append(execution)
+        return json_response(Containers(workspaces=workspaces, count=len(executions)))
+
+    def _health(self, request: Request) -> Response:
+        backends = self.service.backends
+        reports = {
+            name: _health_of(name, part)
+            for name, part in [("store", backends.store), ("queue", backends.queue), ("runner", backends.runner)]
+        }
+        ok = all(report.get("ok") is not False for report in reports.values())
+        return json_response(Health(status="ok" if ok else "degraded", backends=reports), 200 if ok else 503)
+
+    def _openapi(self, request: Request) -> Response:
+        return json_response(_openapi_document())
+
+    def _task(self, task_id: str) -> Task:
+        task = self.store.get(task_id)
+        if task is None:
+            raise TaskNotFoundError(f"no task {task_id}")
+        return task
+
+
+# --- input ------------------------------------------------------------------------------------
+
+
+def read_json_body(request: Request) -> Any:
+    """The request's JSON body: application/json, at most MAX_BODY_BYTES, well-formed."""
+    if request.mimetype != "application/json":
+        got = request.mimetype or "no Content-Type"
+        raise HttpError(415, f"the body must be JSON: send 'Content-Type: application/json' (got {got})")
+    too_large = HttpError(413, f"the body is larger than {MAX_BODY_BYTES} bytes; send input files by reference")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise too_large
+    raw = request.stream.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise too_large
+    if not raw.strip():
+        raise HttpError(400, "the body is empty; send a task request as a JSON object (see GET /openapi.json)")
+    try:
+        body = json.loads(raw)
+    except UnicodeDecodeError:
+        raise HttpError(400, "the body is not UTF-8 text; send JSON encoded as UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise HttpError(400, f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(body, dict):
+        raise HttpError(400, f"the body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+def int_param(request: Request, name: str, *, default: int, minimum: int, maximum: int | None = None) -> int:
+    raw = request.args.get(name)
+    return default if raw in (None, "") else _bounded_int(raw, f"query parameter {name!r}", minimum, maximum)
+
+
+def _bounded_int(raw: str, what: str, minimum: int, maximum: int | None) -> int:
+    upper = f" and at most {maximum}" if maximum is not None else ""
+    message = f"{what} must be a whole number at least {minimum}{upper} (got {raw[:50]!r})"
+    try:
+        value = int(raw)
+    except ValueError:
+        raise HttpError(400, message) from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise HttpError(400, message)
+    return value
+
+
+def _last_event_id(request: Request) -> int:
+    header = request.headers.get("Last-Event-ID")
+    if header is not None and header.strip():
+        return _bounded_int(header.strip(), "header 'Last-Event-ID'", 0, None)
+    return int_param(request, "after", default=0, minimum=0)
+
+
+def _status_param(raw: str | None) -> TaskStatus | None:
+    if not raw:
+        return None
+    try:
+        return TaskStatus(raw.upper())
+    except ValueError:
+        valid = ", ".join(s.value for s in TaskStatus)
+        raise HttpError(400, f"unknown status {raw[:50]!r}; use one of {valid}") from None
+
+
+def _health_of(name: str, backend: Any) -> dict[str, Any]:
+    try:
+        report = dict(backend.health())
+    except Exception as exc:
+        logger.exception("health check of the %s failed", name)
+        return {"ok": False, "error": f"{type(exc).__name__}: health check failed"}
+    return report
