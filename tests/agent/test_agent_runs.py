@@ -247,3 +247,22 @@ def test_a_model_server_that_dies_mid_task_fails_the_task_with_a_reason(repo_fac
     final = run_task(task, configured, LocalArtifactStore(settings.artifacts_dir), listeners=[crash_after_first_tool])
     assert final.status is TaskStatus.FAILED
     assert final.error and "cannot reach the model" in final.error
+
+
+def test_the_text_protocol_runs_one_bash_block_per_turn_and_asks_to_look_before_answering(
+    repo_factory, settings
+) -> None:
+    script = [
+        reply("The answer is obvious."),
+        reply("Let me look.\n```bash\ncat calc.py\n"),
+        reply("calc.add subtracts instead of adding."),
+    ]
+    configured = settings.model_copy(update={"model_profile": "text"})
+    task, requests = run_scripted(script, repo_factory(BUGGY), configured)
+    assert task.status is TaskStatus.SUCCEEDED
+    assert task.result and task.result.summary == "calc.add subtracts instead of adding."
+    assert "tools" not in requests[0], "the text protocol sends no tool schemas"
+    assert requests[0]["stop"] == ["\n```\n"]
+    said = [m["content"] for m in requests[-1]["messages"] if m["role"] == "user"]
+    assert any("You have not run any command yet" in s for s in said)
+    assert any(s.startswith("Output of `exec`") and "return a - b" in s for s in said)
