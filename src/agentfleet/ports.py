@@ -46,7 +46,8 @@ class TaskStore(Protocol):
     compare-and-set; a change that does not apply returns None and changes nothing."""
 
     def create(self, task: Task) -> tuple[Task, bool]:
-        """Store a new task; with an idempotency_key already used, return that task and False."""
+        """Store a new task; with an idempotency_key already used, return that task and False.
+        A task id that already exists raises ValueError."""
         ...
 
     def get(self, task_id: str) -> Task | None: ...
@@ -67,7 +68,9 @@ class TaskStore(Protocol):
         changes: dict[str, Any] | None = None,
     ) -> Task | None:
         """Set `new` (and `changes`) iff the status is in `expected` and, when given, the attempt
-        matches; `updated_at` is set, `finished_at` too for a final status. None when it does not apply."""
+        matches; `updated_at` is set, `finished_at` too for a final status. None when it does not apply.
+        `changes` may not hold `id` or `status`; changes that make the task invalid raise ValueError
+        and store nothing."""
         ...
 
     def heartbeat(self, task_id: str, attempt: int) -> bool:
@@ -75,7 +78,8 @@ class TaskStore(Protocol):
         ...
 
     def append_event(self, task_id: str, kind: EventKind, data: dict[str, Any]) -> TaskEvent:
-        """Append an event with the next `seq` (1, 2, …) for the task."""
+        """Append an event with the next `seq` (1, 2, …) for the task. Callers append only to
+        tasks they know exist (the store does not pay a read per event to check)."""
         ...
 
     def events(self, task_id: str, after: int = 0, limit: int = 1000) -> list[TaskEvent]:
@@ -90,7 +94,9 @@ class TaskStore(Protocol):
         """How many tasks of the workspace are DISPATCHED or RUNNING."""
         ...
 
-    def health(self) -> dict[str, Any]: ...
+    def health(self) -> dict[str, Any]:
+        """At least `ok` (bool), `backend` (str) and `tasks` (count); never raises."""
+        ...
 
 
 @runtime_checkable

@@ -1,0 +1,275 @@
+"""TaskStore on a SQLite file, shared by threads and processes (the local stand-in for Firestore).
+
+The API's server threads, the dispatcher and the reaper use one store object; the agent
+processes open their own on the same file to write events and heartbeats. So: WAL mode, a
+busy timeout, one connection per thread (reopened after a fork), and every write is one
+`BEGIN IMMEDIATE` transaction, which takes the database's write lock before it reads. A
+compare-and-set read inside it cannot be overtaken by another thread or process.
+
+The full Task is kept as its JSON (`doc`); the columns beside it are copies of the fields the
+queries filter and sort on. Datetimes are ISO-8601 UTC strings in one fixed format (microseconds,
++00:00), so comparing the strings compares the times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agentfleet.tasks import TRUSTED, EventKind, Task, TaskEvent, TaskStatus, utcnow
+
+BUSY_TIMEOUT_S = 30.0
+LIVE = (TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value)
+_FIXED = frozenset({"id", "status"})
+"""Fields `transition` changes cannot touch: the id is the key, the status is `new`."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    workspace_id TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    heartbeat_at TEXT,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_status_workspace ON tasks (status, workspace_id);
+CREATE INDEX IF NOT EXISTS tasks_status_heartbeat ON tasks (status, heartbeat_at);
+CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at, id);
+CREATE TABLE IF NOT EXISTS events (
+    task_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (task_id, seq)
+) WITHOUT ROWID;
+"""
+
+
+def iso(value: datetime) -> str:
+    """The one stored form of a datetime: UTC, microseconds, +00:00 (naive means UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _iso_or_none(value: datetime | None) -> str | None:
+    return None if value is None else iso(value)
+
+
+def _task(row: sqlite3.Row) -> Task:
+    return Task.model_validate_json(row["doc"], context=TRUSTED)
+
+
+def _columns(task: Task) -> tuple[Any, ...]:
+    """The queried copies of the task's fields, then its JSON, in the table's column order."""
+    return (
+        task.status.value,
+        task.attempt,
+        task.workspace_id,
+        task.request.idempotency_key,
+        iso(task.created_at),
+        iso(task.updated_at),
+        _iso_or_none(task.heartbeat_at),
+        task.model_dump_json(),
+    )
+
+
+def _merge(task: Task, new: TaskStatus, changes: dict[str, Any]) -> Task:
+    """The task with `new` and `changes` applied, validated as a whole (ValueError when invalid)."""
+    fixed = _FIXED.intersection(changes)
+    if fixed:
+        raise ValueError(f"a transition cannot change {', '.join(sorted(fixed))}")
+    now = utcnow()
+    doc = {**task.model_dump(), **changes, "status": new, "updated_at": now}
+    if new.final:
+        doc["finished_at"] = now
+    return Task.model_validate(doc, context=TRUSTED)
+
+
+class SqliteTaskStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(_SCHEMA)
+
+    # --- connections ---------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection; a fresh one in a new thread or after a fork."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction that takes the database's write lock up front."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection (other threads' close when those threads end)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # --- tasks ---------------------------------------------------------------------------
+
+    def create(self, task: Task) -> tuple[Task, bool]:
+        key = task.request.idempotency_key
+        with self._write() as conn:
+            if key is not None:
+                row = conn.execute("SELECT doc FROM tasks WHERE idempotency_key = ?", (key,)).fetchone()
+                if row is not None:
+                    return _task(row), False
+            if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task.id,)).fetchone() is not None:
+                raise ValueError(f"a task with id {task.id!r} already exists")
+            conn.execute(
+                "INSERT INTO tasks (id, status, attempt, workspace_id, idempotency_key, created_at, updated_at,"
+                " heartbeat_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (task.id, *_columns(task)),
+            )
+        return task, True
+
+    def get(self, task_id: str) -> Task | None:
+        row = self._conn().execute("SELECT doc FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return None if row is None else _task(row)
+
+    def list_tasks(
+        self, *, status: TaskStatus | None = None, workspace_id: str | None = None, limit: int = 100
+    ) -> list[Task]:
+        """Newest first (created_at, then id, descending)."""
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(TaskStatus(status).value)
+        if workspace_id is not None:
+            where.append("workspace_id = ?")
+            params.append(workspace_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._conn().execute(
+            f"SELECT doc FROM tasks {clause} ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit)
+        )
+        return [_task(row) for row in rows.fetchall()]
+
+    def transition(
+        self,
+        task_id: str,
+        expected: Collection[TaskStatus],
+        new: TaskStatus,
+        *,
+        attempt: int | None = None,
+        changes: dict[str, Any] | None = None,
+    ) -> Task | None:
+        """Set `new` (and `changes`) iff the status is in `expected` and, when given, the attempt
+        matches; None (and nothing changed) when it does not apply or the task is unknown.
+        Raises ValueError, storing nothing, when the changed task would be invalid."""
+        allowed = {TaskStatus(s).value for s in expected}
+        with self._write() as conn:
+            row = conn.execute("SELECT status, attempt, doc FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            if row is None or row["status"] not in allowed or (attempt is not None and row["attempt"] != attempt):
+                return None
+            task = _merge(_task(row), TaskStatus(new), changes or {})
+            conn.execute(
+                "UPDATE tasks SET status = ?, attempt = ?, workspace_id = ?, idempotency_key = ?, created_at = ?,"
+                " updated_at = ?, heartbeat_at = ?, doc = ? WHERE id = ?",
+                (*_columns(task), task_id),
+            )
+        return task
+
+    def heartbeat(self, task_id: str, attempt: int) -> bool:
+        """Record that the attempt is alive; False when the task moved on (cancelled, requeued)."""
+        now = iso(utcnow())
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE tasks SET heartbeat_at = ?, doc = json_set(doc, '$.heartbeat_at', ?)"
+                " WHERE id = ? AND attempt = ? AND status IN (?, ?)",
+                (now, now, task_id, attempt, *LIVE),
+            )
+        return cursor.rowcount == 1
+
+    def stale(self, older_than: datetime) -> list[Task]:
+        """DISPATCHED or RUNNING tasks whose last heartbeat (or change, before the first) is older."""
+        rows = self._conn().execute(
+            "SELECT doc FROM tasks WHERE status IN (?, ?) AND COALESCE(heartbeat_at, updated_at) < ?"
+            " ORDER BY created_at, id",
+            (*LIVE, iso(older_than)),
+        )
+        return [_task(row) for row in rows.fetchall()]
+
+    def count_active(self, workspace_id: str) -> int:
+        row = (
+            self._conn()
+            .execute("SELECT COUNT(*) FROM tasks WHERE workspace_id = ? AND status IN (?, ?)", (workspace_id, *LIVE))
+            .fetchone()
+        )
+        return int(row[0])
+
+    # --- events --------------------------------------------------------------------------
+
+    def append_event(self, task_id: str, kind: EventKind, data: dict[str, Any]) -> TaskEvent:
+        """Append an event with the next `seq` (1, 2, …) for the task."""
+        event = TaskEvent(task_id=task_id, seq=0, kind=kind, data=data)
+        stored = event.model_dump(mode="json")
+        with self._write() as conn:
+            row = conn.execute(
+                "INSERT INTO events (task_id, seq, ts, kind, data)"
+                " SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM events WHERE task_id = ? RETURNING seq",
+                (task_id, iso(event.ts), stored["kind"], json.dumps(stored["data"]), task_id),
+            ).fetchone()
+        return event.model_copy(update={"seq": row["seq"], "data": stored["data"]})
+
+    def events(self, task_id: str, after: int = 0, limit: int = 1000) -> list[TaskEvent]:
+        """Events with seq > after, in order."""
+        rows = self._conn().execute(
+            "SELECT seq, ts, kind, data FROM events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (task_id, after, limit),
+        )
+        return [
+            TaskEvent(
+                task_id=task_id,
+                seq=row["seq"],
+                ts=datetime.fromisoformat(row["ts"]),
+                kind=EventKind(row["kind"]),
+                data=json.loads(row["data"]),
+            )
+            for row in rows.fetchall()
+        ]
+
+    # --- health --------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """Backend, path, whether the database answers and how many tasks it holds; never raises."""
+        report: dict[str, Any] = {"backend": "sqlite", "path": str(self.path), "ok": False, "tasks": None}
+        try:
+            row = self._conn().execute("SELECT COUNT(*) FROM tasks").fetchone()
+        except (sqlite3.Error, OSError) as exc:
+            report["error"] = f"{type(exc).__name__}: {exc}"
+            return report
+        report.update(ok=True, tasks=int(row[0]))
+        return report
