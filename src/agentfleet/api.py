@@ -11,7 +11,7 @@ import hmac
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -93,7 +93,8 @@ class Api:
         try:
             return self._handle(request)
         except HttpError as exc:
-            return error_response(exc.status, exc.message, exc.headers)
+            response = error_response(exc.status, exc.message, exc.headers)
+            return _without_reading_the_body(response) if exc.status == 413 else response
         except InvalidRequestError as exc:
             return error_response(400, f"invalid task request: {exc}")
         except TaskNotFoundError as exc:
@@ -161,10 +162,10 @@ class Api:
 
     def _events(self, request: Request, task_id: str) -> Response:
         task = self._task(task_id)
-        if "text/event-stream" in request.headers.get("Accept", ""):
+        if request.method == "GET" and "text/event-stream" in request.headers.get("Accept", ""):
             after = _last_event_id(request)
             headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-            stream = event_stream(self.store, task_id, after, self.stream)
+            stream = _logged(event_stream(self.store, task_id, after, self.stream), task_id)
             return Response(stream, mimetype="text/event-stream", headers=headers)
         after = int_param(request, "after", default=0, minimum=0)
         limit = int_param(request, "limit", default=PAGE, minimum=1, maximum=PAGE)
@@ -216,7 +217,7 @@ def read_json_body(request: Request) -> Any:
     if not raw.strip():
         raise HttpError(400, "the body is empty; send a task request as a JSON object (see GET /openapi.json)")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise HttpError(400, "the body is not UTF-8 text; send JSON encoded as UTF-8") from None
     except json.JSONDecodeError as exc:
@@ -258,6 +259,21 @@ def _status_param(raw: str | None) -> TaskStatus | None:
     except ValueError:
         valid = ", ".join(s.value for s in TaskStatus)
         raise HttpError(400, f"unknown status {raw[:50]!r}; use one of {valid}") from None
+
+
+def _logged(stream: Iterator[str], task_id: str) -> Iterator[str]:
+    """The stream, ended (without `event: end`) and logged when it fails after the response started."""
+    try:
+        yield from stream
+    except Exception:
+        logger.exception("the event stream of task %s failed", task_id, extra={"task_id": task_id})
+
+
+def _without_reading_the_body(response: Response) -> Response:
+    """functions-framework reads the whole body of every request answered by a non-streamed response
+    (to spare the client a reset); sent as a one-chunk stream, a 413 leaves the rest of the body unread."""
+    response.response = iter([response.get_data()])
+    return response
 
 
 def _health_of(name: str, backend: Any) -> dict[str, Any]:

@@ -142,9 +142,12 @@ class Service:
         """Requeue (attempt+1) or fail tasks whose heartbeat went stale; wake idle workspaces."""
         report = ReapReport()
         cutoff = utcnow() - timedelta(seconds=self.settings.heartbeat_timeout_s)
-        for task in self.store.stale(cutoff):
+        stale = self.store.stale(cutoff)
+        for task in stale:
             self._reap_one(task, report)
-        for workspace in {t.workspace_id for t in self.store.list_tasks(status=TaskStatus.QUEUED, limit=1000)}:
+        just_published = {t.workspace_id for t in stale if t.id in report.requeued}
+        queued = {t.workspace_id for t in self.store.list_tasks(status=TaskStatus.QUEUED, limit=1000)}
+        for workspace in queued - just_published:
             if self.schedule_next(workspace):
                 report.rescheduled.append(workspace)
         return report

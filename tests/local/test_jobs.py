@@ -274,12 +274,15 @@ def test_a_pid_reused_by_another_process_is_not_taken_for_the_agent(runner: Loca
     assert runner.list_active() == []
 
 
-def test_a_command_that_cannot_start_raises_and_is_recorded_as_failed(settings: Settings, tmp_path: Path) -> None:
-    runner = LocalJobRunner(settings, command=[str(tmp_path / "no-such-agent")])
+def test_a_command_that_cannot_start_raises_and_a_later_launch_tries_again(settings: Settings, tmp_path: Path) -> None:
+    agent = tmp_path / "agent.sh"
+    runner = LocalJobRunner(settings, command=[str(agent)])
     task = new_task()
 
     with pytest.raises(OSError):
         runner.launch(task)
-
-    assert runner.launch(task).state == "failed"
     assert runner.list_active() == []
+
+    agent.write_text("#!/bin/sh\nexit 0\n")
+    agent.chmod(0o755)
+    assert runner.launch(task).state == "running", "the failed start left nothing that blocks a retry"

@@ -264,8 +264,9 @@ class LocalJobRunner:
                     start_new_session=True,
                 )
         except OSError:
+            # Forget the attempt's row: the redelivery that follows may then start it afresh.
             with self._write() as conn:
-                conn.execute("UPDATE executions SET state = 'failed' WHERE name = ?", (name,))
+                conn.execute("DELETE FROM executions WHERE name = ?", (name,))
             raise
         self._record(task, name, proc)
 

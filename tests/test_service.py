@@ -1,0 +1,185 @@
+"""The use cases against the real local backends: exactly-once dispatch, scheduling per
+workspace, cancel, and the reaper — with the real agent entry point as the execution."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from agentfleet.local.artifacts import LocalArtifactStore
+from agentfleet.local.jobs import LocalJobRunner
+from agentfleet.local.queue import SqliteTaskQueue
+from agentfleet.local.store import SqliteTaskStore
+from agentfleet.ports import Backends, DispatchMessage
+from agentfleet.service import ConflictError, Service
+from agentfleet.settings import Settings
+from agentfleet.tasks import TaskStatus, utcnow
+from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
+
+FILES = {"app.py": "print('hello')\n"}
+
+
+def backends_for(settings: Settings, command: list[str] | None = None) -> Backends:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return Backends(
+        store=SqliteTaskStore(settings.home / "tasks.db"),
+        queue=SqliteTaskQueue(settings.home / "queue.db"),
+        runner=LocalJobRunner(settings, command=command, grace_s=2.0),
+        artifacts=LocalArtifactStore(settings.artifacts_dir),
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        threading.Event().wait(0.05)
+
+
+def drain(service: Service, queue: SqliteTaskQueue) -> list[str]:
+    """Feed every queued message to dispatch once, like the local dispatcher does."""
+    outcomes = []
+    for delivery in queue.pull(max_messages=100, lease_s=30):
+        message = DispatchMessage.model_validate_json(delivery.data)
+        outcomes.append(service.dispatch(message).action)
+        queue.ack(delivery.message_id)
+    return outcomes
+
+
+@pytest.fixture
+def idle_command() -> list[str]:
+    """An execution that does nothing and exits: for tests of dispatch alone."""
+    import sys
+
+    return [sys.executable, "-c", "pass"]
+
+
+def test_a_duplicate_delivery_launches_one_execution(repo_factory, settings, idle_command) -> None:
+    backends = backends_for(settings, idle_command)
+    service = Service(backends, settings)
+    task, _ = service.submit({"query": "x", "repo_url": str(repo_factory(FILES))})
+    message = DispatchMessage(task_id=task.id, attempt=1, workspace_id=task.workspace_id)
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(service.dispatch(message).action)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count("launched") == 1, results
+    assert set(results) - {"launched"} <= {"duplicate", "waiting"}, "the others are no-ops"
+    stored = backends.store.get(task.id)
+    assert stored and stored.status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING) and stored.execution
+
+
+def test_a_second_task_on_a_busy_workspace_waits_then_runs(repo_factory, settings, idle_command) -> None:
+    backends = backends_for(settings, idle_command)
+    service = Service(backends, settings)
+    repo = str(repo_factory(FILES))
+    first, _ = service.submit({"query": "one", "repo_url": repo})
+    second, _ = service.submit({"query": "two", "repo_url": repo})
+    assert sorted(drain(service, backends.queue)) == ["launched", "waiting"]
+    assert backends.store.get(second.id).status is TaskStatus.QUEUED  # type: ignore[union-attr]
+    backends.store.transition(first.id, [TaskStatus.DISPATCHED], TaskStatus.SUCCEEDED)
+    assert service.schedule_next(first.workspace_id)
+    assert drain(service, backends.queue) == ["launched"]
+
+
+def test_cancelling_a_finished_task_is_a_conflict(repo_factory, settings, idle_command) -> None:
+    service = Service(backends_for(settings, idle_command), settings)
+    task, _ = service.submit({"query": "x", "repo_url": str(repo_factory(FILES))})
+    assert service.cancel(task.id).status is TaskStatus.CANCELLED
+    with pytest.raises(ConflictError, match="is CANCELLED"):
+        service.cancel(task.id)
+
+
+def test_the_reaper_requeues_a_silent_task_then_fails_it_after_the_last_attempt(repo_factory, settings) -> None:
+    configured = settings.model_copy(update={"max_attempts": 2, "heartbeat_timeout_s": 5})
+    backends = backends_for(configured, ["true"])
+    service = Service(backends, configured)
+    task, _ = service.submit({"query": "x", "repo_url": str(repo_factory(FILES))})
+    drain(service, backends.queue)
+    old = utcnow() - timedelta(seconds=60)
+    backends.store.transition(
+        task.id, [TaskStatus.DISPATCHED], TaskStatus.RUNNING, changes={"heartbeat_at": old, "updated_at": old}
+    )
+    report = service.reap()
+    assert report.requeued == [task.id]
+    requeued = backends.store.get(task.id)
+    assert requeued and requeued.status is TaskStatus.QUEUED and requeued.attempt == 2
+    assert drain(service, backends.queue) == ["launched"]
+    backends.store.transition(
+        task.id, [TaskStatus.DISPATCHED], TaskStatus.RUNNING, changes={"heartbeat_at": old, "updated_at": old}
+    )
+    assert service.reap().failed == [task.id]
+    failed = backends.store.get(task.id)
+    assert failed and failed.status is TaskStatus.FAILED
+    assert failed.error and "no heartbeat" in failed.error and "attempt 2 of 2" in failed.error
+
+
+def agent_pids(task_id: str) -> list[int]:
+    """The agent processes working on `task_id`, found by their command line."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if b"agentfleet.agent" in cmdline and task_id.encode() in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def agent_settings(settings: Settings, llm_url: str, **changes: object) -> Settings:
+    return settings.model_copy(update={"gpt_oss_url": llm_url, "heartbeat_interval_s": 0.5, **changes})
+
+
+def test_a_submitted_task_runs_in_its_own_agent_process_to_success(repo_factory, settings, monkeypatch) -> None:
+    script = [reply(None, tool_call("exec", {"command": "python3 app.py"})), reply("It prints hello.")]
+    with ScriptedLLM(script) as llm:
+        configured = agent_settings(settings, llm.url)
+        monkeypatch.setenv("GPT_OSS_URL", llm.url)
+        monkeypatch.setenv("AGENTFLEET_HOME", str(settings.home))
+        backends = backends_for(configured)
+        service = Service(backends, configured)
+        task, _ = service.submit({"query": "What does app.py print?", "repo_url": str(repo_factory(FILES))})
+        assert drain(service, backends.queue) == ["launched"]
+        wait_for(lambda: backends.store.get(task.id).status.final, what="the task to end")  # type: ignore[union-attr]
+    final = backends.store.get(task.id)
+    assert final and final.status is TaskStatus.SUCCEEDED, final.error if final else None
+    assert final.result and final.result.summary == "It prints hello."
+    events = backends.store.events(task.id)
+    statuses = [e.data["status"] for e in events if e.kind.value == "status"]
+    assert statuses == ["QUEUED", "DISPATCHED", "RUNNING", "SUCCEEDED"]
+    assert any(e.kind.value == "tool_result" and "hello" in e.data["output"] for e in events)
+
+
+def test_an_agent_killed_mid_task_is_retried_by_the_reaper(repo_factory, settings, monkeypatch, tmp_path) -> None:
+    slow = reply(None, tool_call("exec", {"command": "sleep 600"}))
+    script = [slow, reply(None, tool_call("exec", {"command": "echo second"})), reply("done on retry")]
+    with ScriptedLLM(script) as llm:
+        configured = agent_settings(settings, llm.url, heartbeat_timeout_s=2.0, max_attempts=2)
+        monkeypatch.setenv("GPT_OSS_URL", llm.url)
+        monkeypatch.setenv("AGENTFLEET_HOME", str(settings.home))
+        monkeypatch.setenv("AGENTFLEET_HEARTBEAT_INTERVAL_S", "0.5")
+        backends = backends_for(configured)
+        service = Service(backends, configured)
+        task, _ = service.submit({"query": "x", "repo_url": str(repo_factory(FILES))})
+        drain(service, backends.queue)
+        wait_for(lambda: len(llm.requests) >= 1, what="the first model request")
+        [pid] = agent_pids(task.id)
+        os.killpg(pid, signal.SIGKILL)
+        wait_for(lambda: not backends.runner.list_active(), what="the agent to die")
+        wait_for(lambda: bool(service.reap().requeued), timeout_s=30, what="the reaper to requeue")
+        assert backends.store.get(task.id).attempt == 2  # type: ignore[union-attr]
+        assert drain(service, backends.queue) == ["launched"]
+        wait_for(lambda: backends.store.get(task.id).status.final, what="the retry to end")  # type: ignore[union-attr]
+    final = backends.store.get(task.id)
+    assert final and final.status is TaskStatus.SUCCEEDED and final.attempt == 2
+    assert final.result and final.result.summary == "done on retry"
