@@ -55,14 +55,14 @@ test: install ## Run the whole test suite (installs what it needs first)
 
 .PHONY: lint
 lint: install ## Ruff lint and format check, mypy type check
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench functions
+	$(VENV)/bin/ruff format --check src tests bench functions
 	$(VENV)/bin/mypy
 
 .PHONY: format
 format: install ## Format and autofix with ruff
-	$(VENV)/bin/ruff format src tests bench
-	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench functions
+	$(VENV)/bin/ruff check --fix src tests bench functions
 
 .PHONY: bench
 bench: install ## Run the benchmark scripts under bench/ and print their figures
