@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated
 
@@ -98,6 +98,45 @@ def _endpoint(settings: Settings, model: str | None = None) -> Iterator[Settings
     except AgentFleetError as exc:
         err.print(f"[red]model unavailable:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs AGENTFLEET_API_TOKEN")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8080,
+) -> None:
+    """Serve the HTTP API with a local queue, dispatcher, job runner and reaper (Ctrl-C stops)."""
+    import os
+    import signal
+
+    from agentfleet.errors import AgentFleetError
+    from agentfleet.local.server import LocalServer
+    from agentfleet.logs import configure_logging
+    from agentfleet.ports import build_backends
+    from agentfleet.service import Service
+
+    configure_logging()
+    settings = Settings()
+    with _endpoint(settings) as configured:
+        if configured.gpt_oss_url and not settings.gpt_oss_url:
+            os.environ["GPT_OSS_URL"] = configured.gpt_oss_url  # agent processes inherit the embedded model
+            os.environ["AGENTFLEET_MODEL"] = configured.model
+        try:
+            server = LocalServer(Service(build_backends(configured), configured), host, port)
+        except (AgentFleetError, OSError) as exc:
+            err.print(f"[red]cannot serve:[/red] {escape(str(exc))}")
+            raise typer.Exit(2) from None
+        signal.signal(signal.SIGTERM, _interrupt)
+        err.print(f"AgentFleet serving on {server.url} (Ctrl-C stops; running agents keep going)")
+        with suppress(KeyboardInterrupt):
+            server.serve_forever()
+    err.print("stopped")
 
 
 def _report(task: Task, artifacts: LocalArtifactStore, as_json: bool) -> None:

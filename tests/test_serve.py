@@ -1,0 +1,124 @@
+"""`agentfleet serve` end to end over real HTTP: a task submitted, dispatched through the local
+queue as a CloudEvent, worked by the real agent process, followed as Server-Sent Events."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agentfleet.client import Client
+from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
+
+FILES = {"app.py": "print('hello')\n"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serving(tmp_path: Path, llm_url: str, *args: str, **env: str) -> Iterator[str]:
+    port = free_port()
+    environ = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "AGENTFLEET_HOME": str(tmp_path / "home"),
+        "GPT_OSS_URL": llm_url,
+        "AGENTFLEET_LLM_RETRIES": "0",
+        "AGENTFLEET_REAP_INTERVAL_S": "1",
+        **env,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentfleet.cli", "serve", "--port", str(port), *args],
+        cwd=tmp_path,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else "server exited"
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up"
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.1)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_task_posted_over_http_is_followed_as_sse_until_it_succeeds(repo_factory, tmp_path) -> None:
+    script = [
+        reply(None, tool_call("exec", {"command": "sleep 2; python3 app.py"})),
+        reply("app.py prints hello."),
+    ]
+    with ScriptedLLM(script) as llm, serving(tmp_path, llm.url) as url:
+        client = Client(url)
+        created = client.submit({"query": "What does app.py print?", "repo_url": str(repo_factory(FILES))})
+        task_id = created["task_id"]
+        deadline = time.monotonic() + 60
+        containers: dict = {}
+        while not containers.get("count") and time.monotonic() < deadline:
+            containers = client.containers()
+        assert containers["count"] == 1, "the execution shows while it runs"
+        [executions] = containers["workspaces"].values()
+        assert executions[0]["task_id"] == task_id
+        kinds = [(e.seq, e.kind.value, e.data.get("status")) for e in client.stream(task_id)]
+        final = client.task(task_id)
+    assert final.status.value == "SUCCEEDED", final.error
+    assert final.result and final.result.summary == "app.py prints hello."
+    seqs = [seq for seq, _, _ in kinds]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    statuses = [status for _, kind, status in kinds if kind == "status"]
+    assert statuses == ["QUEUED", "DISPATCHED", "RUNNING", "SUCCEEDED"]
+    assert "tool_result" in {k for _, k, _ in kinds}
+
+
+def test_binding_beyond_loopback_without_a_token_is_refused(tmp_path) -> None:
+    environ = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "AGENTFLEET_HOME": str(tmp_path / "home"),
+        "GPT_OSS_URL": "http://127.0.0.1:9/v1",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentfleet.cli", "serve", "--host", "0.0.0.0", "--port", "0"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "AGENTFLEET_API_TOKEN" in proc.stderr
+
+
+@pytest.mark.parametrize("token", ["s3cret-token"])
+def test_a_token_protected_server_answers_only_with_the_token(tmp_path, token) -> None:
+    with serving(tmp_path, "http://127.0.0.1:9/v1", AGENTFLEET_API_TOKEN=token) as url:
+        assert httpx.get(f"{url}/tasks").status_code == 401
+        assert httpx.get(f"{url}/tasks", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert json.loads(httpx.get(f"{url}/health").text)["status"] == "ok"
