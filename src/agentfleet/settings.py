@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     # The model.
     model: str = "openai/gpt-oss-20b"
     model_profile: str = Field("auto", description="Tool protocol profile; 'auto' picks by model name")
+    llm_max_reply_tokens: int | None = Field(None, ge=16, description="Cap on one model reply (None: the server's)")
     llm_timeout_s: float = 300.0
     llm_retries: int = 2
 

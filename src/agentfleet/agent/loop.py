@@ -48,6 +48,7 @@ class Limits:
     max_steps: int = 50
     max_tokens: int = 2_000_000
     timeout_s: float = 3600.0
+    max_reply_tokens: int | None = None  # per model reply, unless the profile sets its own
 
 
 @dataclass(frozen=True)
@@ -164,8 +165,9 @@ class Agent:
             kwargs["tool_choice"] = "auto" if tools else "none"
         if self.profile.temperature is not None:
             kwargs["temperature"] = self.profile.temperature
-        if self.profile.max_reply_tokens:
-            kwargs["max_tokens"] = self.profile.max_reply_tokens
+        reply_cap = self.profile.max_reply_tokens or self.limits.max_reply_tokens
+        if reply_cap:
+            kwargs["max_tokens"] = reply_cap
         if self.profile.stop and tools:
             kwargs["stop"] = list(self.profile.stop)
         started = time.monotonic()

@@ -146,6 +146,7 @@ def _limits(task: Task, settings: Settings) -> Limits:
         max_steps=options.max_steps or settings.default_max_steps,
         max_tokens=options.max_tokens or settings.default_max_tokens,
         timeout_s=float(options.timeout_s or settings.default_timeout_s),
+        max_reply_tokens=settings.llm_max_reply_tokens,
     )
 
 
