@@ -31,6 +31,14 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serving(tmp_path: Path, llm_url: str, *args: str, **env: str) -> Iterator[str]:
+    with server_process(tmp_path, llm_url, *args, **env) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def server_process(
+    tmp_path: Path, llm_url: str, *args: str, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     environ = {
         "PATH": os.environ["PATH"],
@@ -61,7 +69,7 @@ def serving(tmp_path: Path, llm_url: str, *args: str, **env: str) -> Iterator[st
             assert time.monotonic() < deadline, "the server did not come up"
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=0.1)
-        yield url
+        yield url, proc
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -122,3 +130,50 @@ def test_a_token_protected_server_answers_only_with_the_token(tmp_path, token) -
         assert httpx.get(f"{url}/tasks").status_code == 401
         assert httpx.get(f"{url}/tasks", headers={"Authorization": f"Bearer {token}"}).status_code == 200
         assert json.loads(httpx.get(f"{url}/health").text)["status"] == "ok"
+
+
+def wait_until(condition, timeout_s: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)  # the pause between polls
+
+
+def test_a_cancel_during_a_run_stops_the_execution(repo_factory, tmp_path) -> None:
+    script = [reply(None, tool_call("exec", {"command": "sleep 600"})), reply("never")]
+    with ScriptedLLM(script) as llm, serving(tmp_path, llm.url) as url:
+        client = Client(url)
+        task_id = client.submit({"query": "x", "repo_url": str(repo_factory(FILES))})["task_id"]
+        wait_until(lambda: any(e.kind.value == "tool_call" for e in client.events(task_id)), what="the tool call")
+        assert client.cancel(task_id).status.value == "CANCELLED"
+        wait_until(lambda: client.containers()["count"] == 0, timeout_s=30, what="the execution to stop")
+        response = httpx.post(f"{url}/tasks/{task_id}/cancel")
+        final = client.task(task_id)
+    assert final.status.value == "CANCELLED"
+    assert response.status_code == 409 and "CANCELLED" in response.json()["error"]
+
+
+def test_every_accepted_task_ends_after_the_server_is_killed(repo_factory, tmp_path) -> None:
+    slow_answer = {"delay_s": 2.0, "content": "done"}
+    repo_a, repo_b = str(repo_factory(FILES, name="a")), str(repo_factory(FILES, name="b"))
+    with ScriptedLLM([slow_answer], repeat_last=True) as llm:
+        with server_process(tmp_path, llm.url) as (url, proc):
+            client = Client(url)
+            ids = [
+                client.submit({"query": f"t{i}", "repo_url": repo})["task_id"]
+                for i, repo in enumerate([repo_a, repo_a, repo_b])
+            ]
+            wait_until(lambda: any(client.task(i).status.value == "RUNNING" for i in ids), what="a running task")
+            proc.kill()  # SIGKILL: no cleanup at all
+            proc.wait()
+        with serving(tmp_path, llm.url) as url:
+            client = Client(url)
+            wait_until(lambda: all(client.task(i).status.final for i in ids), timeout_s=90, what="every task to end")
+            finals = [client.task(i) for i in ids]
+            runs = {i: [e for e in client.events(i) if e.data.get("status") == "RUNNING"] for i in ids}
+    assert [t.status.value for t in finals] == ["SUCCEEDED"] * 3, [t.error for t in finals]
+    for task in finals:
+        assert len(runs[task.id]) == task.attempt, "one run per attempt, never two at once"
