@@ -177,3 +177,27 @@ def test_every_accepted_task_ends_after_the_server_is_killed(repo_factory, tmp_p
     assert [t.status.value for t in finals] == ["SUCCEEDED"] * 3, [t.error for t in finals]
     for task in finals:
         assert len(runs[task.id]) == task.attempt, "one run per attempt, never two at once"
+
+
+def test_the_cli_client_submits_waits_and_lists(repo_factory, tmp_path) -> None:
+    script = [reply(None, tool_call("exec", {"command": "python3 app.py"})), reply("It prints hello.")]
+
+    def cli(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "AGENTFLEET_SERVER": url}
+        return subprocess.run(
+            [sys.executable, "-m", "agentfleet.cli", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    with ScriptedLLM(script) as llm, serving(tmp_path, llm.url) as url:
+        submitted = cli("submit", "What does app.py print?", "--repo", str(repo_factory(FILES)), "--wait", url=url)
+        task_id = submitted.stdout.splitlines()[0]
+        listed = cli("tasks", "--json", url=url)
+        status = cli("status", task_id, url=url)
+        logs = cli("logs", task_id, url=url)
+        missing = cli("status", "nope", url=url)
+    assert submitted.returncode == 0, submitted.stderr
+    assert "It prints hello." in submitted.stdout and "SUCCEEDED" in submitted.stderr
+    assert [t["id"] for t in json.loads(listed.stdout)] == [task_id]
+    assert json.loads(status.stdout)["status"] == "SUCCEEDED"
+    assert [json.loads(line)["seq"] for line in logs.stdout.splitlines()][:3] == [1, 2, 3]
+    assert missing.returncode == 1 and "HTTP 404" in missing.stderr
