@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
-from conftest import git
+from repos import git
 
 BUGGY = {
     "calc.py": "def add(a, b):\n    return a - b\n",

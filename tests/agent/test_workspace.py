@@ -22,7 +22,7 @@ from agentfleet.errors import WorkspaceError
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskRequest, workspace_id
-from conftest import commit_files, git, make_repo
+from repos import commit_files, git, make_repo
 
 
 class SubprocessSetup:
