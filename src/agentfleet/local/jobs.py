@@ -21,18 +21,18 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agentfleet.local import sqlite
 from agentfleet.ports import Execution
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task
 
 logger = logging.getLogger("agentfleet.local.jobs")
 
-BUSY_TIMEOUT_S = 30.0
 LAUNCH_STALE_S = 60.0
 """A row still without a pid after this long: its launcher died before starting the process."""
 POLL_S = 0.05
@@ -136,31 +136,15 @@ class LocalJobRunner:
         self.db_path = db_path or settings.home / "executions.db"
         self.grace_s = grace_s
         self.env = env
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+        sqlite.create(self.db_path, _SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            yield conn
-        finally:
-            conn.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlite.connection(self.db_path)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._connect() as conn, sqlite.write_transaction(conn):
+            yield conn
 
     # --- the port ------------------------------------------------------------------------
 

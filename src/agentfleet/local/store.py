@@ -17,15 +17,15 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agentfleet.local import sqlite
 from agentfleet.tasks import TRUSTED, EventKind, Task, TaskEvent, TaskStatus, utcnow
 
-BUSY_TIMEOUT_S = 30.0
 LIVE = (TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value)
 _FIXED = frozenset({"id", "status"})
 """Fields `transition` changes cannot touch: the id is the key, the status is `new`."""
@@ -101,10 +101,7 @@ class SqliteTaskStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._conn()
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(_SCHEMA)
+        sqlite.create(path, _SCHEMA)
 
     # --- connections ---------------------------------------------------------------------
 
@@ -112,24 +109,13 @@ class SqliteTaskStore:
         """This thread's connection; a fresh one in a new thread or after a fork."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn = sqlite.connect(self.path, check_same_thread=False)
             conn.execute("PRAGMA synchronous = NORMAL")
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction that takes the database's write lock up front."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlite.write_transaction(self._conn())
 
     def close(self) -> None:
         """Close this thread's connection (other threads' close when those threads end)."""
