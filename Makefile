@@ -68,6 +68,8 @@ format: install ## Format and autofix with ruff
 bench: install ## Run the benchmark scripts under bench/ and print their figures
 	$(PY) bench/step_overhead.py
 	$(PY) bench/warm_workspace.py
+	$(PY) bench/intake.py
+	$(PY) bench/dispatch_latency.py
 
 .PHONY: clean
 clean: ## Remove the virtual environment and caches

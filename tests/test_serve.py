@@ -49,18 +49,20 @@ def server_process(
         "AGENTFLEET_REAP_INTERVAL_S": "1",
         **env,
     }
+    log_path = tmp_path / f"serve-{port}.log"  # a file, not a pipe: nobody reads a pipe, and a full one blocks
+    log = log_path.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentfleet.cli", "serve", "--port", str(port), *args],
         cwd=tmp_path,
         env=environ,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else "server exited"
+            assert proc.poll() is None, log_path.read_text(errors="replace")
             try:
                 if httpx.get(f"{url}/health", timeout=1).status_code == 200:
                     break
@@ -77,6 +79,7 @@ def server_process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()
 
 
 def test_a_task_posted_over_http_is_followed_as_sse_until_it_succeeds(repo_factory, tmp_path) -> None:

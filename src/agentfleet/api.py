@@ -21,7 +21,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from agentfleet.errors import InvalidRequestError
-from agentfleet.openapi import MAX_BODY_BYTES, Containers, ErrorBody, Health, Submitted, TaskLinks, TaskList
+from agentfleet.openapi import MAX_BODY_BYTES, MAX_SEQ, Containers, ErrorBody, Health, Submitted, TaskLinks, TaskList
 from agentfleet.openapi import openapi_document as _openapi_document
 from agentfleet.service import ConflictError, Service, TaskNotFoundError
 from agentfleet.sse import PAGE, StreamConfig, event_page, event_stream
@@ -167,7 +167,7 @@ class Api:
             headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
             stream = _logged(event_stream(self.store, task_id, after, self.stream), task_id)
             return Response(stream, mimetype="text/event-stream", headers=headers)
-        after = int_param(request, "after", default=0, minimum=0)
+        after = int_param(request, "after", default=0, minimum=0, maximum=MAX_SEQ)
         limit = int_param(request, "limit", default=PAGE, minimum=1, maximum=PAGE)
         return json_response(event_page(self.store, task, after, limit, self.stream.settle_s))
 
@@ -247,8 +247,8 @@ def _bounded_int(raw: str, what: str, minimum: int, maximum: int | None) -> int:
 def _last_event_id(request: Request) -> int:
     header = request.headers.get("Last-Event-ID")
     if header is not None and header.strip():
-        return _bounded_int(header.strip(), "header 'Last-Event-ID'", 0, None)
-    return int_param(request, "after", default=0, minimum=0)
+        return _bounded_int(header.strip(), "header 'Last-Event-ID'", 0, MAX_SEQ)
+    return int_param(request, "after", default=0, minimum=0, maximum=MAX_SEQ)
 
 
 def _status_param(raw: str | None) -> TaskStatus | None:

@@ -17,6 +17,8 @@ from agentfleet.tasks import Task, TaskEvent, TaskRequest, TaskStatus
 
 MAX_BODY_BYTES = 1024 * 1024
 """The largest request body the API reads (1 MiB)."""
+MAX_SEQ = 2**63 - 1
+"""The largest event seq a client may pass (`after`, `Last-Event-ID`): the stores' 64-bit integers."""
 
 
 class _Body(BaseModel):
@@ -143,13 +145,17 @@ def _paths(refs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 "summary": "A task's events: a page of JSON, or a live stream with Accept: text/event-stream",
                 "parameters": [
                     _TASK_ID,
-                    _query("after", {"type": "integer", "minimum": 0, "default": 0}, "Events with seq > after"),
+                    _query(
+                        "after",
+                        {"type": "integer", "minimum": 0, "maximum": MAX_SEQ, "default": 0},
+                        "Events with seq > after",
+                    ),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000}, "At most"),
                     {
                         "name": "Last-Event-ID",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "integer", "minimum": 0},
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
                         "description": "Resume a stream after this seq (wins over `after`)",
                     },
                 ],

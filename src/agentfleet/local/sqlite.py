@@ -17,6 +17,9 @@ def connect(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=check_same_thread)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    # WAL with synchronous=NORMAL survives a crash of any process (what a local queue must);
+    # only a power cut may lose the last commits. FULL would fsync on every commit.
+    conn.execute("PRAGMA synchronous = NORMAL")
     return conn
 
 

@@ -110,7 +110,6 @@ class SqliteTaskStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
             conn = sqlite.connect(self.path, check_same_thread=False)
-            conn.execute("PRAGMA synchronous = NORMAL")
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
