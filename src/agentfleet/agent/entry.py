@@ -13,7 +13,6 @@ import os
 import signal
 import threading
 
-from agentfleet.agent.runner import run_task
 from agentfleet.logs import configure_logging
 from agentfleet.ports import Backends, TaskStore, build_backends
 from agentfleet.service import Service
@@ -66,6 +65,10 @@ def run_attempt(task_id: str, attempt: int | None, settings: Settings, backends:
             store.append_event(task_id, event.kind, event.data)
 
     try:
+        # Imported after the claim: the model client and MCP stack take over a second to load,
+        # and the task shows RUNNING (and heartbeats) while they do.
+        from agentfleet.agent.runner import run_task
+
         final = run_task(running, settings, backends.artifacts, listeners=[to_store])
     finally:
         beat.stopped.set()
