@@ -183,3 +183,33 @@ def test_an_agent_killed_mid_task_is_retried_by_the_reaper(repo_factory, setting
     final = backends.store.get(task.id)
     assert final and final.status is TaskStatus.SUCCEEDED and final.attempt == 2
     assert final.result and final.result.summary == "done on retry"
+
+
+class _DownQueue:
+    """A queue that cannot be reached (until `up` is set), in front of the real local one."""
+
+    def __init__(self, queue: SqliteTaskQueue) -> None:
+        self.queue, self.up = queue, False
+
+    def publish(self, message: DispatchMessage) -> str:
+        if not self.up:
+            raise ConnectionError("the queue is unreachable")
+        return self.queue.publish(message)
+
+    def health(self) -> dict[str, object]:
+        return {"ok": self.up}
+
+
+def test_a_task_whose_publish_fails_stays_queued_and_the_reaper_publishes_it_later(
+    settings: Settings, repo_factory: Callable[..., Path], idle_command: list[str]
+) -> None:
+    real = backends_for(settings, idle_command)
+    assert isinstance(real.queue, SqliteTaskQueue)
+    down = _DownQueue(real.queue)
+    service = Service(Backends(real.store, down, real.runner, real.artifacts), settings)
+    task, created = service.submit({"query": "q", "repo_url": str(repo_factory(FILES))})
+    assert created and real.store.get(task.id).status is TaskStatus.QUEUED
+    assert drain(service, real.queue) == []
+    down.up = True
+    assert service.reap().rescheduled == [task.workspace_id]
+    assert drain(service, real.queue) == ["launched"]

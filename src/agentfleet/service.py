@@ -72,9 +72,21 @@ class Service:
             self._publish(task)
         return task, created
 
-    def _publish(self, task: Task) -> None:
+    def _publish(self, task: Task) -> bool:
+        """Publish the task for dispatch. A queue that cannot be reached loses nothing: the task
+        is stored QUEUED, and the reaper's next pass publishes the queued tasks of idle workspaces."""
         message = DispatchMessage(task_id=task.id, attempt=task.attempt, workspace_id=task.workspace_id)
-        self.backends.queue.publish(message)
+        try:
+            self.backends.queue.publish(message)
+        except (ConnectionError, TimeoutError) as exc:
+            logger.warning(
+                "task %s is queued but not yet published (%s); the reaper will publish it",
+                task.id,
+                exc,
+                extra={"task_id": task.id},
+            )
+            return False
+        return True
 
     # --- dispatch -----------------------------------------------------------------------
 
@@ -180,5 +192,4 @@ class Service:
         queued = self.store.list_tasks(status=TaskStatus.QUEUED, workspace_id=workspace_id, limit=1000)
         if not queued:
             return False
-        self._publish(min(queued, key=lambda t: t.created_at))
-        return True
+        return self._publish(min(queued, key=lambda t: t.created_at))

@@ -221,3 +221,14 @@ def test_the_cli_serves_a_script_on_a_free_port_and_exits_cleanly_on_sigterm(tmp
     assert proc.returncode == 0
     assert f"scripted LLM listening on http://127.0.0.1:{port}/v1" in stderr
     assert json.loads(record.read_text())["messages"] == USER
+
+
+def test_per_turn_answers_each_conversation_by_its_own_turn_number() -> None:
+    script = [reply("first"), reply("second")]
+    with ScriptedLLM(script, per_turn=True) as llm:
+        answers = [ask(llm).choices[0].message.content for _ in range(3)]  # three fresh conversations
+        later = client(llm).chat.completions.create(
+            model="m", messages=[*USER, {"role": "assistant", "content": "first"}, {"role": "user", "content": "go"}]
+        )
+    assert answers == ["first", "first", "first"]
+    assert later.choices[0].message.content == "second"

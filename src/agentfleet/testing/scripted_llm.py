@@ -207,8 +207,13 @@ class ScriptedLLM:
         port: int = 0,
         record: Path | None = None,
         repeat_last: bool = False,
+        per_turn: bool = False,
     ) -> None:
+        """`per_turn`: answer each conversation by its own turn number (the count of assistant
+        messages in the request) instead of one cursor shared by all requests, so any number of
+        agents can run the same script at once."""
         self.script = list(script)
+        self.per_turn = per_turn
         self.host, self.port = host, port
         self.record = Path(record) if record is not None else None
         self.repeat_last = repeat_last
@@ -258,7 +263,7 @@ class ScriptedLLM:
                 with self.record.open("a") as log:
                     log.write(json.dumps(body) + "\n")
                     log.flush()
-            entry = self._next_entry()
+            entry = self._turn_entry(body) if self.per_turn else self._next_entry()
         if entry is None:
             return 500, _error_body(f"script exhausted after {len(self.script)} replies")
         if entry.get("delay_s"):
@@ -268,6 +273,13 @@ class ScriptedLLM:
             message, kind = error.get("message", "scripted error"), error.get("type", "server_error")
             return int(error.get("status", 500)), _error_body(message, kind)
         return 200, _completion(body, entry)
+
+    def _turn_entry(self, body: dict) -> dict | None:
+        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        turn = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "assistant")
+        if turn < len(self.script):
+            return self.script[turn]
+        return self.script[-1] if self.repeat_last and self.script else None
 
     def _next_entry(self) -> dict | None:
         if self._cursor < len(self.script):
@@ -283,6 +295,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--record", type=Path, help="append each request body to this file as a JSON line")
     parser.add_argument("--repeat-last", action="store_true", help="repeat the last reply once exhausted")
+    parser.add_argument(
+        "--per-turn", action="store_true", help="answer each conversation by its turn number (concurrent agents)"
+    )
     return parser
 
 
