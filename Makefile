@@ -12,8 +12,8 @@ help: ## Show this list of targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 .PHONY: system-deps
-system-deps: ## Install the Debian packages AgentFleet needs (git, bubblewrap, libgomp1 for the local model)
-	@missing=""; for bin in git:git bwrap:bubblewrap setpriv:util-linux; do \
+system-deps: ## Install the Debian packages AgentFleet needs (git, bubblewrap, libgomp1; Java for the emulators)
+	@missing=""; for bin in git:git bwrap:bubblewrap setpriv:util-linux java:default-jre-headless; do \
 	  command -v $${bin%%:*} >/dev/null 2>&1 || missing="$$missing $${bin##*:}"; done; \
 	/sbin/ldconfig -p 2>/dev/null | grep -q libgomp.so.1 || missing="$$missing libgomp1"; \
 	if [ -n "$$missing" ]; then \
@@ -70,6 +70,7 @@ bench: install ## Run the benchmark scripts under bench/ and print their figures
 	$(PY) bench/warm_workspace.py
 	$(PY) bench/intake.py
 	$(PY) bench/dispatch_latency.py
+	$(PY) bench/cloud_flow.py
 
 .PHONY: clean
 clean: ## Remove the virtual environment and caches

@@ -19,6 +19,9 @@ def _default_home() -> Path:
     return Path(base) / "agentfleet"
 
 
+_SEED_NAMES = frozenset({"project_id", "region", "gcs_bucket", "llm_api_key", "database_url", "gpt_oss_url"})
+
+
 def _seed(name: str) -> AliasChoices:
     """Accept the seed's bare name and the prefixed one."""
     return AliasChoices(name, f"AGENTFLEET_{name}")
@@ -70,6 +73,25 @@ class Settings(BaseSettings):
     reap_interval_s: float = Field(15.0, gt=0)
     api_token: SecretStr | None = Field(None, description="Bearer token the HTTP API requires")
 
+    # Google Cloud (AGENTFLEET_BACKEND=gcp). The clients honour FIRESTORE_EMULATOR_HOST,
+    # PUBSUB_EMULATOR_HOST and STORAGE_EMULATOR_HOST; cloud_run_endpoint is their Cloud Run twin.
+    firestore_database: str = Field("(default)", description="Firestore database id")
+    tasks_collection: str = Field("tasks", description="Firestore collection of tasks (events in a subcollection)")
+    pubsub_topic: str = Field("agentfleet-tasks", description="Pub/Sub topic the dispatch function listens on")
+    job_image: str | None = Field(None, description="Agent container image of the Cloud Run Jobs")
+    job_service_account: str | None = Field(None, description="Service account the agent jobs run as")
+    job_cpu: str = "2"
+    job_memory: str = "4Gi"
+    job_timeout_s: int = Field(3600, ge=60, description="Cloud Run task timeout of one execution")
+    job_max_retries: int = Field(0, ge=0, le=10, description="Cloud Run's own retries (the reaper retries too)")
+    cloud_run_endpoint: str | None = Field(
+        None, description="host:port of a plaintext Cloud Run Admin API (the test fake) instead of Google's"
+    )
+    artifacts_prefix: str = Field("", description="Key prefix of every artifact in the bucket")
+    workspace_snapshots: bool | None = Field(
+        None, description="Restore/save one workspace archive per workspace; default: yes for gcp, no for local"
+    )
+
     # The sandbox.
     sandbox: Literal["bwrap", "none"] = "bwrap"
     allow_unsandboxed: bool = False
@@ -88,6 +110,27 @@ class Settings(BaseSettings):
         if self.allow_local_repos is not None:
             return self.allow_local_repos
         return self.backend == "local"
+
+    @property
+    def snapshots_enabled(self) -> bool:
+        if self.workspace_snapshots is not None:
+            return self.workspace_snapshots
+        return self.backend == "gcp"
+
+    @property
+    def location(self) -> str:
+        """projects/P/locations/R, the parent of the Cloud Run Jobs (ConfigError without PROJECT_ID)."""
+        return f"projects/{self.require('project_id')}/locations/{self.region}"
+
+    def require(self, name: str) -> str:
+        """The value of a setting the gcp backend cannot do without; ConfigError naming the variable."""
+        value = getattr(self, name)
+        if not value:
+            from agentfleet.errors import ConfigError
+
+            env = name.upper() if name in _SEED_NAMES else f"AGENTFLEET_{name.upper()}"
+            raise ConfigError(f"{env} must be set for AGENTFLEET_BACKEND={self.backend}")
+        return str(value)
 
     @property
     def mirrors_dir(self) -> Path:
