@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -152,6 +152,26 @@ class ArtifactStore(Protocol):
         """Where a person can find the artifact (a path or gs:// URI)."""
         ...
 
+    def get_file_version(self, key: str, dest: Path) -> str:
+        """Write the object under `key` to `dest` and return its version (an opaque token: the
+        GCS generation); KeyError when there is none."""
+        ...
+
+    def put_file_if(self, key: str, path: Path, *, version: str | None) -> str | None:
+        """Store a local file under `key` only if the stored object is still at `version`
+        (None: only if there is no object). Return the new version, or None when another writer
+        got there first (nothing is stored). Concurrent writers never interleave: a reader sees
+        one whole version or another."""
+        ...
+
+
+def check_artifact_key(key: str) -> str:
+    """`key` when it is a relative path without '..'; ValueError otherwise (every store checks alike)."""
+    parts = PurePosixPath(key).parts
+    if not key or key.startswith("/") or ".." in parts or "\x00" in key:
+        raise ValueError(f"artifact key {key!r} must be a relative path without '..'")
+    return key
+
 
 @dataclass(frozen=True)
 class Backends:
@@ -164,9 +184,9 @@ class Backends:
 def build_backends(settings: Settings) -> Backends:
     """The implementations `settings.backend` names; the chosen one is imported lazily."""
     if settings.backend == "gcp":
-        from agentfleet.errors import ConfigError
+        from agentfleet.gcp import build_gcp_backends
 
-        raise ConfigError("AGENTFLEET_BACKEND=gcp: the Google Cloud backends are not part of this build yet; use local")
+        return build_gcp_backends(settings)
     from agentfleet.local.artifacts import LocalArtifactStore
     from agentfleet.local.jobs import LocalJobRunner
     from agentfleet.local.queue import SqliteTaskQueue

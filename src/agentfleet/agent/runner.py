@@ -21,6 +21,7 @@ from openai import AsyncOpenAI
 from agentfleet.agent.loop import Agent, Limits, Outcome
 from agentfleet.agent.profiles import profile_for
 from agentfleet.agent.sandbox import Sandbox, SandboxConfig, grant_workspace
+from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot
 from agentfleet.agent.tools import ToolBox
 from agentfleet.agent.workspace import (
     PreparedWorkspace,
@@ -65,15 +66,7 @@ def run_task(task: Task, settings: Settings, artifacts: ArtifactStore, listeners
     record = EventRecorder(task.id, listeners)
     task = task.model_copy(update={"status": TaskStatus.RUNNING, "started_at": utcnow()})
     record(EventKind.STATUS, {"status": TaskStatus.RUNNING.value, "attempt": task.attempt})
-    try:
-        result, error = asyncio.run(_work(task, settings, artifacts, record))
-    except AgentFleetError as exc:
-        result, error = None, str(exc)
-    except ExceptionGroup as group:  # raised through the MCP clients' task groups
-        result, error = None, _reason(group, task.id)
-    except Exception as exc:  # top-level handler: the task fails with a reason, not a traceback
-        logger.exception("task failed unexpectedly", extra={"task_id": task.id})
-        result, error = None, f"internal error: {exc.__class__.__name__}: {exc}"
+    result, error = _attempt(task, settings, artifacts, record)
     status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
     if error:
         record(EventKind.ERROR, {"message": error})
@@ -92,6 +85,27 @@ def run_task(task: Task, settings: Settings, artifacts: ArtifactStore, listeners
     )
 
 
+def _attempt(
+    task: Task, settings: Settings, artifacts: ArtifactStore, record: EventRecorder
+) -> tuple[TaskResult | None, str | None]:
+    """The workspace snapshot restored, the work done, the snapshot saved: (result, error)."""
+    snapshot: SnapshotState | None = None
+    try:
+        if settings.snapshots_enabled:
+            snapshot = restore_snapshot(task, settings, artifacts, record)
+        result, error = asyncio.run(_work(task, settings, artifacts, record))
+    except AgentFleetError as exc:
+        result, error = None, str(exc)
+    except ExceptionGroup as group:  # raised through the MCP clients' task groups
+        result, error = None, _reason(group, task.id)
+    except Exception as exc:  # top-level handler: the task fails with a reason, not a traceback
+        logger.exception("task failed unexpectedly", extra={"task_id": task.id})
+        result, error = None, f"internal error: {exc.__class__.__name__}: {exc}"
+    if snapshot is not None:  # failed tasks too: what was fetched and set up is worth keeping
+        _save_snapshot(snapshot, task, settings, artifacts, record)
+    return result, error
+
+
 def _reason(group: ExceptionGroup, task_id: str) -> str:
     """The message of the first error of ours in a group; anything else is internal."""
     ours = group.subgroup(lambda exc: isinstance(exc, AgentFleetError))
@@ -102,6 +116,15 @@ def _reason(group: ExceptionGroup, task_id: str) -> str:
         ours = first
     logger.error("task failed unexpectedly: %r", group, extra={"task_id": task_id}, exc_info=group)
     return f"internal error: {group.exceptions[0]!r}"
+
+
+def _save_snapshot(
+    snapshot: SnapshotState, task: Task, settings: Settings, artifacts: ArtifactStore, record: EventRecorder
+) -> None:
+    try:
+        save_snapshot(snapshot, task, settings, artifacts, record)
+    except Exception:  # top-level handler: a snapshot is an optimisation, never the task's outcome
+        logger.exception("could not save the workspace snapshot", extra={"task_id": task.id})
 
 
 def _save_log(artifacts: ArtifactStore, task_id: str, record: EventRecorder) -> None:
