@@ -299,3 +299,20 @@ class Task(_Strict):
         if not self.workspace_id:
             self.workspace_id = workspace_id(self.request.primary_repo)
         return self
+
+
+TRANSITION_FIXED = frozenset({"id", "status"})
+"""Fields a transition's `changes` cannot touch: the id is the key, the status is the new one."""
+
+
+def apply_transition(task: Task, new: TaskStatus, changes: dict[str, Any]) -> Task:
+    """The task moved to `new` with `changes`, `updated_at` (and `finished_at` for a final
+    status) set, validated as a whole: what every TaskStore writes. ValueError when invalid."""
+    fixed = TRANSITION_FIXED.intersection(changes)
+    if fixed:
+        raise ValueError(f"a transition cannot change {', '.join(sorted(fixed))}")
+    now = utcnow()
+    doc = {**task.model_dump(), **changes, "status": new, "updated_at": now}
+    if new.final:
+        doc["finished_at"] = now
+    return Task.model_validate(doc, context=TRUSTED)

@@ -24,11 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from agentfleet.local import sqlite
-from agentfleet.tasks import TRUSTED, EventKind, Task, TaskEvent, TaskStatus, utcnow
+from agentfleet.tasks import TRUSTED, EventKind, Task, TaskEvent, TaskStatus, apply_transition, utcnow
 
 LIVE = (TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value)
-_FIXED = frozenset({"id", "status"})
-"""Fields `transition` changes cannot touch: the id is the key, the status is `new`."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -83,18 +81,6 @@ def _columns(task: Task) -> tuple[Any, ...]:
         _iso_or_none(task.heartbeat_at),
         task.model_dump_json(),
     )
-
-
-def _merge(task: Task, new: TaskStatus, changes: dict[str, Any]) -> Task:
-    """The task with `new` and `changes` applied, validated as a whole (ValueError when invalid)."""
-    fixed = _FIXED.intersection(changes)
-    if fixed:
-        raise ValueError(f"a transition cannot change {', '.join(sorted(fixed))}")
-    now = utcnow()
-    doc = {**task.model_dump(), **changes, "status": new, "updated_at": now}
-    if new.final:
-        doc["finished_at"] = now
-    return Task.model_validate(doc, context=TRUSTED)
 
 
 class SqliteTaskStore:
@@ -179,7 +165,7 @@ class SqliteTaskStore:
             row = conn.execute("SELECT status, attempt, doc FROM tasks WHERE id = ?", (task_id,)).fetchone()
             if row is None or row["status"] not in allowed or (attempt is not None and row["attempt"] != attempt):
                 return None
-            task = _merge(_task(row), TaskStatus(new), changes or {})
+            task = apply_transition(_task(row), TaskStatus(new), changes or {})
             conn.execute(
                 "UPDATE tasks SET status = ?, attempt = ?, workspace_id = ?, idempotency_key = ?, created_at = ?,"
                 " updated_at = ?, heartbeat_at = ?, doc = ? WHERE id = ?",
