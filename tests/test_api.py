@@ -447,3 +447,20 @@ def test_a_stream_that_fails_midway_ends_and_is_logged(service: Service, caplog:
         assert response.status_code == 200 and list(sse_blocks(response)) == []
     [record] = [r for r in caplog.records if r.name == "agentfleet.api"]
     assert record.exc_info is not None and task.id in record.getMessage()
+
+
+def test_an_unreachable_store_is_a_documented_503_with_retry_after(service: Service) -> None:
+    class Unreachable:
+        def __init__(self, store: Any) -> None:
+            self.store = store
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.store, name)
+
+        def get(self, task_id: str) -> None:
+            raise ConnectionError("firestore is unreachable")
+
+    broken = Service(replace(service.backends, store=Unreachable(service.store)), service.settings)  # type: ignore[arg-type]
+    response = orchestrate(Api(broken, QUICK)).get("/tasks/some-task")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert "unreachable" in assert_documented(response, "GET", "/tasks/{task_id}")["error"]

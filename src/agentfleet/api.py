@@ -101,6 +101,9 @@ class Api:
             return error_response(404, f"{exc}; list tasks with GET /tasks")
         except ConflictError as exc:
             return error_response(409, str(exc))
+        except (ConnectionError, TimeoutError) as exc:
+            logger.warning("a backend is unreachable on %s %s: %s", request.method, request.path, exc)
+            return error_response(503, "a backend is unreachable; try again shortly", {"Retry-After": "5"})
         except Exception:
             logger.exception("unhandled error on %s %s", request.method, request.path)
             return error_response(500, "internal error; see the server logs")

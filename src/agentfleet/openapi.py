@@ -91,7 +91,11 @@ def _paths(refs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     def error(description: str) -> dict[str, Any]:
         return _json(refs["ErrorBody"], description)
 
-    common = {"401": error("Missing or wrong bearer token"), "500": error("Unexpected server error")}
+    common = {
+        "401": error("Missing or wrong bearer token"),
+        "500": error("Unexpected server error"),
+        "503": error("A backend (store, queue, job runner) cannot be reached; retry after Retry-After seconds"),
+    }
     not_found = error("No task has that id")
     bad_query = error("A query parameter is invalid")
     submit_errors = {

@@ -1,8 +1,7 @@
 """Port fixtures (`task_store`, `artifact_store`, `job_runner`): fresh, empty, once per implementation.
 
-Every test in tests/contract/ runs against each param. The gcp Firestore store plugs in here:
-add "gcp" to `params` and a branch that builds it against the Firestore emulator (a fresh
-collection prefix or an emulator reset per test), skipping when the emulator is unavailable.
+Every test in tests/contract/ runs against each param: "local" in-process, "gcp" against the
+emulators (the session's `cloud` fixture; fresh collection, bucket and fake Cloud Run per test).
 """
 
 from __future__ import annotations
@@ -18,28 +17,41 @@ from agentfleet.local.store import SqliteTaskStore
 from agentfleet.ports import ArtifactStore, JobRunner, TaskStore
 from agentfleet.settings import Settings
 
+BACKENDS = ["local", "gcp"]
 
-@pytest.fixture(params=["local"])  # "gcp" joins here with the Firestore implementation.
+
+@pytest.fixture(params=BACKENDS)
 def task_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskStore]:
     if request.param == "local":
         store = SqliteTaskStore(tmp_path / "tasks.db")
         yield store
         store.close()
-    else:  # pragma: no cover - the branch each new backend fills in
-        raise ValueError(f"no TaskStore backend {request.param!r}")
+    else:
+        from agentfleet.gcp.store import FirestoreTaskStore
+
+        yield FirestoreTaskStore.from_settings(request.getfixturevalue("gcp_settings"))
 
 
-@pytest.fixture(params=["local"])  # "gcp" joins here with the Cloud Storage implementation.
+@pytest.fixture(params=BACKENDS)
 def artifact_store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
     if request.param == "local":
         return LocalArtifactStore(tmp_path / "artifacts")
-    raise ValueError(f"no ArtifactStore backend {request.param!r}")  # pragma: no cover
+    from agentfleet.gcp.artifacts import GcsArtifactStore
+
+    return GcsArtifactStore.from_settings(request.getfixturevalue("gcp_settings"))
 
 
-@pytest.fixture(params=["local"])  # "gcp" joins here with the Cloud Run Jobs implementation (and its fake).
-def job_runner(request: pytest.FixtureRequest, tmp_path: Path) -> JobRunner:
+@pytest.fixture(params=BACKENDS)
+def job_runner(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobRunner]:
     """A runner whose executions run `sleep 30` (long enough to be seen and cancelled)."""
     if request.param == "local":
         settings = Settings(home=tmp_path / "home", _env_file=None)  # type: ignore[call-arg]
-        return LocalJobRunner(settings, command=["sleep", "30"], grace_s=1.0)
-    raise ValueError(f"no JobRunner backend {request.param!r}")  # pragma: no cover
+        yield LocalJobRunner(settings, command=["sleep", "30"], grace_s=1.0)
+        return
+    from agentfleet.gcp.jobs import CloudRunJobRunner
+    from agentfleet.testing.fake_cloud_run import FakeCloudRun
+
+    settings = request.getfixturevalue("gcp_settings")
+    with FakeCloudRun(command=["sleep", "30"], grace_s=1.0) as fake:
+        configured = settings.model_copy(update={"cloud_run_endpoint": fake.address, "job_image": "agent:test"})
+        yield CloudRunJobRunner.from_settings(configured)

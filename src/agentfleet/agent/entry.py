@@ -32,7 +32,12 @@ class Heartbeat(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval_s):
-            if not self.store.heartbeat(self.task_id, self.attempt):
+            try:
+                current = self.store.heartbeat(self.task_id, self.attempt)
+            except (ConnectionError, TimeoutError) as exc:  # the store is away: try again at the next beat
+                logger.warning("heartbeat failed: %s", exc, extra={"task_id": self.task_id})
+                continue
+            if not current:
                 logger.warning("attempt is no longer current; stopping", extra={"task_id": self.task_id})
                 os.killpg(os.getpgrp(), signal.SIGTERM)
                 return

@@ -275,8 +275,10 @@ class ScriptedLLM:
         return 200, _completion(body, entry)
 
     def _turn_entry(self, body: dict) -> dict | None:
-        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
-        turn = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "assistant")
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            messages = []
+        turn = len([m for m in messages if isinstance(m, dict) and m.get("role") == "assistant"])
         if turn < len(self.script):
             return self.script[turn]
         return self.script[-1] if self.repeat_last and self.script else None
