@@ -37,7 +37,7 @@ import httpx
 from agentfleet.client import Client
 from agentfleet.tasks import EventKind, TaskEvent
 from agentfleet.testing.cloud_flow import CloudFlow
-from agentfleet.testing.emulators import CloudEmulators, free_port
+from agentfleet.testing.emulators import CloudEmulators, environment, free_port
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
 
 SCRIPT = [reply(None, tool_call("exec", {"command": "ls"})), reply("Listed the files.")]
@@ -86,16 +86,15 @@ def submit_all(url: str, repos: list[Path], tasks: int, clients: int) -> list[st
 def wait_all(url: str, ids: list[str], timeout_s: float) -> dict[str, str]:
     client = Client(url, timeout_s=120)
     deadline = time.monotonic() + timeout_s
+    wanted = set(ids)
     status: dict[str, str] = {}
     while time.monotonic() < deadline:
-        for task_id in ids:
-            if status.get(task_id) not in ("SUCCEEDED", "FAILED", "CANCELLED"):
-                status[task_id] = client.task(task_id).status.value
+        status = {t.id: t.status.value for t in client.tasks(limit=1000) if t.id in wanted}
         done = sum(s in ("SUCCEEDED", "FAILED", "CANCELLED") for s in status.values())
         print(f"\r  {done}/{len(ids)} finished", end="", file=sys.stderr, flush=True)
         if done == len(ids):
             break
-        time.sleep(1.0)
+        time.sleep(2.0)
     print(file=sys.stderr)
     return status
 
@@ -138,17 +137,15 @@ def run_flow(
 
 
 def cloud(repos: list[Path], llm_url: str, work: Path, args: argparse.Namespace) -> Figures:
-    with (
-        CloudEmulators(log_dir=work / "emulator-logs") as emulators,
-        CloudFlow(emulators, work / "flow", llm_url=llm_url) as flow,
-    ):
+    with CloudEmulators(log_dir=work / "emulator-logs") as emulators:
+        hosts = {k: v for k, v in emulators.env().items() if k.endswith("_EMULATOR_HOST")}
+        with environment(hosts), CloudFlow(emulators, work / "flow", llm_url=llm_url) as flow:
 
-        def runs() -> Counter[tuple[str, str]]:
-            return Counter(
-                (e.get("AGENTFLEET_TASK_ID", ""), e.get("AGENTFLEET_ATTEMPT", "")) for e in flow.started_envs()
-            )
+            def runs() -> Counter[tuple[str, str]]:
+                envs = flow.started_envs()
+                return Counter((e.get("AGENTFLEET_TASK_ID", ""), e.get("AGENTFLEET_ATTEMPT", "")) for e in envs)
 
-        return run_flow("cloud", flow.urls["orchestrate"], repos, args, runs)
+            return run_flow("cloud", flow.urls["orchestrate"], repos, args, runs)
 
 
 @contextlib.contextmanager

@@ -213,3 +213,60 @@ def test_a_task_whose_publish_fails_stays_queued_and_the_reaper_publishes_it_lat
     down.up = True
     assert service.reap().rescheduled == [task.workspace_id]
     assert drain(service, real.queue) == ["launched"]
+
+
+class _StaleFirstCount:
+    """The store, except that its first count_active answers 0: as if another dispatch of the
+    workspace claimed between this dispatch's count and its claim."""
+
+    def __init__(self, store: SqliteTaskStore) -> None:
+        self.store, self.stale = store, True
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def count_active(self, workspace_id: str) -> int:
+        if self.stale:
+            self.stale = False
+            return 0
+        return self.store.count_active(workspace_id)
+
+
+def test_a_dispatch_that_raced_past_the_workspace_limit_gives_the_slot_back(
+    repo_factory: Callable[..., Path], settings: Settings, idle_command: list[str]
+) -> None:
+    real = backends_for(settings, idle_command)
+    assert isinstance(real.store, SqliteTaskStore)
+    repo = str(repo_factory(FILES))
+    first, _ = Service(real, settings).submit({"query": "one", "repo_url": repo})
+    second, _ = Service(real, settings).submit({"query": "two", "repo_url": repo})
+    real.store.transition(first.id, [TaskStatus.QUEUED], TaskStatus.DISPATCHED, attempt=1)  # claimed first
+    racing = Service(Backends(_StaleFirstCount(real.store), real.queue, real.runner, real.artifacts), settings)  # type: ignore[arg-type]
+    outcome = racing.dispatch(DispatchMessage(task_id=second.id, attempt=1, workspace_id=second.workspace_id))
+    assert outcome.action == "waiting"
+    assert real.store.get(second.id).status is TaskStatus.QUEUED  # type: ignore[union-attr]
+    assert [e.name for e in real.runner.list_active() if e.task_id == second.id] == []
+
+
+def test_concurrent_dispatches_of_one_workspace_launch_at_most_its_limit(
+    repo_factory: Callable[..., Path], settings: Settings, idle_command: list[str]
+) -> None:
+    backends = backends_for(settings, idle_command)
+    service = Service(backends, settings)
+    repo = str(repo_factory(FILES))
+    tasks = [service.submit({"query": f"t{i}", "repo_url": repo})[0] for i in range(3)]
+    barrier = threading.Barrier(len(tasks))
+    outcomes: list[str] = []
+
+    def dispatch(task_id: str, workspace: str) -> None:
+        barrier.wait()
+        outcomes.append(service.dispatch(DispatchMessage(task_id=task_id, attempt=1, workspace_id=workspace)).action)
+
+    threads = [threading.Thread(target=dispatch, args=(t.id, t.workspace_id)) for t in tasks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("launched") == 1, outcomes
+    statuses = [backends.store.get(t.id).status for t in tasks]  # type: ignore[union-attr]
+    assert statuses.count(TaskStatus.QUEUED) == 2

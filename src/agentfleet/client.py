@@ -65,8 +65,9 @@ class Client:
     def task(self, task_id: str) -> Task:
         return Task.model_validate(self._call("GET", f"/tasks/{task_id}"))
 
-    def tasks(self, status: str | None = None, workspace: str | None = None) -> list[Task]:
-        params = {k: v for k, v in {"status": status, "workspace": workspace}.items() if v}
+    def tasks(self, status: str | None = None, workspace: str | None = None, limit: int = 100) -> list[Task]:
+        params: dict[str, Any] = {k: v for k, v in {"status": status, "workspace": workspace}.items() if v}
+        params["limit"] = limit
         return [Task.model_validate(t) for t in self._call("GET", "/tasks", params=params)["tasks"]]
 
     def cancel(self, task_id: str) -> Task:

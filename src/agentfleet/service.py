@@ -102,8 +102,26 @@ class Service:
         claimed = self.store.transition(task.id, [TaskStatus.QUEUED], TaskStatus.DISPATCHED, attempt=task.attempt)
         if claimed is None:
             return DispatchOutcome("duplicate", task.id, detail="another delivery claimed it")
+        if self._lost_workspace_race(claimed):
+            self.store.transition(task.id, [TaskStatus.DISPATCHED], TaskStatus.QUEUED, attempt=task.attempt)
+            return DispatchOutcome("waiting", task.id, detail=f"workspace {task.workspace_id} was claimed first")
         self.store.append_event(task.id, EventKind.STATUS, {"status": "DISPATCHED", "attempt": task.attempt})
         return self._launch(claimed)
+
+    def _lost_workspace_race(self, claimed: Task) -> bool:
+        """The count-then-claim above is not atomic: dispatches of two tasks of one workspace can
+        both pass the count. After claiming, each looks again; one that finds the workspace over
+        its limit gives way when others claimed before it (by claim time, then id: an order all
+        racers agree on), so the first claimers keep the slots."""
+        limit = self.settings.max_concurrent_per_workspace
+        if self.store.count_active(claimed.workspace_id) <= limit:
+            return False
+        active = [t for status in LIVE for t in self.store.list_tasks(status=status, workspace_id=claimed.workspace_id)]
+        # Running or launched ones first (their updated_at moved on), then by claim time.
+        order = sorted(
+            active, key=lambda t: (t.status is TaskStatus.DISPATCHED and not t.execution, t.updated_at, t.id)
+        )
+        return claimed.id not in {t.id for t in order[:limit]}
 
     def _launch(self, task: Task) -> DispatchOutcome:
         try:
