@@ -248,6 +248,33 @@ def test_a_dispatch_that_raced_past_the_workspace_limit_gives_the_slot_back(
     assert [e.name for e in real.runner.list_active() if e.task_id == second.id] == []
 
 
+def test_a_slot_given_back_after_the_winner_ended_wakes_the_workspace(
+    repo_factory: Callable[..., Path], settings: Settings, idle_command: list[str]
+) -> None:
+    """The winner ends while the loser's claim still counts, so the winner's schedule_next finds
+    no room; the loser, giving its slot back, publishes the workspace's next task itself."""
+    real = backends_for(settings, idle_command)
+    assert isinstance(real.store, SqliteTaskStore)
+    repo = str(repo_factory(FILES))
+    first, _ = Service(real, settings).submit({"query": "one", "repo_url": repo})
+    second, _ = Service(real, settings).submit({"query": "two", "repo_url": repo})
+    real.queue.pull(max_messages=100, lease_s=3600)  # the two submit messages: out of the way
+    real.store.transition(first.id, [TaskStatus.QUEUED], TaskStatus.DISPATCHED, attempt=1)  # the winner
+
+    class WinnerEndsMidRace(_StaleFirstCount):
+        def list_tasks(self, **kwargs: object) -> list[object]:
+            listed = self.store.list_tasks(**kwargs)  # type: ignore[arg-type]
+            if real.store.transition(first.id, [TaskStatus.DISPATCHED], TaskStatus.SUCCEEDED):
+                assert not Service(real, settings).schedule_next(first.workspace_id)  # no room: the loser counts
+            return listed
+
+    racing = Service(Backends(WinnerEndsMidRace(real.store), real.queue, real.runner, real.artifacts), settings)  # type: ignore[arg-type]
+    outcome = racing.dispatch(DispatchMessage(task_id=second.id, attempt=1, workspace_id=second.workspace_id))
+    assert outcome.action == "waiting"
+    assert drain(Service(real, settings), real.queue) == ["launched"]
+    assert real.store.get(second.id).status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING)  # type: ignore[union-attr]
+
+
 def test_concurrent_dispatches_of_one_workspace_launch_at_most_its_limit(
     repo_factory: Callable[..., Path], settings: Settings, idle_command: list[str]
 ) -> None:

@@ -104,6 +104,9 @@ class Service:
             return DispatchOutcome("duplicate", task.id, detail="another delivery claimed it")
         if self._lost_workspace_race(claimed):
             self.store.transition(task.id, [TaskStatus.DISPATCHED], TaskStatus.QUEUED, attempt=task.attempt)
+            # The winner may have ended while this claim still counted as active, and found no room
+            # to schedule: wake the workspace, or it sleeps until the reaper's next pass.
+            self.schedule_next(task.workspace_id)
             return DispatchOutcome("waiting", task.id, detail=f"workspace {task.workspace_id} was claimed first")
         self.store.append_event(task.id, EventKind.STATUS, {"status": "DISPATCHED", "attempt": task.attempt})
         return self._launch(claimed)
