@@ -17,27 +17,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import httpx
+from dispatch_latency import serve  # bench/ is on sys.path when a script in it runs
 
 from agentfleet.client import Client
 from agentfleet.tasks import EventKind, TaskEvent
 from agentfleet.testing.cloud_flow import CloudFlow
-from agentfleet.testing.emulators import CloudEmulators, environment, free_port
+from agentfleet.testing.emulators import CloudEmulators, environment
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
 
 SCRIPT = [reply(None, tool_call("exec", {"command": "ls"})), reply("Listed the files.")]
@@ -148,28 +146,6 @@ def cloud(repos: list[Path], llm_url: str, work: Path, args: argparse.Namespace)
             return run_flow("cloud", flow.urls["orchestrate"], repos, args, runs)
 
 
-@contextlib.contextmanager
-def local_server(home: Path, llm_url: str) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "AGENTFLEET_HOME": str(home), "GPT_OSS_URL": llm_url}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agentfleet.cli", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-
-
 def local(repos: list[Path], llm_url: str, work: Path, args: argparse.Namespace) -> Figures:
     home = work / "local-home"
 
@@ -178,7 +154,7 @@ def local(repos: list[Path], llm_url: str, work: Path, args: argparse.Namespace)
             rows = conn.execute("SELECT task_id, attempt FROM executions").fetchall()
         return Counter((task_id, str(attempt)) for task_id, attempt in rows)
 
-    with local_server(home, llm_url) as url:
+    with serve(home, llm_url) as url:
         return run_flow("local", url, repos, args, runs)
 
 

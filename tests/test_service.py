@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from agentfleet.service import ConflictError, Service
 from agentfleet.settings import Settings
 from agentfleet.tasks import TaskStatus, utcnow
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
+from polling import wait_for
 
 FILES = {"app.py": "print('hello')\n"}
 
@@ -34,13 +34,6 @@ def backends_for(settings: Settings, command: list[str] | None = None) -> Backen
         runner=LocalJobRunner(settings, command=command, grace_s=2.0),
         artifacts=LocalArtifactStore(settings.artifacts_dir),
     )
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        threading.Event().wait(0.05)
 
 
 def drain(service: Service, queue: SqliteTaskQueue) -> list[str]:

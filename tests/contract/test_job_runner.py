@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 from agentfleet.ports import JobRunner
 from agentfleet.tasks import Task, TaskRequest
+from polling import eventually
 
 
 def task(attempt: int = 1) -> Task:
     return Task(request=TaskRequest(query="x", repo_url="https://example.com/acme/widgets"), attempt=attempt)
-
-
-def eventually(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        threading.Event().wait(0.05)
-    return True
 
 
 def test_a_launched_execution_is_listed_until_cancelled(job_runner: JobRunner) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,19 +26,10 @@ from agentfleet.tasks import EventKind, Task, TaskRequest, TaskStatus
 from agentfleet.testing.cloud_flow import CloudFlow
 from agentfleet.testing.emulators import CloudEmulators
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
+from polling import wait_for
 
 PATCH = "*** Begin Patch\n*** Update File: app.py\n@@\n-print('hello')\n+print('hello, cloud')\n*** End Patch\n"
 SCRIPT = [reply(None, tool_call("apply_patch", {"patch": PATCH})), reply("Changed the greeting.")]
-
-
-def wait_for(condition: Callable[[], object], timeout_s: float = 120.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        threading.Event().wait(0.1)
 
 
 @pytest.fixture(scope="module")

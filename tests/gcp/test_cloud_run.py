@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import timedelta
@@ -29,6 +27,7 @@ from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskOptions, TaskRequest, TaskStatus
 from agentfleet.testing.emulators import free_port
 from agentfleet.testing.fake_cloud_run import FakeCloudRun
+from polling import eventually
 
 REPO = "https://example.com/acme/widgets"
 JOB_NAME_RULE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -37,15 +36,6 @@ StartFake = Callable[..., FakeCloudRun]
 
 def make_task(repo: str = REPO, attempt: int = 1, **options: Any) -> Task:
     return Task(request=TaskRequest(query="x", repo_url=repo, options=TaskOptions(**options)), attempt=attempt)
-
-
-def eventually(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        threading.Event().wait(0.05)
-    return True
 
 
 def make_settings(tmp_path: Path, endpoint: str, **overrides: Any) -> Settings:

@@ -7,9 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from google.cloud.run_v2.services.jobs.transports import JobsGrpcTransport
 
 from agentfleet.testing.emulators import free_port
 from agentfleet.testing.fake_cloud_run import FakeCloudRun
+from polling import eventually
 
 LOCATION = "projects/demo/locations/europe-west1"
 Override = run_v2.RunJobRequest.Overrides.ContainerOverride
@@ -65,15 +64,6 @@ def fake(tmp_path: Path) -> Iterator[FakeCloudRun]:
 @pytest.fixture
 def clients(fake: FakeCloudRun) -> Clients:
     return Clients(fake.address)
-
-
-def eventually(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        threading.Event().wait(0.05)
-    return True
 
 
 def alive(pid: int) -> bool:
