@@ -13,8 +13,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import waitress
 from cloudevents.http import CloudEvent
-from werkzeug.serving import BaseWSGIServer, make_server
+from waitress import wasyncore
 from werkzeug.wrappers import Request
 
 from agentfleet.api import Api
@@ -27,6 +28,18 @@ logger = logging.getLogger("agentfleet.serve")
 MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 LEASE_S = 60.0
 RETRY_DELAY_S = 2.0
+PAGE = 10
+"""Messages the dispatcher pulls at a time."""
+HTTP_LIMITS: dict[str, Any] = {
+    "threads": 32,  # each open event stream holds one
+    "connection_limit": 1000,  # connections at once; more wait in the listen backlog
+    "backlog": 2048,
+    "channel_timeout": 120,  # an idle connection is closed (event streams send keep-alives)
+    "max_request_body_size": 4 * 1024 * 1024,  # the API itself refuses more than MAX_BODY_BYTES
+    "clear_untrusted_proxy_headers": True,
+}
+"""The HTTP server: waitress (a production WSGI server) with bounded threads and connections and
+timeouts, rather than a thread per connection with none."""
 
 
 def is_loopback(host: str) -> bool:
@@ -59,17 +72,24 @@ def as_cloud_event(delivery: Delivery) -> CloudEvent:
 
 
 class Loop(threading.Thread):
-    """Calls `step` every `interval_s` until stopped; a failing step is logged, not fatal."""
+    """Calls `step` every `interval_s` until stopped; a failing step is logged, not fatal.
+
+    `step` returns True when it found work and more may be waiting (a full page of queue
+    messages): the loop then runs it again at once. Anything else, a report object included,
+    means "idle": the loop sleeps the interval. (Truthiness is not enough: a dataclass report is
+    always truthy, and a loop that never sleeps burns a core.)"""
 
     def __init__(self, name: str, step: Callable[[], Any], interval_s: float) -> None:
         super().__init__(name=name, daemon=True)
         self.step, self.interval_s = step, interval_s
         self.stopped = threading.Event()
+        self.steps = 0
 
     def run(self) -> None:
         while not self.stopped.is_set():
+            self.steps += 1
             try:
-                busy = self.step()
+                busy = self.step() is True
             except Exception:  # top-level handler of a background loop
                 logger.exception("%s failed; trying again", self.name)
                 busy = False
@@ -84,7 +104,8 @@ class Dispatcher:
         self.service, self.queue = service, queue
 
     def step(self) -> bool:
-        deliveries = self.queue.pull(max_messages=10, lease_s=LEASE_S)
+        """Hand over up to a page of messages; True when the page was full (more may wait)."""
+        deliveries = self.queue.pull(max_messages=PAGE, lease_s=LEASE_S)
         for delivery in deliveries:
             try:
                 handle_delivery(self.service, as_cloud_event(delivery).get_data())
@@ -93,7 +114,13 @@ class Dispatcher:
                 self.queue.nack(delivery.message_id, delay_s=RETRY_DELAY_S)
                 continue
             self.queue.ack(delivery.message_id)
-        return bool(deliveries)
+        return len(deliveries) == PAGE
+
+
+def _reap(service: Service) -> None:
+    report = service.reap()
+    if report.requeued or report.failed:
+        logger.info("reaped: requeued %s, failed %s", report.requeued, report.failed)
 
 
 class LocalServer:
@@ -108,25 +135,37 @@ class LocalServer:
         if not isinstance(queue, SqliteTaskQueue):
             raise ConfigError("agentfleet serve runs the local backends; set AGENTFLEET_BACKEND=local")
         api = Api(service)
-        self.http: BaseWSGIServer = make_server(host, port, Request.application(api), threaded=True)
+        self.http = waitress.create_server(
+            Request.application(api), host=host, port=port, ident="agentfleet", **HTTP_LIMITS
+        )
+        self._serving = False
         self.loops = [
             Loop("dispatcher", Dispatcher(service, queue).step, 0.2),
-            Loop("reaper", service.reap, settings.reap_interval_s),
+            Loop("reaper", lambda: _reap(service), settings.reap_interval_s),
         ]
 
     @property
     def url(self) -> str:
-        return f"http://{self.http.host}:{self.http.port}"
+        host = self.http.effective_host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.http.effective_port}"
 
     def serve_forever(self) -> None:
         for loop in self.loops:
             loop.start()
+        self._serving = True
         try:
-            self.http.serve_forever()
+            self.http.run()  # returns when stop() closed the sockets (or on Ctrl-C)
         finally:
+            self._serving = False
             self.stop()
 
     def stop(self) -> None:
+        """Stop the loops and the HTTP server; safe from any thread, and more than once."""
         for loop in self.loops:
             loop.stopped.set()
-        self.http.server_close()
+        self.http.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+        http_map = self.http._map
+        if not self._serving:
+            wasyncore.close_all(http_map)
+        elif http_map:  # close every socket from the serving thread: its run() then returns
+            self.http.trigger.pull_trigger(lambda: wasyncore.close_all(http_map))

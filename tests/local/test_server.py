@@ -1,0 +1,54 @@
+"""`agentfleet serve`'s process in-process: the HTTP server and its background loops."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+
+from agentfleet.local.server import LocalServer, Loop
+from agentfleet.ports import build_backends
+from agentfleet.service import ReapReport, Service
+from polling import wait_for
+
+
+def test_an_idle_servers_loops_sleep_between_steps(settings) -> None:
+    settings = settings.model_copy(update={"reap_interval_s": 0.25})
+    server = LocalServer(Service(build_backends(settings), settings), port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: httpx.get(f"{server.url}/health", timeout=2).status_code == 200, what="the server")
+        dispatcher, reaper = server.loops
+        start = {loop.name: loop.steps for loop in server.loops}
+        window = 1.5
+        time.sleep(window)  # the thing measured is how often the loops wake in this window
+        woke = {loop.name: loop.steps - start[loop.name] for loop in server.loops}
+    finally:
+        server.stop()
+        thread.join(timeout=10)
+    assert not thread.is_alive(), "stop() ended serve_forever"
+    assert 1 <= woke["reaper"] <= window / reaper.interval_s + 2, woke
+    assert 1 <= woke["dispatcher"] <= window / dispatcher.interval_s + 2, woke
+
+
+def test_a_step_that_returns_a_report_waits_and_only_true_runs_again_at_once() -> None:
+    calls = {"report": 0, "busy": 0}
+
+    def report() -> ReapReport:
+        calls["report"] += 1
+        return ReapReport(requeued=["t1"])  # truthy, like every dataclass
+
+    def busy() -> bool:
+        calls["busy"] += 1
+        return calls["busy"] < 50
+
+    loops = [Loop("report", report, 10.0), Loop("busy", busy, 10.0)]
+    for loop in loops:
+        loop.start()
+    wait_for(lambda: calls["busy"] >= 50, what="the busy loop to run 50 steps back to back")
+    for loop in loops:
+        loop.stopped.set()
+        loop.join(timeout=5)
+    assert calls["report"] == 1, "a report is not 'busy': the loop waited its interval"
