@@ -9,7 +9,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from agentfleet.agent.sandbox import Sandbox, SandboxConfig
+from agentfleet.agent.sandbox import Sandbox, SandboxConfig, grant_workspace
 from agentfleet.mcp_servers.workspace import Workspace, build_server
 
 FILES = {
@@ -25,6 +25,7 @@ FILES = {
 @pytest.fixture
 def workspace(repo_factory) -> Workspace:
     root = repo_factory(FILES)
+    grant_workspace(root, 65534, 65534)  # as the runner does: the sandbox user owns the checkout
     return Workspace(root, Sandbox(root, SandboxConfig()))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +30,7 @@ MAX_READ_CHARS = 100_000
 MAX_LIST_ENTRIES = 1000
 MAX_SEARCH_MATCHES = 200
 GIT_TIMEOUT_S = 60
+GIT = ("git", "-c", "safe.directory=*", "-c", "core.quotepath=off", "-c", "color.ui=false")
 
 INSTRUCTIONS = (
     "Tools for one git workspace. Paths are relative to the workspace root. "
@@ -118,38 +119,39 @@ class Workspace:
         return self._each_repo(["status", "--short", "--branch"])
 
     def git_diff(self) -> str:
-        return self._each_repo(["diff", "HEAD"], intent_to_add=True) or "no changes"
+        return self._each_repo(["add", "--all", "--intent-to-add"], ["diff", "HEAD"]) or "no changes"
 
-    def _each_repo(self, args: list[str], intent_to_add: bool = False) -> str:
+    def _each_repo(self, *commands: list[str]) -> str:
+        """Run a git command in each repository of the workspace, inside the sandbox.
+
+        The `.git` of a checkout is the agent's to write (config, hooks, attributes, links to
+        elsewhere), so git on it runs where the agent's own commands run: as the sandbox user,
+        with no secrets, seeing nothing of the host but the workspace."""
         repos = (
             [self.root]
-            if (self.root / ".git").exists()
-            else sorted(p for p in self.root.iterdir() if (p / ".git").exists())
+            if _has_git(self.root)
+            else sorted(p for p in self.root.iterdir() if not p.is_symlink() and _has_git(p))
         )
         if not repos:
             raise ToolError("the workspace holds no git repository")
         out = []
         for repo in repos:
-            if intent_to_add:
-                _git(repo, ["add", "--all", "--intent-to-add"])
-            text = _git(repo, args)
+            where = repo.relative_to(self.root).as_posix() or "."
+            script = " && ".join([shlex.join(["cd", "--", where]), *(shlex.join([*GIT, *args]) for args in commands)])
+            try:
+                result = self.sandbox.run(script, timeout_s=GIT_TIMEOUT_S)
+            except AgentFleetError as exc:
+                raise ToolError(str(exc)) from exc
+            if result.exit_code != 0:
+                raise ToolError(f"git failed in {repo.name}: {result.render()[-2000:]}")
+            text = result.output
             out.append(text if repo == self.root else f"# {repo.name}\n{text}")
         return "\n".join(out).strip()
 
 
-def _git(repo: Path, args: list[str]) -> str:
-    proc = subprocess.run(
-        ["git", "-c", "safe.directory=*", "-c", "core.quotepath=off", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=GIT_TIMEOUT_S,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise ToolError(f"git {' '.join(args)} failed: {proc.stderr.strip()[-2000:]}")
-    return proc.stdout
+def _has_git(path: Path) -> bool:
+    git = path / ".git"
+    return git.is_symlink() or git.exists()
 
 
 def _grep(root: Path, file: Path, regex: re.Pattern[str], budget: int) -> Iterator[str]:
