@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     default_max_steps: int = 50
     default_timeout_s: int = 3600
     default_max_tokens: int = 2_000_000
+    max_patch_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Largest patch kept as an artifact; a bigger one is refused"
+    )
 
     # The control plane.
     max_concurrent_per_workspace: int = Field(1, ge=1, description="Executions at once per workspace")

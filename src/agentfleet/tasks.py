@@ -253,6 +253,7 @@ class TaskResult(_Strict):
     diff_stat: str = ""
     branch: str | None = None
     artifacts: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="What the patch leaves out, and why")
     usage: Usage = Field(default_factory=Usage)
 
 

@@ -3,6 +3,7 @@ patches and pushed branches."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,17 +13,28 @@ import pytest
 from agentfleet.agent.git import redact_text, run_git
 from agentfleet.agent.workspace import (
     PreparedWorkspace,
+    RepoCheckout,
     SetupRun,
-    diff_against_base,
-    diff_stat,
     prepare_workspace,
     push_branch,
+    write_changes,
 )
 from agentfleet.errors import WorkspaceError
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskRequest, workspace_id
 from repos import commit_files, git, make_repo
+
+
+def diff_against_base(checkout: RepoCheckout) -> str:
+    """The patch write_changes makes, as text."""
+    out = io.BytesIO()
+    write_changes(checkout, out, limit=1 << 30)
+    return out.getvalue().decode("utf-8", "surrogateescape")
+
+
+def diff_stat(checkout: RepoCheckout) -> str:
+    return write_changes(checkout, io.BytesIO(), limit=1 << 30).stat
 
 
 class SubprocessSetup:

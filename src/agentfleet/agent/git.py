@@ -1,10 +1,22 @@
-"""A small git wrapper and the cached bare mirrors.
+"""The one hardened git wrapper of the host, and the cached bare mirrors.
 
 Every command runs non-interactively (GIT_TERMINAL_PROMPT=0, ssh in batch mode), under a
 time limit (GIT_TIMEOUT_S; Settings has no git timeout), with `safe.directory=*` (we run as
-root on trees chowned to the sandbox user), with hooks and fsmonitor switched off (a
-checkout's `.git` is writable by the agent, so nothing in it may make us run a program),
-and with URL credentials stripped from every error message.
+root on trees chowned to the sandbox user), and with URL credentials stripped from every error
+message.
+
+A checkout is written by the agent and by the repository, so host git must never read a thing
+from it that can make it run a program or lie about the work:
+- config: the `.git/config` is rewritten from what we wrote before every use (restore_gitdir);
+  hooks, fsmonitor, external diff and textconv are switched off on the command line;
+- nested repositories (a `.git` below the top, a submodule's working tree): git never enters
+  them, so their config, hooks and filters never apply: they are found by a walk that follows
+  no link, left out of every pathspec, submodules are ignored, and the patch says so;
+- the index: every host command uses an index of its own outside the workspace, so flags the
+  agent sets in `.git/index` (skip-worktree, assume-unchanged) cannot hide a change;
+- replace refs (`refs/replace/`) cannot swap the base commit (GIT_NO_REPLACE_OBJECTS).
+Attributes in the working tree can only name drivers that config defines, and ours defines none.
+git that acts on the checkout for the agent (git_status, git_diff) runs inside the sandbox.
 """
 
 from __future__ import annotations
@@ -13,13 +25,17 @@ import fcntl
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, NoReturn
 
 from agentfleet.errors import WorkspaceError
 from agentfleet.tasks import workspace_id
@@ -29,7 +45,10 @@ GIT_TIMEOUT_S = 600
 
 _SAFE_CONFIG = (
     "-c", "safe.directory=*", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
-    "-c", "protocol.ext.allow=never",
+    "-c", "protocol.ext.allow=never", "-c", "diff.external=", "-c", "submodule.recurse=false",
+    "-c", "diff.ignoreSubmodules=all", "-c", "status.submoduleSummary=false",
+    "-c", "fetch.recurseSubmodules=false", "-c", "push.recurseSubmodules=no",
+    "-c", "core.untrackedCache=false", "-c", "commit.gpgSign=false",
 )  # fmt: skip
 _ENV_DROP = frozenset({
     "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
@@ -47,8 +66,9 @@ BYPRODUCTS = (
 )  # fmt: skip
 """Ignored in every checkout (info/exclude) whatever its .gitignore says: new files there never
 enter a patch, and setup results there (environments, packages) survive `git clean`."""
-_PATHSPEC = ("--", ".", *(f":(exclude,top){path.strip('/')}" for path in EXCLUDED))
-_DIFF = ("diff", "--no-color", "--no-ext-diff", "--no-textconv")
+_DIFF = ("diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", "--ignore-submodules=all")
+STAT_FILES = 200
+"""Files a diff stat names before it says how many more there are."""
 
 
 def redact_text(text: str) -> str:
@@ -56,20 +76,28 @@ def redact_text(text: str) -> str:
     return _CREDENTIALS.sub(r"\1***@", text)
 
 
-def _env() -> dict[str, str]:
+def _env(index: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _ENV_DROP}
-    env.update(GIT_TERMINAL_PROMPT="0", GCM_INTERACTIVE="never", LC_ALL="C")
+    env.update(GIT_TERMINAL_PROMPT="0", GCM_INTERACTIVE="never", LC_ALL="C", GIT_NO_REPLACE_OBJECTS="1")
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+    if index is not None:
+        env["GIT_INDEX_FILE"] = str(index)
     return env
 
 
 def run_git(
-    cwd: Path, *args: str, check: bool = True, input: str | None = None, timeout: float = GIT_TIMEOUT_S
+    cwd: Path,
+    *args: str,
+    check: bool = True,
+    input: str | None = None,
+    timeout: float = GIT_TIMEOUT_S,
+    index: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `git <args>` in `cwd`; WorkspaceError when it fails (if `check`) or runs too long."""
+    """Run `git <args>` in `cwd`; WorkspaceError when it fails (if `check`) or runs too long.
+    `index`: the index file to use instead of `.git/index`."""
     argv = ["git", *_SAFE_CONFIG, *args]
     with subprocess.Popen(
-        argv, cwd=cwd, env=_env(), text=True, encoding="utf-8", errors="surrogateescape",
+        argv, cwd=cwd, env=_env(index), text=True, encoding="utf-8", errors="surrogateescape",
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     ) as proc:  # fmt: skip
@@ -81,9 +109,50 @@ def run_git(
             raise WorkspaceError(f"git {args[0]} took longer than {timeout:.0f} s and was stopped") from None
     result = subprocess.CompletedProcess(argv, proc.returncode, out, err)
     if check and result.returncode != 0:
-        detail = redact_text((err or out).strip())[-2000:] or f"exit code {result.returncode}"
-        raise WorkspaceError(f"git {args[0]} failed: {detail}")
+        _failed(args, err or out, result.returncode)
     return result
+
+
+def stream_git(
+    cwd: Path, *args: str, dest: IO[bytes], limit: int, index: Path | None = None, timeout: float = GIT_TIMEOUT_S
+) -> int:
+    """Run `git <args>` and write at most `limit` bytes of its output to `dest`; return how many
+    bytes it wrote in all (the rest is counted, not kept). Memory stays bounded whatever the size."""
+    argv = ["git", *_SAFE_CONFIG, *args]
+    deadline = time.monotonic() + timeout
+    total = 0
+    with tempfile.TemporaryFile() as errors, subprocess.Popen(
+        argv, cwd=cwd, env=_env(index), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+        start_new_session=True,
+    ) as proc:  # fmt: skip
+        assert proc.stdout is not None
+        try:
+            while chunk := _read_before(proc.stdout, deadline):
+                if total < limit:
+                    dest.write(chunk[: limit - total])
+                total += len(chunk)
+        except TimeoutError:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise WorkspaceError(f"git {args[0]} took longer than {timeout:.0f} s and was stopped") from None
+        finally:
+            proc.stdout.close()
+            code = proc.wait()
+        if code != 0:
+            errors.seek(0)
+            _failed(args, errors.read(100_000).decode("utf-8", "replace"), code)
+    return total
+
+
+def _read_before(pipe: IO[bytes], deadline: float) -> bytes:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0 or not select.select([pipe], [], [], remaining)[0]:
+        raise TimeoutError
+    return os.read(pipe.fileno(), 1 << 16)
+
+
+def _failed(args: tuple[str, ...], output: str, code: int) -> NoReturn:
+    detail = redact_text(output.strip())[-2000:] or f"exit code {code}"
+    raise WorkspaceError(f"git {args[0]} failed: {detail}")
 
 
 def fetch_url(url: str) -> str:
@@ -157,7 +226,10 @@ def restore_gitdir(gitdir: Path, config: str) -> None:
     Refuses (WorkspaceError) a `.git` that is a symlink or holds one: we would write through it.
     """
     check_gitdir(gitdir)
-    for name in ("commondir", "info/attributes", "objects/info/alternates"):
+    for name in (
+        "commondir", "info/attributes", "info/grafts", "objects/info/alternates", "objects/info/http-alternates",
+        "config.worktree",
+    ):  # fmt: skip
         remove_path(gitdir / name)
     write_new(gitdir / "config", config)
     lines = "".join(f"{path}\n" for path in (*EXCLUDED, *BYPRODUCTS))
@@ -218,17 +290,22 @@ def resolve_commit(mirror: Path, ref: str | None) -> str | None:
 # --- checkouts -------------------------------------------------------------------------------
 
 
-def sync_checkout(path: Path, mirror: Path, commit: str, config: str) -> None:
-    """Make `path` a clean checkout of `commit`; untracked files go, ignored ones stay."""
+def sync_checkout(path: Path, mirror: Path, commit: str, config: str, index: Path) -> None:
+    """Make `path` a clean checkout of `commit`; untracked files go, ignored ones stay.
+
+    Host git reads and writes `index` (ours, outside the workspace); the agent gets a copy."""
     gitdir = real_dir(path) / ".git"
     if gitdir.is_symlink() or not gitdir.is_dir():
         remove_path(gitdir)
+        index.unlink(missing_ok=True)  # it described a repository that is gone
         run_git(path, "init", "--quiet", "--template=")
     restore_gitdir(gitdir, config)
+    index.parent.mkdir(parents=True, exist_ok=True)
     run_git(path, "fetch", "--prune", "--quiet", "--", str(mirror), *CHECKOUT_REFSPECS)
-    run_git(path, "checkout", "--force", "--quiet", "--detach", commit)
-    run_git(path, "reset", "--hard", "--quiet", commit)
-    run_git(path, "clean", "-ffdq")
+    run_git(path, "checkout", "--force", "--quiet", "--detach", commit, index=index)
+    run_git(path, "reset", "--hard", "--quiet", commit, index=index)
+    run_git(path, "clean", "-ffdq", index=index)
+    copy_new(index, gitdir / "index")
 
 
 def checkout_token(path: Path) -> str:
@@ -255,16 +332,76 @@ def guard_checkout(path: Path, base_commit: str, config: str) -> None:
         check_gitdir(path / ".git")
 
 
-def working_diff(path: Path, base: str, *flags: str) -> str:
-    """`git diff <flags> <base>` of the working tree, new files included (as intent-to-add)."""
-    run_git(path, "add", "--all", "--intent-to-add", "--", ".")  # EXCLUDED: ignored via info/exclude
-    return run_git(path, *_DIFF, *flags, base, *_PATHSPEC).stdout
+def nested_repositories(path: Path) -> list[str]:
+    """Folders below the checkout at `path` that hold a `.git` of their own (a folder, a file or
+    a link): repositories git would enter. Found without following a link or running git;
+    folders every checkout ignores (BYPRODUCTS) are not searched, since git skips them too."""
+    skipped = {entry.strip("/") for entry in BYPRODUCTS if entry.endswith("/")}
+    found = []
+    for base, dirs, files in os.walk(path):
+        if base != str(path) and (".git" in dirs or ".git" in files):
+            found.append(Path(base).relative_to(path).as_posix())
+            dirs.clear()
+            continue
+        dirs[:] = [d for d in dirs if d != ".git" and d not in skipped]
+    return sorted(found)
 
 
-def commit_and_push(path: Path, branch: str, message: str, remote: str) -> None:
-    """Commit every change on branch `branch` (made afresh at HEAD) and push it to `remote`."""
-    run_git(path, "switch", "--quiet", "--force-create", branch)
-    run_git(path, "add", "--all", "--", ".")
-    run_git(path, "commit", "--quiet", "--no-verify", "--file=-", input=message)
+def _pathspec(excluded: list[str]) -> tuple[str, ...]:
+    return ("--", ".", *(f":(top,exclude,literal){path}" for path in excluded))
+
+
+def _ignore_pattern(path: str) -> str:
+    """A .gitignore line matching exactly the folder `path` (relative to the top)."""
+    if "\n" in path or "\r" in path:
+        raise WorkspaceError(f"the folder name {path!r} holds a line break; rename it")
+    escaped = re.sub(r"([\\*?\[])", r"\\\1", path)
+    escaped = re.sub(r" (?= *$)", r"\\ ", escaped)  # trailing spaces would be dropped
+    return f"/{escaped}/\n"
+
+
+def stage_worktree(path: Path, index: Path) -> list[str]:
+    """Record the whole working tree in `index` (new files, deletions), leaving out EXCLUDED
+    and nested repositories; return the nested repositories left out.
+
+    Untracked nested repositories are ignored through `info/exclude` (git never enters an
+    ignored folder); tracked paths in them (a submodule's gitlink) are left out by pathspec."""
+    nested = nested_repositories(path)
+    fd = os.open(path / ".git" / "info" / "exclude", os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+    with os.fdopen(fd, "w", encoding="utf-8") as exclude:
+        exclude.writelines(_ignore_pattern(folder) for folder in nested)
+    left_out = [p.strip("/") for p in EXCLUDED] + nested
+    listed = run_git(path, "ls-files", "-z", "--", *(f":(top,literal){p}" for p in left_out), index=index).stdout
+    tracked = [p for p in left_out if any(f == p or f.startswith(p + "/") for f in listed.split("\0") if f)]
+    run_git(path, "add", "--all", *_pathspec(tracked), index=index)
+    return nested
+
+
+def write_diff(path: Path, base: str, index: Path, nested: list[str], dest: IO[bytes], limit: int) -> int:
+    """The binary patch from `base` to what `index` holds, written to `dest` up to `limit`
+    bytes; returns its whole size."""
+    pathspec = _pathspec([p.strip("/") for p in EXCLUDED] + nested)
+    return stream_git(path, *_DIFF, "--binary", base, *pathspec, dest=dest, limit=limit, index=index)
+
+
+def diff_stat(path: Path, base: str, index: Path, nested: list[str]) -> str:
+    """The diff stat from `base` to what `index` holds, at most STAT_FILES files named."""
+    pathspec = _pathspec([p.strip("/") for p in EXCLUDED] + nested)
+    return run_git(path, *_DIFF, f"--stat-count={STAT_FILES}", base, *pathspec, index=index).stdout
+
+
+def commit_and_push(path: Path, base: str, index: Path, branch: str, message: str, remote: str) -> None:
+    """Commit what `index` holds on top of `base` and push it to `remote` as branch `branch`.
+    Nothing in the checkout changes: no HEAD, ref or index the agent could have touched is used."""
+    tree = run_git(path, "write-tree", index=index).stdout.strip()
+    commit = run_git(path, "commit-tree", tree, "-p", base, "-F", "-", input=message).stdout.strip()
     # forced: the branch belongs to one task, and a retried attempt pushes it again
-    run_git(path, "push", "--quiet", "--", remote, f"+HEAD:refs/heads/{branch}")
+    run_git(path, "push", "--quiet", "--", remote, f"+{commit}:refs/heads/{branch}")
+
+
+def copy_new(src: Path, dest: Path) -> None:
+    """Replace `dest` by a new regular file with `src`'s bytes; a symlink there is removed, not followed."""
+    remove_path(dest)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as out, src.open("rb") as data:
+        shutil.copyfileobj(data, out)

@@ -11,6 +11,7 @@ import itertools
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,7 @@ from agentfleet.agent.profiles import profile_for
 from agentfleet.agent.sandbox import Sandbox, SandboxConfig, grant_workspace
 from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot
 from agentfleet.agent.tools import ToolBox
-from agentfleet.agent.workspace import (
-    PreparedWorkspace,
-    SetupRun,
-    diff_against_base,
-    diff_stat,
-    prepare_workspace,
-    push_branch,
-)
+from agentfleet.agent.workspace import PreparedWorkspace, SetupRun, prepare_workspace, push_branch, write_changes
 from agentfleet.errors import AgentFleetError, ConfigError
 from agentfleet.mcp_servers.filewalk import iter_files
 from agentfleet.mcp_servers.paths import relative
@@ -160,7 +154,7 @@ async def _work(
         ) as llm:
             agent = Agent(llm, model, tools, profile, _limits(task, settings), record)
             outcome = await agent.run(_prompt(task, workspace))
-    return _finish(task, workspace, artifacts, outcome, record)
+    return _finish(task, workspace, artifacts, outcome, record, settings.max_patch_bytes)
 
 
 def _limits(task: Task, settings: Settings) -> Limits:
@@ -221,35 +215,68 @@ def _finish(
     artifacts: ArtifactStore,
     outcome: Outcome,
     record: EventRecorder,
+    max_patch_bytes: int,
 ) -> tuple[TaskResult, str | None]:
+    """The result: the patch kept as an artifact (when under `max_patch_bytes`), the diff stat,
+    the branch when pushed, and notes on what the patch leaves out."""
     multi = len(workspace.repos) > 1
-    patches, stats, branch = [], [], None
-    for repo in workspace.repos:
-        patch = diff_against_base(repo)
-        if not patch.strip():
-            continue
-        name = repo.path.name
-        patches.append(f"# repository: {name}\n{patch}" if multi else patch)
-        stats.append(f"# {name}\n{diff_stat(repo)}" if multi else diff_stat(repo))
-        if task.request.options.push_branch:
-            branch = f"agentfleet/{task.id}"
-            push_branch(repo, branch, _commit_message(task))
-            record(EventKind.LOG, {"message": f"pushed branch {branch}", "repo": repo.url})
-    key = (
-        artifacts.put_bytes(f"tasks/{task.id}/patch.diff", "".join(patches).encode("utf-8", "surrogateescape"))
-        if patches
-        else None
-    )
+    stats, notes, branch, total = [], [], None, 0
+    with tempfile.NamedTemporaryFile(prefix="agentfleet-patch-") as patch:
+        for repo in workspace.repos:
+            name = repo.path.name
+            mark = patch.tell()
+            patch.write(f"# repository: {name}\n".encode() if multi else b"")
+            changes = write_changes(repo, patch, limit=max(max_patch_bytes - total, 0))
+            total += changes.patch_bytes
+            if changes.nested:
+                notes.append(_nested_note(name if multi else "", changes.nested))
+            if not changes.patch_bytes:
+                patch.seek(mark)
+                patch.truncate()
+                continue
+            stats.append(f"# {name}\n{changes.stat}" if multi else changes.stat)
+            if task.request.options.push_branch:
+                branch = f"agentfleet/{task.id}"
+                push_branch(repo, branch, _commit_message(task))
+                record(EventKind.LOG, {"message": f"pushed branch {branch}", "repo": repo.url})
+        patch.flush()
+        too_big = total > max_patch_bytes
+        key = None
+        if total and not too_big:
+            key = artifacts.put_file(f"tasks/{task.id}/patch.diff", Path(patch.name))
+    error = f"stopped: {outcome.stopped_by}" if outcome.failed else None
+    if too_big:
+        notes.append(_too_big_note(total, max_patch_bytes, branch))
+        error = error or (None if branch else notes[-1])
+    for note in notes:
+        record(EventKind.LOG, {"message": note})
     result = TaskResult(
         summary=outcome.summary or "(the model gave no final answer)",
         patch=key,
         diff_stat="\n".join(stats).strip(),
         branch=branch,
         artifacts=[key] if key else [],
+        notes=notes,
         usage=outcome.usage,
     )
-    error = f"stopped: {outcome.stopped_by}" if outcome.failed else None
     return result, error
+
+
+def _nested_note(repo: str, nested: list[str]) -> str:
+    where = f" of {repo}" if repo else ""
+    shown = ", ".join(nested[:10]) + (f" and {len(nested) - 10} more" if len(nested) > 10 else "")
+    return (
+        f"left out of the patch{where}: nested repositories {shown} (a folder with a .git of its own is "
+        "another repository; commit changes there upstream, or add it to .gitignore)"
+    )
+
+
+def _too_big_note(size: int, limit: int, branch: str | None) -> str:
+    where = f"; the change is on branch {branch}" if branch else ""
+    return (
+        f"the patch is {size:,} bytes, over the limit of {limit:,} (AGENTFLEET_MAX_PATCH_BYTES), so it was not "
+        f"kept{where}. Large or generated files usually belong in .gitignore; the diff stat shows which files"
+    )
 
 
 def _commit_message(task: Task) -> str:

@@ -23,12 +23,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
+from agentfleet.agent import git
 from agentfleet.agent.git import (
     checkout_config,
     checkout_token,
-    commit_and_push,
     fetch_url,
     guard_checkout,
     real_dir,
@@ -37,7 +37,6 @@ from agentfleet.agent.git import (
     run_git,
     sync_checkout,
     update_mirror,
-    working_diff,
 )
 from agentfleet.errors import WorkspaceError
 from agentfleet.ports import ArtifactStore
@@ -77,6 +76,8 @@ class RepoCheckout:
     """Where the branch is pushed; '' means the checkout's `origin`."""
     git_config: str = field(default="", repr=False, compare=False)
     """The `.git/config` we wrote, put back before each git command we run after the agent."""
+    index: Path | None = field(default=None, repr=False, compare=False)
+    """The host's own index of this checkout, outside the workspace (never the agent's `.git/index`)."""
 
 
 @dataclass(frozen=True)
@@ -141,18 +142,25 @@ def _prepare_repo(spec: RepoSpec, path: Path, settings: Settings, emit: Emit) ->
         raise WorkspaceError(f"{shown} has no commit on its default branch; push one or give a ref")
     remote = fetch_url(spec.url)
     config = checkout_config(remote, settings.git_author_name, settings.git_author_email)
+    index = host_index(settings, path)
     reused = (path / ".git").is_dir()
     try:
-        sync_checkout(path, mirror, commit, config)
+        sync_checkout(path, mirror, commit, config, index)
     except WorkspaceError:
         if not reused:
             raise
         remove_path(path)  # a damaged or tampered checkout: make it again from the mirror
         reused = False
-        sync_checkout(path, mirror, commit, config)
+        sync_checkout(path, mirror, commit, config, index)
     action = "reused" if reused else "cloned"
     emit("workspace", {"step": "checkout", "action": action, "commit": commit, "repo": shown})
-    return RepoCheckout(shown, path, commit, spec.ref, fetch_url=remote, git_config=config)
+    return RepoCheckout(shown, path, commit, spec.ref, fetch_url=remote, git_config=config, index=index)
+
+
+def host_index(settings: Settings, checkout: Path) -> Path:
+    """Where the host keeps its own index of the checkout at `checkout` (outside every workspace)."""
+    relative = checkout.relative_to(settings.workspaces_dir).as_posix()
+    return settings.home / "indexes" / f"{relative.replace('/', '--')}.index"
 
 
 # --- setup -------------------------------------------------------------------------------------
@@ -283,26 +291,43 @@ def _copy_inputs(files: list[str], root: Path, artifacts: ArtifactStore, emit: E
 # --- after the agent ---------------------------------------------------------------------------
 
 
-def diff_against_base(checkout: RepoCheckout) -> str:
-    """The binary-safe patch from the base commit to the working tree, new files included.
+@dataclass(frozen=True)
+class Changes:
+    """What the agent changed in one checkout, as the host's own git sees it."""
 
-    Bytes that are not UTF-8 come back as surrogate escapes: encode with "surrogateescape".
-    """
-    guard_checkout(checkout.path, checkout.base_commit, checkout.git_config)
-    return working_diff(checkout.path, checkout.base_commit, "--binary")
+    patch_bytes: int
+    stat: str
+    nested: list[str]
+    """Nested repositories (folders with a `.git` of their own) left out of the patch."""
 
 
-def diff_stat(checkout: RepoCheckout) -> str:
-    guard_checkout(checkout.path, checkout.base_commit, checkout.git_config)
-    return working_diff(checkout.path, checkout.base_commit, "--stat")
+def write_changes(checkout: RepoCheckout, dest: IO[bytes], limit: int) -> Changes:
+    """Write the binary patch from the base commit to the working tree (new files included) to
+    `dest`, at most `limit` bytes of it, and describe it (`patch_bytes` is the whole size).
+    The working tree is recorded in the host's own index first."""
+    index = _guarded_index(checkout)
+    nested = git.stage_worktree(checkout.path, index)
+    size = git.write_diff(checkout.path, checkout.base_commit, index, nested, dest, limit)
+    stat = git.diff_stat(checkout.path, checkout.base_commit, index, nested) if size else ""
+    return Changes(patch_bytes=size, stat=stat.rstrip("\n"), nested=nested)
 
 
 def push_branch(checkout: RepoCheckout, branch: str, message: str) -> None:
-    """Commit every change on a new branch `branch` and push it to the repository's origin."""
-    guard_checkout(checkout.path, checkout.base_commit, checkout.git_config)
+    """Commit every change (as write_changes recorded it) on a new branch `branch` at the base
+    commit and push it to the repository's origin."""
+    index = _guarded_index(checkout)
     if branch.startswith("-") or run_git(checkout.path, "check-ref-format", "--branch", branch, check=False).returncode:
         raise WorkspaceError(f"branch name {branch!r} is not valid; use letters, digits, '-', '_' and '/'")
+    git.stage_worktree(checkout.path, index)
     try:
-        commit_and_push(checkout.path, branch, message, checkout.fetch_url or "origin")
+        git.commit_and_push(checkout.path, checkout.base_commit, index, branch, message, checkout.fetch_url or "origin")
     except WorkspaceError as exc:
         raise WorkspaceError(f"could not push branch {branch} to {checkout.url}: {exc}") from None
+
+
+def _guarded_index(checkout: RepoCheckout) -> Path:
+    """The host's index of the checkout, once its `.git` has been checked and our config put back."""
+    guard_checkout(checkout.path, checkout.base_commit, checkout.git_config)
+    if checkout.index is None:
+        raise WorkspaceError(f"{checkout.path} is not a checkout AgentFleet prepared (it has no host index)")
+    return checkout.index
