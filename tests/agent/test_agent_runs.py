@@ -266,3 +266,15 @@ def test_the_text_protocol_runs_one_bash_block_per_turn_and_asks_to_look_before_
     said = [m["content"] for m in requests[-1]["messages"] if m["role"] == "user"]
     assert any("You have not run any command yet" in s for s in said)
     assert any(s.startswith("Output of `exec`") and "return a - b" in s for s in said)
+
+
+def test_links_out_of_the_tree_left_by_setup_break_no_later_task(repo_factory, settings) -> None:
+    setup = "mkdir -p .venv/bin tools && ln -s /usr/bin/python3 .venv/bin/python && ln -sf /usr/bin/env tools/env\n"
+    repo = repo_factory({**BUGGY, ".agentfleet/setup.sh": setup})
+    for turn in range(2):  # the ignored .venv persists; tools/ (not ignored) is cleaned, setup is reused
+        task, requests = run_scripted([reply(None, tool_call("list_files", {})), reply("Listed.")], repo, settings)
+        assert task.status is TaskStatus.SUCCEEDED, task.error
+        if turn == 0:
+            assert "- tools/env -> /usr/bin/env" in requests[0]["messages"][1]["content"]
+            assert "tools/env -> /usr/bin/env" in tool_messages(requests)[0]
+    assert (settings.workspaces_dir / task.workspace_id / ".venv" / "bin" / "python").is_symlink()

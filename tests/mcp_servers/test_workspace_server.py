@@ -178,3 +178,15 @@ def test_the_server_runs_over_streamable_http(workspace, tmp_path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_link_out_of_the_tree_is_listed_as_a_link_and_breaks_nothing(workspace) -> None:
+    (workspace.root / ".venv" / "bin").mkdir(parents=True)  # python3 -m venv, with .venv not in .gitignore
+    os.symlink("/usr/bin/python3", workspace.root / ".venv" / "bin" / "python")
+    os.symlink("/usr/bin/python3", workspace.root / "src" / "python")
+    listing, is_error = call(workspace, "list_files")
+    assert not is_error, listing
+    assert "src/python -> /usr/bin/python3" in listing.splitlines()
+    assert ".venv" not in listing, "environments are ignored in every checkout, as git ignores them"
+    hits, is_error = call(workspace, "search", pattern="VALUE")
+    assert not is_error and hits == "src/util.py:1: VALUE = 42"

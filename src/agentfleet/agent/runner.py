@@ -26,8 +26,7 @@ from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snap
 from agentfleet.agent.tools import ToolBox
 from agentfleet.agent.workspace import PreparedWorkspace, SetupRun, prepare_workspace, push_branch, write_changes
 from agentfleet.errors import AgentFleetError, ConfigError
-from agentfleet.mcp_servers.filewalk import iter_files
-from agentfleet.mcp_servers.paths import relative
+from agentfleet.mcp_servers.filewalk import entry, iter_files
 from agentfleet.ports import ArtifactStore
 from agentfleet.settings import Settings
 from agentfleet.tasks import EventKind, Task, TaskEvent, TaskResult, TaskStatus, utcnow
@@ -201,7 +200,7 @@ def _prompt(task: Task, workspace: PreparedWorkspace) -> str:
     inputs = workspace.root / ".agentfleet" / "inputs"
     if inputs.is_dir():
         lines.append("Input files: " + ", ".join(f".agentfleet/inputs/{p.name}" for p in sorted(inputs.iterdir())))
-    files = [relative(workspace.root, f) for f in itertools.islice(iter_files(workspace.root, workspace.root), 101)]
+    files = [entry(workspace.root, f) for f in itertools.islice(iter_files(workspace.root, workspace.root), 101)]
     if files:
         more = "\n- … (more files: use list_files)" if len(files) > 100 else ""
         lines += ["", "Files:", *(f"- {f}" for f in files[:100])]

@@ -1,5 +1,5 @@
-"""Walking a workspace the way git sees it: .gitignore files respected, .git skipped,
-symlinks never followed out of the tree.
+"""Walking a workspace the way git sees it: .gitignore files (and the byproducts every
+checkout ignores) respected, .git skipped, symlinks listed as links and never followed.
 """
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ from pathlib import Path
 
 from pathspec import GitIgnoreSpec
 
+from agentfleet.agent.git import BYPRODUCTS
+
 ALWAYS_SKIPPED = {".git", ".hg", ".svn"}
+_BYPRODUCTS = GitIgnoreSpec.from_lines(BYPRODUCTS)
 
 
 def _load_ignore(directory: Path) -> GitIgnoreSpec | None:
@@ -43,7 +46,26 @@ def _specs_above(root: Path, base: Path) -> list[tuple[Path, GitIgnoreSpec]]:
 def iter_files(root: Path, base: Path) -> Iterator[Path]:
     """Files under `base` (inside `root`) in sorted order, skipping ignored ones."""
     root, base = root.resolve(), base.resolve()
-    yield from _walk(base, _specs_above(root, base))
+    yield from _walk(base, [(root, _BYPRODUCTS), *_specs_above(root, base)])
+
+
+def entry(root: Path, path: Path) -> str:
+    """How a listing shows `path`: relative to `root`, and a symlink as `link -> target`."""
+    rel = relative(root, path)
+    if path.is_symlink():
+        try:
+            return f"{rel} -> {os.readlink(path)}"
+        except OSError:
+            return f"{rel} -> ?"
+    return rel
+
+
+def relative(root: Path, path: Path) -> str:
+    """`path` relative to `root`, a symlink's own name (never what it points to)."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:  # `path` spelled through a link of its parents: resolve those, not it
+        return (path.parent.resolve() / path.name).relative_to(root.resolve()).as_posix()
 
 
 def _walk(directory: Path, specs: list[tuple[Path, GitIgnoreSpec]]) -> Iterator[Path]:
@@ -54,13 +76,15 @@ def _walk(directory: Path, specs: list[tuple[Path, GitIgnoreSpec]]) -> Iterator[
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except OSError:
         return
-    for entry in entries:
-        path = Path(entry.path)
-        if entry.name in ALWAYS_SKIPPED or entry.is_symlink():
-            if entry.is_symlink() and not _ignored(path, False, specs):
+    for item in entries:
+        path = Path(item.path)
+        if item.name in ALWAYS_SKIPPED:
+            continue
+        if item.is_symlink():  # listed as itself, never followed
+            if not _ignored(path, False, specs):
                 yield path
             continue
-        is_dir = entry.is_dir()
+        is_dir = item.is_dir()
         if _ignored(path, is_dir, specs):
             continue
         if is_dir:

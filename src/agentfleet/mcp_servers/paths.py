@@ -27,7 +27,3 @@ def resolve_in_workspace(root: Path, rel: str) -> Path:
     if candidate != root and root not in candidate.parents:
         raise PathEscapeError(f"path {rel!r} points outside the workspace")
     return candidate
-
-
-def relative(root: Path, path: Path) -> str:
-    return path.resolve().relative_to(root.resolve()).as_posix()

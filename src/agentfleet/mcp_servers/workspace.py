@@ -22,8 +22,8 @@ from agentfleet.agent.sandbox import Sandbox, SandboxConfig
 from agentfleet.errors import AgentFleetError
 from agentfleet.mcp_servers.apply_patch import apply_patch as apply_patch_text
 from agentfleet.mcp_servers.apply_patch import summarize
-from agentfleet.mcp_servers.filewalk import iter_files
-from agentfleet.mcp_servers.paths import relative, resolve_in_workspace
+from agentfleet.mcp_servers.filewalk import entry, iter_files, relative
+from agentfleet.mcp_servers.paths import resolve_in_workspace
 
 MAX_READ_LINES = 2000
 MAX_READ_CHARS = 100_000
@@ -94,7 +94,7 @@ class Workspace:
             raise ToolError(f"{path} is not a directory")
         entries = []
         for file in iter_files(self.root, base):
-            entries.append(relative(self.root, file))
+            entries.append(entry(self.root, file))
             if len(entries) >= MAX_LIST_ENTRIES:
                 entries.append(f"… [stopped at {MAX_LIST_ENTRIES} entries; list a subdirectory]")
                 break
