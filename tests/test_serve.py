@@ -19,6 +19,7 @@ import pytest
 
 from agentfleet.client import Client
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
+from processes import pids_running, unique_sleep_seconds
 
 FILES = {"app.py": "print('hello')\n"}
 
@@ -204,3 +205,21 @@ def test_the_cli_client_submits_waits_and_lists(repo_factory, tmp_path) -> None:
     assert json.loads(status.stdout)["status"] == "SUCCEEDED"
     assert [json.loads(line)["seq"] for line in logs.stdout.splitlines()][:3] == [1, 2, 3]
     assert missing.returncode == 1 and "HTTP 404" in missing.stderr
+
+
+def test_a_cancelled_tasks_command_is_dead_before_the_next_task_on_its_workspace_runs(repo_factory, tmp_path) -> None:
+    marker = unique_sleep_seconds()
+    ticker = f"(while true; do echo tick >> app.py; sleep 0.05; done) & sleep {marker}"
+    script = [reply(None, tool_call("exec", {"command": ticker, "timeout_s": 600})), reply("Nothing to change.")]
+    repo = str(repo_factory(FILES))
+    with ScriptedLLM(script) as llm, serving(tmp_path, llm.url) as url:
+        client = Client(url)
+        first = client.submit({"query": "tick", "repo_url": repo})["task_id"]
+        wait_until(lambda: pids_running(marker), what="the command to run")
+        client.cancel(first)
+        wait_until(lambda: not pids_running(marker), timeout_s=20, what="the cancelled command to be killed")
+        second = client.submit({"query": "look", "repo_url": repo})["task_id"]
+        wait_until(lambda: client.task(second).status.final, timeout_s=60, what="the next task to end")
+        final = client.task(second)
+    assert final.status.value == "SUCCEEDED", final.error
+    assert final.result is not None and final.result.patch is None, "nothing of the cancelled task's command"

@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     sandbox_gid: int = 65534
     exec_output_limit: int = 16_000
     exec_max_timeout_s: int = 1800
+    sandbox_max_processes: int = Field(512, ge=0, description="Processes the sandbox user may run (0: no limit)")
+    sandbox_memory_bytes: int = Field(4 << 30, ge=0, description="Address space of each sandboxed process (0: none)")
+    sandbox_file_size_bytes: int = Field(1 << 30, ge=0, description="Largest file a command may write (0: no limit)")
+    sandbox_tmp_bytes: int = Field(1 << 30, ge=0, description="Size of the sandbox's RAM-backed /tmp (0: no limit)")
+    sandbox_shm_bytes: int = Field(256 << 20, ge=0, description="Size of the sandbox's /dev/shm (0: no limit)")
     setup_timeout_s: int = 1800
 
     # Git.

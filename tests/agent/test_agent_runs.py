@@ -278,3 +278,16 @@ def test_links_out_of_the_tree_left_by_setup_break_no_later_task(repo_factory, s
             assert "- tools/env -> /usr/bin/env" in requests[0]["messages"][1]["content"]
             assert "tools/env -> /usr/bin/env" in tool_messages(requests)[0]
     assert (settings.workspaces_dir / task.workspace_id / ".venv" / "bin" / "python").is_symlink()
+
+
+def test_a_patch_over_the_size_limit_is_not_kept_and_the_task_says_why(repo_factory, settings) -> None:
+    big = "head -c 3000000 /dev/urandom | base64 > data.txt && echo x >> calc.py"
+    script = [reply(None, tool_call("exec", {"command": big})), reply("Wrote the data.")]
+    limited = settings.model_copy(update={"max_patch_bytes": 1 << 20})
+    task, _ = run_scripted(script, repo_factory(BUGGY), limited)
+    assert task.status is TaskStatus.FAILED
+    assert task.error and "over the limit of 1,048,576 (AGENTFLEET_MAX_PATCH_BYTES)" in task.error
+    assert task.result is not None and task.result.patch is None and task.result.artifacts == []
+    assert "data.txt" in task.result.diff_stat and "calc.py" in task.result.diff_stat
+    assert not list(settings.artifacts_dir.glob(f"tasks/{task.id}/patch.diff"))
+    assert task.usage.tool_calls == 1 and task.usage.llm_calls == 2, "what was spent is recorded"

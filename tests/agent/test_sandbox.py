@@ -9,7 +9,6 @@ import socket
 import tempfile
 import time
 import tracemalloc
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from agentfleet.agent.sandbox import ExecResult, Sandbox, SandboxConfig, grant_workspace
 from agentfleet.errors import SandboxUnavailableError
 from agentfleet.settings import Settings
+from processes import pids_running, unique_sleep_seconds
 
 IS_ROOT = os.geteuid() == 0
 NOT_ROOT = "not running as root, so the drop to the unprivileged sandbox user is not exercised"
@@ -56,21 +56,6 @@ def alive(pid: int) -> bool:
     except (ProcessLookupError, FileNotFoundError):
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead, just not reaped yet
-
-
-def pids_running(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def unique_sleep_seconds() -> str:
-    return f"300.{uuid.uuid4().int % 10**12:012d}"
 
 
 def test_a_root_only_file_cannot_be_read_because_commands_run_as_the_unprivileged_user(workspace) -> None:
@@ -225,7 +210,7 @@ def test_without_bubblewrap_commands_are_refused_with_instructions(workspace) ->
 def test_without_bubblewrap_allow_unsandboxed_runs_the_command_in_the_workspace(workspace) -> None:
     box = Sandbox(workspace, SandboxConfig(bwrap_path="/nonexistent/bwrap", allow_unsandboxed=True))
     box.check()
-    assert box.argv("echo hi") == ["/bin/bash", "-c", "echo hi"]
+    assert box.argv("echo hi") == [*box.config.prelude(), "echo hi"], "limits, then the command"
     result = box.run("echo hi; pwd")
     assert result.output == f"hi\n{workspace}\n" and result.exit_code == 0
 
@@ -266,6 +251,14 @@ def test_the_config_comes_from_settings() -> None:
     assert config == SandboxConfig(
         mode="none", allow_unsandboxed=True, uid=1234, gid=1235, network=True, output_limit=999,
         max_timeout_s=77,
+    )  # fmt: skip
+    limits = Settings(
+        _env_file=None, sandbox_max_processes=7, sandbox_memory_bytes=8 << 20, sandbox_file_size_bytes=1 << 20,
+        sandbox_tmp_bytes=2 << 20, sandbox_shm_bytes=0,
+    )  # type: ignore[call-arg]  # fmt: skip
+    config = SandboxConfig.from_settings(limits, network=False)
+    assert (config.max_processes, config.memory_bytes, config.file_size_bytes, config.tmp_bytes, config.shm_bytes) == (
+        7, 8 << 20, 1 << 20, 2 << 20, 0
     )  # fmt: skip
 
 

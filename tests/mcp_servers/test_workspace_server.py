@@ -190,3 +190,32 @@ def test_a_link_out_of_the_tree_is_listed_as_a_link_and_breaks_nothing(workspace
     assert ".venv" not in listing, "environments are ignored in every checkout, as git ignores them"
     hits, is_error = call(workspace, "search", pattern="VALUE")
     assert not is_error and hits == "src/util.py:1: VALUE = 42"
+
+
+def test_reading_and_searching_a_huge_one_line_file_keeps_memory_bounded(workspace) -> None:
+    import tracemalloc
+
+    with (workspace.root / "huge.min.js").open("wb") as fh:
+        for _ in range(64):
+            fh.write(b"x" * (1 << 20))  # 64 MiB on one line
+        fh.write(b"\nsecond line VALUE\n")
+    tracemalloc.start()
+    try:
+        text = workspace.read_file("huge.min.js")
+        hits = workspace.search("VALUE", "huge.min.js")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"peak {peak:,} bytes"
+    first, second = text.splitlines()[:2]
+    assert first.endswith(f"… [line cut: {(64 << 20)} bytes]") and len(first) < 5000
+    assert second == "     2\tsecond line VALUE"
+    assert hits == "huge.min.js:2: second line VALUE"
+
+
+def test_a_fifo_in_the_workspace_blocks_no_tool(workspace) -> None:
+    os.mkfifo(workspace.root / "src" / "pipe")
+    hits, is_error = call(workspace, "search", pattern="VALUE")
+    assert not is_error and hits == "src/util.py:1: VALUE = 42"
+    text, is_error = call(workspace, "read_file", path="src/pipe")
+    assert is_error and "not a file" in text

@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 
+from agentfleet.agent.sandbox import kill_all
 from agentfleet.logs import configure_logging
 from agentfleet.ports import Backends, TaskStore, build_backends
 from agentfleet.service import Service
@@ -93,5 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.task_id:
         parser.error("--task-id (or AGENTFLEET_TASK_ID) is required")
     configure_logging()
+    signal.signal(signal.SIGTERM, _terminated)
     settings = Settings()
     return run_attempt(args.task_id, args.attempt, settings, build_backends(settings))
+
+
+def _terminated(*_: object) -> None:
+    """SIGTERM (a cancel, a requeue, the attempt no longer current): the commands this process
+    runs (setup) go with it; the workspace server sees its owner end and stops its own."""
+    kill_all()
+    os._exit(128 + signal.SIGTERM)

@@ -21,23 +21,22 @@ git that acts on the checkout for the agent (git_status, git_diff) runs inside t
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, NoReturn
 
 from agentfleet.errors import WorkspaceError
+from agentfleet.locks import locked
 from agentfleet.tasks import workspace_id
 
 GIT_TIMEOUT_S = 600
@@ -239,22 +238,12 @@ def restore_gitdir(gitdir: Path, config: str) -> None:
 # --- mirrors ---------------------------------------------------------------------------------
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def update_mirror(url: str, mirrors_dir: Path) -> tuple[Path, str]:
     """The repository's bare mirror, fetched now; ("created" | "fetched") says which it was."""
     mirrors_dir.mkdir(parents=True, exist_ok=True)
     name = workspace_id(url)
     final = mirrors_dir / f"{name}.git"
-    with _locked(mirrors_dir / f"{name}.lock"):
+    with locked(mirrors_dir / f"{name}.lock"):
         if final.is_dir():
             _fetch_mirror(final, url)
             return final, "fetched"
@@ -311,8 +300,10 @@ def sync_checkout(path: Path, mirror: Path, commit: str, config: str, index: Pat
 def checkout_token(path: Path) -> str:
     """A random name for this incarnation of the checkout at `path`, kept in its `.git`."""
     state = path / ".git" / "agentfleet.json"
-    try:
-        token = json.loads(state.read_text())["token"]
+    try:  # the agent can write this file: read only a small regular file, never a FIFO or a link
+        fd = os.open(state, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            token = json.loads(fh.read(4096) if stat.S_ISREG(os.fstat(fd).st_mode) else b"")["token"]
         if isinstance(token, str) and token:
             return token
     except (OSError, ValueError, KeyError, TypeError):

@@ -20,6 +20,7 @@ from mcp import StdioServerParameters
 from openai import AsyncOpenAI
 
 from agentfleet.agent.loop import Agent, Limits, Outcome
+from agentfleet.agent.occupancy import Occupancy, occupy
 from agentfleet.agent.profiles import profile_for
 from agentfleet.agent.sandbox import Sandbox, SandboxConfig, grant_workspace
 from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot
@@ -135,14 +136,26 @@ async def _work(
     Sandbox(settings.home, config).check()
     if not settings.gpt_oss_url:
         raise ConfigError("GPT_OSS_URL is not set; point it at an OpenAI-compatible endpoint (see README)")
-    workspace = prepare_workspace(
-        task, settings, artifacts, emit=record, run_setup=_setup_runner(settings, config, task)
-    )
-    grant_workspace(workspace.root, config.uid, config.gid)
+    with occupy(settings, task.workspace_id, record) as occupancy:
+        workspace = prepare_workspace(
+            task, settings, artifacts, emit=record, run_setup=_setup_runner(settings, config, task)
+        )
+        grant_workspace(workspace.root, config.uid, config.gid)
+        outcome = await _loop(task, settings, workspace, occupancy, record)
+        occupancy.wait_processes_gone()  # the server and its commands are gone before git reads the checkout
+        return _finish(task, workspace, artifacts, outcome, record, settings.max_patch_bytes)
+
+
+async def _loop(
+    task: Task, settings: Settings, workspace: PreparedWorkspace, occupancy: Occupancy, record: EventRecorder
+) -> Outcome:
+    """The agent loop with its tools: the workspace server, then the shared servers."""
+    options = task.request.options
     model = options.model or settings.model
     profile = profile_for(model, settings.model_profile)
-    async with ToolBox(profile, call_timeout_s=config.max_timeout_s + 60) as tools:
-        await tools.connect("workspace", _workspace_server(workspace.root, settings, options.network))
+    server = _workspace_server(workspace.root, settings, options.network, occupancy.procs)
+    async with ToolBox(profile, call_timeout_s=settings.exec_max_timeout_s + 60) as tools:
+        await tools.connect("workspace", server)
         for spec in options.mcp_servers:
             await tools.connect(spec.name, spec.url)
         async with AsyncOpenAI(
@@ -152,8 +165,7 @@ async def _work(
             max_retries=settings.llm_retries,
         ) as llm:
             agent = Agent(llm, model, tools, profile, _limits(task, settings), record)
-            outcome = await agent.run(_prompt(task, workspace))
-    return _finish(task, workspace, artifacts, outcome, record, settings.max_patch_bytes)
+            return await agent.run(_prompt(task, workspace))
 
 
 def _limits(task: Task, settings: Settings) -> Limits:
@@ -178,11 +190,13 @@ def _setup_runner(settings: Settings, config: SandboxConfig, task: Task) -> Call
     return run_setup
 
 
-def _workspace_server(root: Path, settings: Settings, network: bool) -> StdioServerParameters:
-    """The workspace server as a child process; its environment carries no secrets."""
+def _workspace_server(root: Path, settings: Settings, network: bool, procs_lock: Path) -> StdioServerParameters:
+    """The workspace server as a child process: it ends with this process (and its commands with
+    it), holds the workspace's process lock while alive, and its environment carries no secrets."""
     env = {k: v for k, v in os.environ.items() if k.startswith(_SERVER_ENV_PREFIXES)}
     env["PYTHONUNBUFFERED"] = "1"
     args = ["-m", "agentfleet.mcp_servers.workspace", "--root", str(root)]
+    args += ["--owner-pid", str(os.getpid()), "--hold-lock", str(procs_lock)]
     settings.home.mkdir(parents=True, exist_ok=True)
     return StdioServerParameters(
         command=sys.executable,

@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -37,8 +38,15 @@ logger = logging.getLogger(__name__)
 SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SANDBOX_HOME = "/tmp/home"
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
-# Make HOME (owned by the sandbox user), then run the command with a shell of its own.
-PRELUDE = 'mkdir -p -m 700 "$HOME" 2>/dev/null; exec /bin/bash -c "$1"'
+# Lower the limits (never raise one an outer limit set lower), make HOME (owned by the sandbox
+# user), then run the command ($1) with a shell of its own. Runs inside the sandbox, after any user
+# namespace is made, so a process limit counts the processes of this sandbox's user there.
+PRELUDE = (
+    'lim() { cur=$(ulimit -H "$1"); if [ "$2" != 0 ] && { [ "$cur" = unlimited ] || [ "$cur" -gt "$2" ]; }; '
+    'then ulimit -S -H "$1" "$2" || exit 125; fi; }; '
+    "lim -u {processes}; lim -v {memory_kib}; lim -f {file_kib}; "
+    'mkdir -p -m 700 "$HOME" 2>/dev/null; exec /bin/bash -c "$1"'
+)
 CHUNK = 65536
 POLL_S = 0.05
 PROBE_ARGS = "--ro-bind / / --dev /dev --proc /proc --unshare-net --unshare-pid --die-with-parent"
@@ -77,6 +85,12 @@ class SandboxConfig:
     max_timeout_s: int = 1800
     extra_ro_binds: tuple[str, ...] = ()
     bwrap_path: str = "bwrap"
+    # Limits on every command (0: none). Processes count per user: as root, every sandbox's user.
+    max_processes: int = 512
+    memory_bytes: int = 4 << 30  # address space of each process
+    file_size_bytes: int = 1 << 30  # the largest file a command may write
+    tmp_bytes: int = 1 << 30  # /tmp, a RAM-backed tmpfs
+    shm_bytes: int = 256 << 20  # /dev/shm, likewise
 
     @classmethod
     def from_settings(cls, settings: Settings, *, network: bool) -> SandboxConfig:
@@ -84,7 +98,17 @@ class SandboxConfig:
             mode=settings.sandbox, allow_unsandboxed=settings.allow_unsandboxed,
             uid=settings.sandbox_uid, gid=settings.sandbox_gid, network=network,
             output_limit=settings.exec_output_limit, max_timeout_s=settings.exec_max_timeout_s,
+            max_processes=settings.sandbox_max_processes, memory_bytes=settings.sandbox_memory_bytes,
+            file_size_bytes=settings.sandbox_file_size_bytes, tmp_bytes=settings.sandbox_tmp_bytes,
+            shm_bytes=settings.sandbox_shm_bytes,
         )  # fmt: skip
+
+    def prelude(self) -> list[str]:
+        """`bash -c PRELUDE bash`, to be followed by the command: limits, HOME, then the command."""
+        script = PRELUDE.replace("{processes}", str(self.max_processes))
+        script = script.replace("{memory_kib}", str(self.memory_bytes >> 10))
+        script = script.replace("{file_kib}", str(self.file_size_bytes >> 10))
+        return ["/bin/bash", "-c", script, "bash"]
 
 
 def grant_workspace(root: Path, uid: int, gid: int) -> None:
@@ -158,6 +182,10 @@ def _mounts(workspace: str, extra_ro: tuple[str, ...]) -> list[str]:
                 made.add(name)
         args += [kind, path, path]
     return args
+
+
+def _tmpfs(path: str, size: int) -> list[str]:
+    return ["--perms", "1777", *(["--size", str(size)] if size else []), "--tmpfs", path]
 
 
 def _network_args(network: bool) -> list[str]:
@@ -240,6 +268,25 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+_running: set[subprocess.Popen[bytes]] = set()
+"""Every command this process has started and not yet reaped (each leads its own process group)."""
+_running_lock = threading.Lock()
+
+
+def kill_all(timeout_s: float = 5.0) -> None:
+    """Kill every running command of this process (each whole process group) and reap them.
+
+    For a process that is ending (cancelled, requeued, its parent gone): with bubblewrap, a
+    command's sandbox and all it started die with bwrap; without it, its process group does."""
+    with _running_lock:
+        procs = list(_running)
+    for proc in procs:
+        _kill_group(proc.pid)
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout_s)
+
+
 class Sandbox:
     """Runs shell commands in `root` under `config`; `env` adds variables to the minimal environment."""
 
@@ -281,7 +328,7 @@ class Sandbox:
     def argv(self, command: str) -> list[str]:
         """The full argv that `run` executes for `command`."""
         if not self._isolated():
-            return ["/bin/bash", "-c", command]
+            return [*self.config.prelude(), command]
         return self._bwrap_argv(command)
 
     def _bwrap_argv(self, command: str) -> list[str]:
@@ -293,10 +340,10 @@ class Sandbox:
         return [
             bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             *_network_args(config.network), *_system_binds(),
-            "--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp",
-            "--perms", "1777", "--tmpfs", "/dev/shm", *_mounts(ws, config.extra_ro_binds), "--chdir", ws,
+            "--dev", "/dev", "--proc", "/proc", *_tmpfs("/tmp", config.tmp_bytes),
+            *_tmpfs("/dev/shm", config.shm_bytes), *_mounts(ws, config.extra_ro_binds), "--chdir", ws,
             "--clearenv", *setenv, *_as_root_args(),
-            "--", *drop, "/bin/sh", "-c", PRELUDE, "sh", command,
+            "--", *drop, *config.prelude(), command,
         ]  # fmt: skip
 
     def run(self, command: str, timeout_s: int = 120) -> ExecResult:
@@ -306,20 +353,24 @@ class Sandbox:
         if isolated:
             return self._execute(self._bwrap_argv(command), self._env(SANDBOX_HOME), "/", timeout)
         with tempfile.TemporaryDirectory(prefix="agentfleet-home-") as home:
-            return self._execute(["/bin/bash", "-c", command], self._env(home), str(self.root), timeout)
+            return self._execute([*self.config.prelude(), command], self._env(home), str(self.root), timeout)
 
     def _execute(self, argv: list[str], env: dict[str, str], cwd: str, timeout: int) -> ExecResult:
         started = time.monotonic()
         capture = _Capture(self.config.output_limit)
-        proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+        with _running_lock:
+            proc = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+            _running.add(proc)
         try:
             timed_out = _pump(proc, started + timeout, capture)
         finally:
             _kill_group(proc.pid)  # stragglers too; the unreaped child still holds the group's id
             proc.wait()
+            with _running_lock:
+                _running.discard(proc)
             if proc.stdout is not None:
                 proc.stdout.close()
         output, truncated = capture.text()

@@ -39,6 +39,7 @@ from agentfleet.agent.git import (
     update_mirror,
 )
 from agentfleet.errors import WorkspaceError
+from agentfleet.mcp_servers.textfile import open_regular, read_small
 from agentfleet.ports import ArtifactStore
 from agentfleet.settings import Settings
 from agentfleet.tasks import RepoSpec, Task, redact_url, repo_dirname
@@ -52,6 +53,7 @@ LOCKFILES = (
 )  # fmt: skip
 """Files at a checkout's root whose contents decide whether setup must run again."""
 OUTPUT_KEEP = 4000
+MAX_SETUP_SCRIPT_BYTES = 1 << 20
 _ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 Emit = Callable[[str, dict[str, Any]], None]
@@ -191,9 +193,13 @@ def _setup_steps(task: Task, root: Path, repos: list[RepoCheckout]) -> list[_Set
     steps = []
     for repo in repos:
         script = repo.path / SETUP_SCRIPT
-        if script.is_file() and not script.is_symlink():
-            where = (repo.path.relative_to(root) / SETUP_SCRIPT).as_posix()
-            steps.append(_SetupStep(where, repo.path, script.read_text(errors="replace"), (repo,)))
+        if not script.is_file() or script.is_symlink():
+            continue
+        where = (repo.path.relative_to(root) / SETUP_SCRIPT).as_posix()
+        data = read_small(script, MAX_SETUP_SCRIPT_BYTES)
+        if data is None:
+            raise WorkspaceError(f"{where} is not a regular file of at most {MAX_SETUP_SCRIPT_BYTES:,} bytes")
+        steps.append(_SetupStep(where, repo.path, data.decode("utf-8", "replace"), (repo,)))
     return steps
 
 
@@ -207,9 +213,13 @@ def setup_hash(step: _SetupStep, root: Path) -> str:
     feed(step.where, step.script.encode())
     for repo in step.repos:
         for name in sorted(os.listdir(repo.path)):
-            file = repo.path / name
-            if _is_lockfile(name) and not file.is_symlink() and file.is_file():
-                feed((repo.path.relative_to(root) / name).as_posix(), file.read_bytes())
+            fh = open_regular(repo.path / name) if _is_lockfile(name) else None
+            if fh is not None:
+                with fh:
+                    size = os.fstat(fh.fileno()).st_size
+                    digest.update(f"{(repo.path.relative_to(root) / name).as_posix()}\0{size}\0".encode())
+                    while chunk := fh.read(1 << 20):  # streamed: a lockfile may be large
+                        digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -27,6 +27,8 @@ from agentfleet.mcp_servers.paths import PathEscapeError, resolve_in_workspace
 BEGIN, END, EOF_MARKER = "*** Begin Patch", "*** End Patch", "*** End of File"
 HUNK_LINES = "lines starting with ' ' (context), '-' (remove) or '+' (add)"
 QUOTED_LINES = 6
+MAX_EDIT_BYTES = 16 << 20
+"""The largest file apply_patch edits (it reads the whole file into memory)."""
 _FILE_HEADER = re.compile(r"\*\*\* (Add|Delete|Update) File:(.*)")
 _MOVE_TO = re.compile(r"\*\*\* Move to:(.*)")
 _HEREDOC = re.compile(r"(?:apply_patch\s+)?<<\s*['\"]?(\w+)['\"]?")
@@ -239,6 +241,12 @@ def _apply(op: Operation, root: Path, targets: dict[str, Path], notify: Notify) 
     if not path.is_file():
         problem = "it is a directory" if path.is_dir() else "it does not exist; use '*** Add File:' to create it"
         raise PatchError(f"cannot update {op.path}: {problem}")
+    size = path.stat().st_size
+    if size > MAX_EDIT_BYTES:
+        raise PatchError(
+            f"cannot update {op.path}: it is {size:,} bytes and apply_patch edits files up to {MAX_EDIT_BYTES:,}; "
+            "edit it with a command (exec) instead"
+        )
     updated = _updated_text(op, path.read_bytes().decode("utf-8", "surrogateescape"))
     destination = targets[op.move_to] if op.move_to else path
     _write(op.move_to or op.path, destination, updated, notify, mode_from=path)

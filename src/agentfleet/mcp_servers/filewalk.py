@@ -11,17 +11,17 @@ from pathlib import Path
 from pathspec import GitIgnoreSpec
 
 from agentfleet.agent.git import BYPRODUCTS
+from agentfleet.mcp_servers.textfile import read_small
 
 ALWAYS_SKIPPED = {".git", ".hg", ".svn"}
+MAX_IGNORE_BYTES = 1 << 20
+"""A bigger .gitignore is not read (the listing then shows what it would have hidden)."""
 _BYPRODUCTS = GitIgnoreSpec.from_lines(BYPRODUCTS)
 
 
 def _load_ignore(directory: Path) -> GitIgnoreSpec | None:
-    file = directory / ".gitignore"
-    try:
-        return GitIgnoreSpec.from_lines(file.read_text(encoding="utf-8", errors="replace").splitlines())
-    except OSError:
-        return None
+    data = read_small(directory / ".gitignore", MAX_IGNORE_BYTES)
+    return None if data is None else GitIgnoreSpec.from_lines(data.decode("utf-8", "replace").splitlines())
 
 
 def _ignored(path: Path, is_dir: bool, specs: list[tuple[Path, GitIgnoreSpec]]) -> bool:

@@ -11,19 +11,24 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import select
 import shlex
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from agentfleet.agent.sandbox import Sandbox, SandboxConfig
+from agentfleet.agent.sandbox import Sandbox, SandboxConfig, kill_all
 from agentfleet.errors import AgentFleetError
+from agentfleet.locks import acquire
 from agentfleet.mcp_servers.apply_patch import apply_patch as apply_patch_text
 from agentfleet.mcp_servers.apply_patch import summarize
 from agentfleet.mcp_servers.filewalk import entry, iter_files, relative
 from agentfleet.mcp_servers.paths import resolve_in_workspace
+from agentfleet.mcp_servers.textfile import MAX_LINE_BYTES, count_lines, lines, looks_binary, open_regular
 
 MAX_READ_LINES = 2000
 MAX_READ_CHARS = 100_000
@@ -74,18 +79,29 @@ class Workspace:
 
     def read_file(self, path: str, start: int | None = None, end: int | None = None) -> str:
         target = self._path(path)
-        if not target.is_file():
+        fh = open_regular(target)
+        if fh is None:
             raise ToolError(f"{path} is not a file; use list_files to see what exists")
-        lines = target.read_text(encoding="utf-8", errors="replace").splitlines()
         first = max(1, start or 1)
-        last = min(len(lines), end if end is not None else first + MAX_READ_LINES - 1)
-        last = min(last, first + MAX_READ_LINES - 1)
-        if first > max(len(lines), 1):
-            raise ToolError(f"{path} has {len(lines)} lines; start={first} is past the end")
-        body = "\n".join(f"{n:>6}\t{lines[n - 1]}" for n in range(first, last + 1))
+        stop = min(end if end is not None else first + MAX_READ_LINES - 1, first + MAX_READ_LINES - 1)
+        shown: list[str] = []
+        with fh:
+            total, size = 0, 0
+            for total, (text, length) in enumerate(lines(fh), 1):
+                if total >= first and size <= MAX_READ_CHARS:
+                    cut = f" … [line cut: {length} bytes]" if length > MAX_LINE_BYTES else ""
+                    shown.append(f"{total:>6}\t{text}{cut}")
+                    size += len(shown[-1]) + 1
+                if total >= stop:
+                    total += count_lines(fh)
+                    break
+        if first > max(total, 1):
+            raise ToolError(f"{path} has {total} lines; start={first} is past the end")
+        last = min(stop, total)
+        body = "\n".join(shown)
         if len(body) > MAX_READ_CHARS:
             body = body[:MAX_READ_CHARS] + "\n… [truncated; read a smaller range]"
-        more = f"\n[lines {first}-{last} of {len(lines)}]" if (first > 1 or last < len(lines)) else ""
+        more = f"\n[lines {first}-{last} of {total}]" if (first > 1 or last < total) else ""
         return body + more
 
     def list_files(self, path: str = ".") -> str:
@@ -155,21 +171,19 @@ def _has_git(path: Path) -> bool:
 
 
 def _grep(root: Path, file: Path, regex: re.Pattern[str], budget: int) -> Iterator[str]:
-    if file.is_symlink():  # never read through a link: it may point out of the workspace
+    fh = open_regular(file)  # never through a link (it may point out), never a FIFO (it blocks)
+    if fh is None:
         return
-    try:
-        data = file.read_bytes()
-    except OSError:
-        return
-    if b"\x00" in data[:8192]:
-        return
-    rel = relative(root, file)
-    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-        if budget <= 0:
+    with fh:
+        if looks_binary(fh):
             return
-        if regex.search(line):
-            budget -= 1
-            yield f"{rel}:{n}: {line[:300]}"
+        rel = relative(root, file)
+        for n, (line, _) in enumerate(lines(fh), 1):
+            if budget <= 0:
+                return
+            if regex.search(line):
+                budget -= 1
+                yield f"{rel}:{n}: {line[:300]}"
 
 
 def build_server(workspace: Workspace, name: str = "workspace") -> MCPServer:
@@ -234,13 +248,50 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--network", action="store_true", help="allow network access to commands")
+    parser.add_argument(
+        "--owner-pid", type=int, help="end (and kill every running command) when this process, the agent, ends"
+    )
+    parser.add_argument(
+        "--hold-lock", type=Path, help="hold a shared lock on this file while alive (the workspace is in use)"
+    )
     return parser.parse_args(argv)
+
+
+def _end_now(*_: object) -> None:
+    """Kill every running command (its whole sandbox) and exit, releasing the held lock."""
+    kill_all()
+    os._exit(0)
+
+
+def _stay_with(owner_pid: int) -> None:
+    """End this server when the process that started it ends: the MCP client starts it in a session
+    of its own, so a signal to the agent's process group (cancel, requeue) does not reach it."""
+    if os.getppid() != owner_pid:  # the owner ended before we got here
+        _end_now()
+    signal.signal(signal.SIGTERM, _end_now)
+    threading.Thread(target=_watch, args=(owner_pid,), name="owner-watch", daemon=True).start()
+
+
+def _watch(owner_pid: int) -> None:
+    try:
+        fd = os.pidfd_open(owner_pid)
+    except OSError:  # no pidfd (old kernel): see whether we were handed to another parent
+        while os.getppid() == owner_pid:
+            threading.Event().wait(0.2)
+        _end_now()
+        return
+    select.select([fd], [], [])  # readable once the process has ended
+    _end_now()
 
 
 def main(argv: list[str] | None = None) -> None:
     from agentfleet.settings import Settings
 
     args = _parse_args(argv)
+    if args.hold_lock is not None:
+        acquire(args.hold_lock, shared=True, timeout_s=30)  # held until this process ends
+    if args.owner_pid is not None:
+        _stay_with(args.owner_pid)
     settings = Settings()
     config = SandboxConfig.from_settings(settings, network=args.network)
     sandbox = Sandbox(args.root, config)

@@ -1,0 +1,70 @@
+"""One attempt at a time in a workspace, and none while a process of an earlier attempt lives.
+
+Two lock files per workspace, under `$AGENTFLEET_HOME/locks/`, outside every workspace:
+- `<workspace>.attempt`: the agent holds it, exclusively, for its whole attempt;
+- `<workspace>.procs`: every process that acts in the workspace for an attempt holds it shared
+  (the workspace server, whose commands die with it).
+An agent that gets `.attempt` then takes `.procs` exclusively, which it can only do once every
+process of earlier attempts has ended (cancelled, requeued or killed: a lock goes with its
+process, however it dies), and lets it go at once for its own processes to take. It does the
+same before the host reads the checkout at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentfleet.errors import WorkspaceError
+from agentfleet.locks import acquire, locked
+from agentfleet.settings import Settings
+
+PROCESSES_WAIT_S = 60.0
+"""How long the processes of an earlier attempt may take to end before the attempt gives up."""
+
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Occupancy:
+    workspace_id: str
+    procs: Path
+    """The lock file the attempt's processes hold shared while they live."""
+    emit: Emit
+
+    def wait_processes_gone(self) -> None:
+        """Return once no process holds `procs`; WorkspaceError after PROCESSES_WAIT_S."""
+        timeout_s = PROCESSES_WAIT_S
+
+        def waiting() -> None:
+            self.emit("workspace", {"step": "wait", "for": "the processes of an earlier attempt to end"})
+
+        try:
+            with locked(self.procs, timeout_s=timeout_s, on_wait=waiting):
+                pass
+        except TimeoutError:
+            raise WorkspaceError(
+                f"processes started for workspace {self.workspace_id} are still running after {timeout_s:g} s; "
+                "they could not be stopped (see the server's log)"
+            ) from None
+
+
+@contextmanager
+def occupy(settings: Settings, workspace_id: str, emit: Emit) -> Iterator[Occupancy]:
+    """Hold the workspace for one attempt: after any attempt before it, and after its processes."""
+    locks = settings.home / "locks"
+
+    def waiting() -> None:
+        emit("workspace", {"step": "wait", "for": "the attempt working in this workspace to end"})
+
+    fd = acquire(locks / f"{workspace_id}.attempt", on_wait=waiting)
+    try:
+        occupancy = Occupancy(workspace_id, locks / f"{workspace_id}.procs", emit)
+        occupancy.wait_processes_gone()
+        yield occupancy
+    finally:
+        os.close(fd)
