@@ -112,7 +112,6 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8080,
 ) -> None:
     """Serve the HTTP API with a local queue, dispatcher, job runner and reaper (Ctrl-C stops)."""
-    import os
     import signal
 
     from agentfleet.errors import AgentFleetError
@@ -123,10 +122,7 @@ def serve(
 
     configure_logging()
     settings = Settings()
-    with _endpoint(settings) as configured:
-        if configured.gpt_oss_url and not settings.gpt_oss_url:
-            os.environ["GPT_OSS_URL"] = configured.gpt_oss_url  # agent processes inherit the embedded model
-            os.environ["AGENTFLEET_MODEL"] = configured.model
+    with _endpoint(settings) as configured:  # the agents get these settings, the embedded model's URL too
         try:
             server = LocalServer(Service(build_backends(configured), configured), host, port)
         except (AgentFleetError, OSError) as exc:

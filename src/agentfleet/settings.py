@@ -7,6 +7,7 @@ DATABASE_URL, GPT_OSS_URL); everything else is prefixed AGENTFLEET_.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
@@ -159,6 +160,21 @@ class Settings(BaseSettings):
     @property
     def setup_cache_dir(self) -> Path:
         return self.home / "setup-cache"
+
+    def environment(self, *, exclude: Collection[str] = ("api_token",)) -> dict[str, str]:
+        """These settings as the environment variables that give them back (None values left out):
+        how a process this one starts gets exactly its settings, and nothing in `exclude`."""
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name in exclude or value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            env[name.upper() if name in _SEED_NAMES else f"AGENTFLEET_{name.upper()}"] = str(value)
+        return env
 
     def validation_context(self) -> dict[str, object]:
         """What TaskRequest validation needs to know about this deployment."""

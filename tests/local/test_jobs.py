@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from pydantic import SecretStr
 
 from agentfleet.local.jobs import LocalJobRunner
 from agentfleet.ports import Execution, JobRunner
@@ -35,7 +36,8 @@ marker, stop, ignore_term = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 if ignore_term:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 info = {"pid": os.getpid(), "sid": os.getsid(0), "argv": sys.argv[4:], "home": os.environ["AGENTFLEET_HOME"],
-        "task_id": os.environ["AGENTFLEET_TASK_ID"], "attempt": os.environ["AGENTFLEET_ATTEMPT"]}
+        "task_id": os.environ["AGENTFLEET_TASK_ID"], "attempt": os.environ["AGENTFLEET_ATTEMPT"],
+        "env": dict(os.environ), "cwd": os.getcwd()}
 with marker.open("a") as fh:
     fh.write(json.dumps(info) + "\\n")
 print("agent says hello", flush=True)
@@ -132,6 +134,24 @@ def test_launch_starts_the_agent_in_its_own_session_with_its_env_and_a_log(
     log = settings.home / "logs" / f"{task.id}-1.log"
     poll(lambda: log.exists() and "agent says hello" in log.read_text())
     assert runner.health()["active"] == 1
+
+
+def test_the_agent_gets_the_settings_and_an_allow_listed_environment_never_the_token(
+    settings: Settings, agents: Agents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTFLEET_API_TOKEN", "server-token-must-not-pass")
+    monkeypatch.setenv("SOME_CLOUD_SECRET", "also-not")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    configured = settings.model_copy(
+        update={"api_token": SecretStr("server-token-must-not-pass"), "gpt_oss_url": "http://127.0.0.1:9/v1"}
+    )
+    LocalJobRunner(configured, command=agents.command(), grace_s=0.5).launch(new_task())
+    [info] = agents.wait_started()
+    env = info["env"]
+    assert "server-token-must-not-pass" not in json.dumps(env) and "SOME_CLOUD_SECRET" not in env
+    assert env["GPT_OSS_URL"] == "http://127.0.0.1:9/v1", "the launcher's settings, written out"
+    assert env["LLM_API_KEY"] == "not-needed" and env["PATH"] == os.environ["PATH"] and env["LC_ALL"] == "C.UTF-8"
+    assert info["cwd"] == str(settings.home), "not the server's folder, whose .env holds the token"
 
 
 def test_a_second_launch_of_the_same_attempt_returns_the_first_execution_and_starts_nothing(

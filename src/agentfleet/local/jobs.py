@@ -59,6 +59,30 @@ _children_lock = threading.Lock()
 _HAS_PROC = Path("/proc/self/stat").exists()
 
 
+PASSED_ENV = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV",
+    "PYTHONUNBUFFERED", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "SSH_AUTH_SOCK",
+    "GIT_SSH_COMMAND", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CONFIG",
+    "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
+})  # fmt: skip
+"""What an agent takes of its launcher's environment: how to run programs and reach the network."""
+PASSED_ENV_SUFFIXES = ("_EMULATOR_HOST",)
+PASSED_ENV_PREFIXES = ("LC_",)
+
+
+def agent_environment(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
+    """The environment of an agent process: an allow-list of `base` (no tokens, no keys, nothing
+    else of the server's) and the launcher's settings written out, the API token left out."""
+    env = {
+        key: value
+        for key, value in base.items()
+        if key in PASSED_ENV or key.endswith(PASSED_ENV_SUFFIXES) or key.startswith(PASSED_ENV_PREFIXES)
+    }
+    env.update(settings.environment(exclude=("api_token",)))
+    return env
+
+
 def execution_name(task: Task) -> str:
     return f"agent-{task.workspace_id}-{task.id}-{task.attempt}"
 
@@ -230,12 +254,8 @@ class LocalJobRunner:
         return argv
 
     def _start(self, task: Task, name: str, log_path: Path) -> None:
-        env = {
-            **(os.environ if self.env is None else self.env),
-            "AGENTFLEET_HOME": str(self.settings.home),
-            "AGENTFLEET_TASK_ID": task.id,
-            "AGENTFLEET_ATTEMPT": str(task.attempt),
-        }
+        env = agent_environment(self.settings, os.environ if self.env is None else self.env)
+        env.update(AGENTFLEET_TASK_ID=task.id, AGENTFLEET_ATTEMPT=str(task.attempt))
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with log_path.open("ab") as log:
@@ -245,6 +265,7 @@ class LocalJobRunner:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=env,
+                    cwd=self.settings.home,  # not ours: a .env here would be read again
                     start_new_session=True,
                 )
         except OSError:
