@@ -115,3 +115,37 @@ def test_multi_repository_requests_list_every_repository_with_its_ref() -> None:
         ("https://github.com/acme/gears", "main"),
         ("https://github.com/acme/cogs", "v1"),
     ]
+
+
+MCP = Settings(  # type: ignore[call-arg]
+    _env_file=None,
+    mcp_servers={"db": "https://db-toolbox.example.run.app/mcp"},
+    mcp_allowed_urls=["https://mcp.example.com/"],
+).validation_context()
+
+
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        (
+            {"name": "probe", "url": "http://127.0.0.1:8080/mcp"},
+            "MCP server URL http://127.0.0.1:8080/mcp is not allowed",
+        ),
+        ({"name": "meta", "url": "http://169.254.169.254/computeMetadata/v1/"}, "is not allowed here"),
+        ({"name": "near", "url": "https://mcp.example.com.evil.net/mcp"}, "is not allowed here"),
+        ({"name": "code"}, "MCP server 'code' is not configured here (configured: db)"),
+        ({"name": "db", "url": "https://mcp.example.com/db"}, "give its name alone"),
+        ({"name": "x", "url": "https://user:pw@mcp.example.com/x"}, "should match pattern"),
+    ],
+)
+def test_an_mcp_server_the_deployment_does_not_allow_is_refused(server: dict, message: str) -> None:
+    said = reject({"query": "x", "repo_url": GOOD, "options": {"mcp_servers": [server]}}, MCP)
+    assert message in said and "pw@" not in said
+
+
+def test_configured_and_allowed_mcp_servers_are_accepted() -> None:
+    servers = [{"name": "db"}, {"name": "tools", "url": "https://mcp.example.com/tools/mcp"}]
+    request = TaskRequest.model_validate(
+        {"query": "x", "repo_url": GOOD, "options": {"mcp_servers": servers}}, context=MCP
+    )
+    assert [s.url for s in request.options.mcp_servers] == [None, "https://mcp.example.com/tools/mcp"]

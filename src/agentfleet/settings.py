@@ -69,6 +69,17 @@ class Settings(BaseSettings):
         10 * 1024 * 1024, ge=1024, description="Largest patch kept as an artifact; a bigger one is refused"
     )
 
+    # Shared MCP servers (streamable HTTP). A task names a configured one, or gives a URL that is allowed.
+    mcp_servers: dict[str, str] = Field(
+        default_factory=dict, description='Configured shared MCP servers, JSON: {"name": "https://host/mcp"}'
+    )
+    mcp_allowed_urls: list[str] = Field(
+        default_factory=list, description="URL prefixes a task may give for an MCP server itself (JSON list)"
+    )
+    mcp_allow_private: bool = Field(
+        False, description="Let a task's MCP URL reach loopback, private or link-local addresses"
+    )
+
     # The control plane.
     max_concurrent_per_workspace: int = Field(1, ge=1, description="Executions at once per workspace")
     max_attempts: int = Field(3, ge=1, description="Attempts before a silent task is FAILED")
@@ -182,4 +193,6 @@ class Settings(BaseSettings):
             "allow_local_repos": self.local_repos_allowed,
             "max_repos": self.max_repos,
             "max_files": self.max_files,
+            "mcp_servers": sorted(self.mcp_servers),
+            "mcp_allowed_urls": list(self.mcp_allowed_urls),
         }

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 MAX_QUERY_CHARS = 32_000
 DEFAULT_MAX_REPOS = 10
 DEFAULT_MAX_FILES = 50
-TRUSTED: dict[str, Any] = {"allow_local_repos": True, "max_repos": 10_000, "max_files": 10_000}
+TRUSTED: dict[str, Any] = {"allow_local_repos": True, "max_repos": 10_000, "max_files": 10_000, "trusted": True}
 """Validation context for data AgentFleet itself stored (already validated on the way in)."""
 
 _SCP_LIKE = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)$")
@@ -124,10 +124,35 @@ def repo_dirname(url: str) -> str:
 
 
 class McpServerSpec(_Strict):
-    """A shared MCP server the agent connects to over streamable HTTP."""
+    """A shared MCP server the agent connects to over streamable HTTP: one the deployment
+    configured (by `name` alone), or a `url` the deployment allows (AGENTFLEET_MCP_ALLOWED_URLS)."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")
-    url: str = Field(pattern=r"^https?://")
+    url: str | None = Field(None, pattern=r"^https?://[^\s@/]+(/\S*)?$", max_length=2000)
+
+
+def check_mcp_servers(specs: list[McpServerSpec], configured: list[str], allowed_urls: list[str]) -> None:
+    """ValueError, saying what to do, for a server the deployment neither configured nor allows."""
+    known = ", ".join(configured) or "none"
+    for spec in specs:
+        if spec.url is None:
+            if spec.name not in configured:
+                raise ValueError(
+                    f"MCP server {spec.name!r} is not configured here (configured: {known}); "
+                    "name one of those, or ask the operator to add it to AGENTFLEET_MCP_SERVERS"
+                )
+        elif spec.name in configured:
+            raise ValueError(f"MCP server {spec.name!r} is configured here; give its name alone, without a url")
+        elif not url_allowed(spec.url, allowed_urls):
+            raise ValueError(
+                f"MCP server URL {redact_url(spec.url)} is not allowed here; name a configured server "
+                f"(configured: {known}), or ask the operator to add the URL to AGENTFLEET_MCP_ALLOWED_URLS"
+            )
+
+
+def url_allowed(url: str, prefixes: list[str]) -> bool:
+    """Whether `url` is one of `prefixes` or lies under one (at a '/' boundary)."""
+    return any(url == prefix or url.startswith(prefix.rstrip("/") + "/") for prefix in prefixes)
 
 
 class TaskOptions(_Strict):
@@ -204,6 +229,10 @@ class TaskRequest(_Strict):
         names = [repo_dirname(s.url) for s in specs]
         if len(set(names)) != len(names):
             raise ValueError("two repositories share a folder name; multi-repository tasks need distinct names")
+        if not ctx.get("trusted"):
+            check_mcp_servers(
+                self.options.mcp_servers, list(ctx.get("mcp_servers", [])), list(ctx.get("mcp_allowed_urls", []))
+            )
         return self
 
     def repo_specs(self) -> list[RepoSpec]:

@@ -24,7 +24,7 @@ from agentfleet.agent.occupancy import Occupancy, occupy
 from agentfleet.agent.profiles import profile_for
 from agentfleet.agent.sandbox import Sandbox, SandboxConfig, grant_workspace
 from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot
-from agentfleet.agent.tools import ToolBox
+from agentfleet.agent.tools import ToolBox, shared_server_url
 from agentfleet.agent.workspace import PreparedWorkspace, SetupRun, prepare_workspace, push_branch, write_changes
 from agentfleet.errors import AgentFleetError, ConfigError
 from agentfleet.mcp_servers.filewalk import entry, iter_files
@@ -157,7 +157,7 @@ async def _loop(
     async with ToolBox(profile, call_timeout_s=settings.exec_max_timeout_s + 60) as tools:
         await tools.connect("workspace", server)
         for spec in options.mcp_servers:
-            await tools.connect(spec.name, spec.url)
+            await tools.connect(spec.name, shared_server_url(spec, settings))
         async with AsyncOpenAI(
             base_url=settings.gpt_oss_url,
             api_key=settings.llm_api_key.get_secret_value(),

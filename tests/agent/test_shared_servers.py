@@ -1,0 +1,98 @@
+"""Shared MCP servers a task names: configured ones are used; a task's own URL never reaches
+loopback, private or link-local addresses from the (unsandboxed) agent process."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from agentfleet.agent.runner import run_task
+from agentfleet.local.artifacts import LocalArtifactStore
+from agentfleet.settings import Settings
+from agentfleet.tasks import McpServerSpec, Task, TaskOptions, TaskRequest, TaskStatus
+from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
+from polling import wait_for
+
+FILES = {"app.py": "print('hello')\n"}
+
+
+@contextlib.contextmanager
+def listener() -> Iterator[tuple[int, list[bytes]]]:
+    """A TCP listener on loopback that records whatever connects to it."""
+    received: list[bytes] = []
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(1)
+                with contextlib.suppress(OSError):
+                    received.append(conn.recv(4096) or b"(connected)")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1], received
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+def run(settings: Settings, repo: Path, script: list[dict], servers: list[McpServerSpec]) -> tuple[Task, list[dict]]:
+    with ScriptedLLM(script) as llm:
+        configured = settings.model_copy(update={"gpt_oss_url": llm.url})
+        request = TaskRequest(query="q", repo_url=str(repo), options=TaskOptions(mcp_servers=servers))
+        return run_task(Task(request=request), configured, LocalArtifactStore(settings.artifacts_dir)), llm.requests
+
+
+def test_a_tasks_mcp_url_on_loopback_is_never_connected_to(repo_factory, settings) -> None:
+    with listener() as (port, received):
+        url = f"http://127.0.0.1:{port}/mcp"
+        allowed = settings.model_copy(update={"mcp_allowed_urls": [f"http://127.0.0.1:{port}/"]})
+        task, _ = run(allowed, repo_factory(FILES), [reply("done")], [McpServerSpec(name="probe", url=url)])
+    assert task.status is TaskStatus.FAILED
+    assert task.error and "resolves to 127.0.0.1, a loopback, private or link-local address" in task.error
+    assert received == [], "the agent sent nothing to the private address"
+
+
+def test_a_configured_shared_server_is_connected_and_its_tools_offered(repo_factory, settings, tmp_path) -> None:
+    shared = repo_factory({"shared.txt": "from the shared server\n"}, name="shared")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "agentfleet.mcp_servers.workspace", "--root", str(shared),
+         "--transport", "streamable-http", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _listening(port), timeout_s=30, what="the shared server to listen")
+        configured = settings.model_copy(update={"mcp_servers": {"shared": f"http://127.0.0.1:{port}/mcp"}})
+        script = [reply(None, tool_call("shared__read_file", {"path": "shared.txt"})), reply("Read it.")]
+        task, requests = run(configured, repo_factory(FILES), script, [McpServerSpec(name="shared")])
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert task.status is TaskStatus.SUCCEEDED, task.error
+    assert "shared__read_file" in {t["function"]["name"] for t in requests[0]["tools"]}
+    assert any("from the shared server" in (m.get("content") or "") for m in requests[-1]["messages"])
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
