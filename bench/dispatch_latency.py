@@ -37,6 +37,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+TOKEN = "bench-token"
+
+
 def make_repo(root: Path) -> Path:
     repo = root / "repo"
     repo.mkdir()
@@ -50,7 +53,7 @@ def make_repo(root: Path) -> Path:
 @contextlib.contextmanager
 def serve(home: Path, llm_url: str) -> Iterator[str]:
     port = free_port()
-    env = {**os.environ, "AGENTFLEET_HOME": str(home), "GPT_OSS_URL": llm_url}
+    env = {**os.environ, "AGENTFLEET_HOME": str(home), "GPT_OSS_URL": llm_url, "AGENTFLEET_API_TOKEN": TOKEN}
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentfleet.cli", "serve", "--port", str(port)],
         env=env,
@@ -91,7 +94,7 @@ def main() -> None:
     try:
         repo = make_repo(tmp)
         with ScriptedLLM([{"content": "done"}], repeat_last=True) as llm, serve(tmp / "home", llm.url) as url:
-            client = Client(url)
+            client = Client(url, token=TOKEN)
             one(client, repo)  # warm the workspace's mirror and checkout
             latencies = sorted(one(client, repo) * 1000 for _ in range(args.tasks))
         p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]

@@ -98,6 +98,11 @@ def make_repo(path: Path) -> Path:
     return path
 
 
+TOKEN = "bench-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+"""Sent to every target alike; the baselines ignore it, `agentfleet serve` requires it."""
+
+
 @contextlib.contextmanager
 def silent_listener() -> Iterator[int]:
     """A loopback port that accepts connections (the kernel completes them) and never answers."""
@@ -148,7 +153,7 @@ def stop_agents(home: Path) -> int:
 def fire(name: str, base_url: str, body: Body, clients: int, requests: int) -> Figures:
     """`requests` POSTs to /orchestrate from `clients` threads, after WARMUP unmeasured ones."""
     url = f"{base_url}/orchestrate"
-    with httpx.Client(timeout=30) as warm:
+    with httpx.Client(timeout=30, headers=AUTH) as warm:
         for i in range(WARMUP):
             warm.post(url, json=body(-1 - i))
     shares = [requests // clients + (1 if i < requests % clients else 0) for i in range(clients)]
@@ -159,7 +164,7 @@ def fire(name: str, base_url: str, body: Body, clients: int, requests: int) -> F
 
     def client(first: int, count: int) -> None:
         mine, bad = [], 0
-        with httpx.Client(timeout=30) as http:
+        with httpx.Client(timeout=30, headers=AUTH) as http:
             http.get(f"{base_url}/health")  # open the keep-alive connection
             start.wait()
             for i in range(first, first + count):
@@ -205,6 +210,7 @@ def agentfleet(tmp: Path, body: Body, clients: int, requests: int) -> tuple[Figu
     home, port = tmp / "home", free_port()
     with silent_listener() as llm_port:
         env = {**os.environ, "AGENTFLEET_HOME": str(home), "GPT_OSS_URL": f"http://127.0.0.1:{llm_port}/v1"}
+        env["AGENTFLEET_API_TOKEN"] = TOKEN
         argv = [sys.executable, "-m", "agentfleet.cli", "serve", "--port", str(port)]
         with process(argv, f"http://127.0.0.1:{port}", tmp / "serve.log", env):
             figures = fire("agentfleet serve", f"http://127.0.0.1:{port}", body, clients, requests)

@@ -35,6 +35,8 @@ from agentfleet.openapi import openapi_document
 from test_serve import free_port, server_process
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+TOKEN = "fuzz-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 REPO = "https://127.0.0.1:9/none.git"
 """A repository URL that passes validation and fails at once when fetched (port 9 is closed)."""
 DOCUMENT = openapi_document()
@@ -77,9 +79,11 @@ CASES = [
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     tmp_path: Path = tmp_path_factory.mktemp("fuzz")
-    with server_process(tmp_path, f"http://127.0.0.1:{free_port()}/v1", AGENTFLEET_MAX_ATTEMPTS="1") as (url, _):
-        submitted = httpx.post(f"{url}/orchestrate", json={"query": "seed", "repo_url": REPO}, timeout=10)
-        schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    model = f"http://127.0.0.1:{free_port()}/v1"
+    with server_process(tmp_path, model, AGENTFLEET_MAX_ATTEMPTS="1", AGENTFLEET_API_TOKEN=TOKEN) as (url, _):
+        submitted = httpx.post(f"{url}/orchestrate", json={"query": "seed", "repo_url": REPO}, headers=AUTH, timeout=10)
+        document = httpx.get(f"{url}/openapi.json", headers=AUTH, timeout=10).json()
+        schema = schemathesis.openapi.from_dict(document)
         schema.config.update(base_url=url, request_timeout=10)
         yield Live(url, schema, submitted.json()["task_id"])
 
@@ -110,7 +114,7 @@ def test_every_operation_answers_as_its_openapi_document_says(
     @given(case=_strategy(live, path, method, mode, variant))
     @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
     def check(case: schemathesis.Case) -> None:
-        case.call_and_validate(checks=CHECKS)
+        case.call_and_validate(checks=CHECKS, headers=AUTH)
 
     check()
 
@@ -118,7 +122,8 @@ def test_every_operation_answers_as_its_openapi_document_says(
 def test_an_event_seq_beyond_64_bits_is_refused_with_a_400(live: Live) -> None:
     events = f"{live.url}/tasks/{live.task_id}/events"
     too_big = str(2**64)
-    by_query = httpx.get(events, params={"after": too_big}, timeout=10)
-    by_header = httpx.get(events, headers={"Last-Event-ID": too_big, "Accept": "text/event-stream"}, timeout=10)
+    by_query = httpx.get(events, params={"after": too_big}, headers=AUTH, timeout=10)
+    stream = {**AUTH, "Last-Event-ID": too_big, "Accept": "text/event-stream"}
+    by_header = httpx.get(events, headers=stream, timeout=10)
     assert (by_query.status_code, by_header.status_code) == (400, 400)
     assert "at most 9223372036854775807" in by_query.json()["error"]

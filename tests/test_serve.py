@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from agentfleet.client import Client
+from agentfleet.local.token import read_token
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
 from processes import pids_running, unique_sleep_seconds
 
@@ -28,6 +30,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def local_client(url: str, tmp_path: Path) -> Client:
+    """A client with the token the server keeps in its home (none is configured)."""
+    return Client(url, token=read_token(tmp_path / "home"))
+
+
+def auth(tmp_path: Path) -> dict[str, str]:
+    return {"Authorization": f"Bearer {read_token(tmp_path / 'home')}"}
 
 
 @contextlib.contextmanager
@@ -89,7 +100,7 @@ def test_a_task_posted_over_http_is_followed_as_sse_until_it_succeeds(repo_facto
         reply("app.py prints hello."),
     ]
     with ScriptedLLM(script) as llm, serving(tmp_path, llm.url) as url:
-        client = Client(url)
+        client = local_client(url, tmp_path)
         created = client.submit({"query": "What does app.py print?", "repo_url": str(repo_factory(FILES))})
         task_id = created["task_id"]
         deadline = time.monotonic() + 60
@@ -149,12 +160,12 @@ def wait_until(condition, timeout_s: float = 60.0, what: str = "condition"):  # 
 def test_a_cancel_during_a_run_stops_the_execution(repo_factory, tmp_path) -> None:
     script = [reply(None, tool_call("exec", {"command": "sleep 600"})), reply("never")]
     with ScriptedLLM(script) as llm, serving(tmp_path, llm.url) as url:
-        client = Client(url)
+        client = local_client(url, tmp_path)
         task_id = client.submit({"query": "x", "repo_url": str(repo_factory(FILES))})["task_id"]
         wait_until(lambda: any(e.kind.value == "tool_call" for e in client.events(task_id)), what="the tool call")
         assert client.cancel(task_id).status.value == "CANCELLED"
         wait_until(lambda: client.containers()["count"] == 0, timeout_s=30, what="the execution to stop")
-        response = httpx.post(f"{url}/tasks/{task_id}/cancel")
+        response = httpx.post(f"{url}/tasks/{task_id}/cancel", headers=auth(tmp_path))
         final = client.task(task_id)
     assert final.status.value == "CANCELLED"
     assert response.status_code == 409 and "CANCELLED" in response.json()["error"]
@@ -165,7 +176,7 @@ def test_every_accepted_task_ends_after_the_server_is_killed(repo_factory, tmp_p
     repo_a, repo_b = str(repo_factory(FILES, name="a")), str(repo_factory(FILES, name="b"))
     with ScriptedLLM([slow_answer], repeat_last=True) as llm:
         with server_process(tmp_path, llm.url) as (url, proc):
-            client = Client(url)
+            client = local_client(url, tmp_path)
             ids = [
                 client.submit({"query": f"t{i}", "repo_url": repo})["task_id"]
                 for i, repo in enumerate([repo_a, repo_a, repo_b])
@@ -174,7 +185,7 @@ def test_every_accepted_task_ends_after_the_server_is_killed(repo_factory, tmp_p
             proc.kill()  # SIGKILL: no cleanup at all
             proc.wait()
         with serving(tmp_path, llm.url) as url:
-            client = Client(url)
+            client = local_client(url, tmp_path)
             wait_until(lambda: all(client.task(i).status.final for i in ids), timeout_s=90, what="every task to end")
             finals = [client.task(i) for i in ids]
             runs = {i: [e for e in client.events(i) if e.data.get("status") == "RUNNING"] for i in ids}
@@ -187,7 +198,12 @@ def test_the_cli_client_submits_waits_and_lists(repo_factory, tmp_path) -> None:
     script = [reply(None, tool_call("exec", {"command": "python3 app.py"})), reply("It prints hello.")]
 
     def cli(*args: str, url: str) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "AGENTFLEET_SERVER": url}
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": os.environ.get("HOME", "/root"),
+            "AGENTFLEET_SERVER": url,
+            "AGENTFLEET_HOME": str(tmp_path / "home"),  # where it finds the server's token
+        }
         return subprocess.run(
             [sys.executable, "-m", "agentfleet.cli", *args], env=env, capture_output=True, text=True, timeout=120
         )
@@ -213,7 +229,7 @@ def test_a_cancelled_tasks_command_is_dead_before_the_next_task_on_its_workspace
     script = [reply(None, tool_call("exec", {"command": ticker, "timeout_s": 600})), reply("Nothing to change.")]
     repo = str(repo_factory(FILES))
     with ScriptedLLM(script) as llm, serving(tmp_path, llm.url) as url:
-        client = Client(url)
+        client = local_client(url, tmp_path)
         first = client.submit({"query": "tick", "repo_url": repo})["task_id"]
         wait_until(lambda: pids_running(marker), what="the command to run")
         client.cancel(first)
@@ -223,3 +239,60 @@ def test_a_cancelled_tasks_command_is_dead_before_the_next_task_on_its_workspace
         final = client.task(second)
     assert final.status.value == "SUCCEEDED", final.error
     assert final.result is not None and final.result.patch is None, "nothing of the cancelled task's command"
+
+
+def test_with_no_token_configured_the_server_makes_one_and_requires_it(tmp_path) -> None:
+    with serving(tmp_path, "http://127.0.0.1:9/v1") as url:
+        kept = tmp_path / "home" / "api-token"
+        assert kept.stat().st_mode & 0o777 == 0o600
+        assert httpx.get(f"{url}/tasks").status_code == 401
+        assert httpx.get(f"{url}/tasks", headers=auth(tmp_path)).status_code == 200
+        public = httpx.get(f"{url}/health").json()
+        full = httpx.get(f"{url}/health", headers=auth(tmp_path)).json()
+    assert public == {"status": "ok", "backends": {}}, "no paths or counts without the token"
+    assert set(full["backends"]) == {"store", "queue", "runner"}
+
+
+def test_a_sandboxed_command_let_onto_the_network_cannot_submit_a_task(repo_factory, tmp_path) -> None:
+    from agentfleet.agent.sandbox import Sandbox, SandboxConfig, grant_workspace
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    grant_workspace(workspace, 65534, 65534)
+    with serving(tmp_path, "http://127.0.0.1:9/v1") as url:
+        body = json.dumps({"query": "injected", "repo_url": str(repo_factory(FILES))})
+        post = (
+            "import sys, urllib.request, urllib.error\n"
+            f"req = urllib.request.Request('{url}/orchestrate', data=sys.argv[1].encode(), "
+            "headers={'Content-Type': 'application/json'})\n"
+            "try:\n    print('status', urllib.request.urlopen(req).status)\n"
+            "except urllib.error.HTTPError as e:\n    print('status', e.code)\n"
+        )
+        command = f"python3 -c {shlex.quote(post)} {shlex.quote(body)}; cat {tmp_path / 'home' / 'api-token'}"
+        result = Sandbox(workspace, SandboxConfig(network=True)).run(command, timeout_s=30)
+        tasks = local_client(url, tmp_path).tasks()
+    assert "status 401" in result.output and "No such file or directory" in result.output
+    assert tasks == [], "no task was created from inside the sandbox"
+
+
+def test_a_request_for_another_host_or_from_a_web_page_is_refused(tmp_path) -> None:
+    with serving(tmp_path, "http://127.0.0.1:9/v1") as url:
+        port = url.rsplit(":", 1)[1]
+        rebound = httpx.get(f"{url}/tasks", headers={**auth(tmp_path), "Host": "evil.example"})
+        cross_site = httpx.get(f"{url}/tasks", headers={**auth(tmp_path), "Origin": "http://evil.example"})
+        same_site = httpx.get(f"{url}/tasks", headers={**auth(tmp_path), "Origin": f"http://localhost:{port}"})
+    assert rebound.status_code == 403 and "'evil.example' is not this server" in rebound.json()["error"]
+    assert cross_site.status_code == 403 and "web origin" in cross_site.json()["error"]
+    assert same_site.status_code == 200
+
+
+def test_a_blank_token_is_refused_rather_than_taken_for_none(tmp_path) -> None:
+    environ = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "AGENTFLEET_API_TOKEN": "   "}
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentfleet.cli", "serve", "--host", "0.0.0.0", "--port", "0"],
+        env={**environ, "AGENTFLEET_HOME": str(tmp_path / "home")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "AGENTFLEET_API_TOKEN is blank" in proc.stderr, proc.stderr

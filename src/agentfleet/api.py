@@ -82,12 +82,25 @@ def reap_response(service: Service) -> Response:
 class Api:
     """The `orchestrate` HTTP function: call it with a request, get a response."""
 
-    def __init__(self, service: Service, stream: StreamConfig | None = None) -> None:
+    def __init__(
+        self,
+        service: Service,
+        stream: StreamConfig | None = None,
+        *,
+        token: str | None = None,
+        hosts: frozenset[str] | None = None,
+    ) -> None:
+        """`token`: the bearer token (default: AGENTFLEET_API_TOKEN; none: no auth, for a platform
+        that authenticates in front). `hosts`: when given, the only Host headers served and the
+        only origins (http://HOST) a browser may send from: a loopback server's defence against
+        DNS rebinding and cross-site requests."""
         self.service = service
         self.store = service.store
         self.stream = stream or StreamConfig()
-        token = service.settings.api_token
-        self._token = token.get_secret_value().encode() if token and token.get_secret_value() else None
+        configured = service.settings.api_token.get_secret_value() if service.settings.api_token else None
+        token = token or configured
+        self._token = token.encode() if token else None
+        self.hosts = hosts
 
     def __call__(self, request: Request) -> Response:
         try:
@@ -109,17 +122,31 @@ class Api:
             return error_response(500, "internal error; see the server logs")
 
     def _handle(self, request: Request) -> Response:
+        if self.hosts is not None:
+            self._check_host(request, self.hosts)
         if request.path not in PUBLIC:
             self._authorize(request)
         endpoint, args = self._route(request)
         handler: Callable[..., Response] = getattr(self, f"_{endpoint}")
         return handler(request, **args)
 
-    def _authorize(self, request: Request) -> None:
+    @staticmethod
+    def _check_host(request: Request, hosts: frozenset[str]) -> None:
+        host = request.headers.get("Host", "")
+        if host.lower() not in hosts:
+            raise HttpError(403, f"Host {host[:100]!r} is not this server; use http://{min(hosts)}")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.lower() not in {f"http://{h}" for h in hosts}:
+            raise HttpError(403, f"requests from the web origin {origin[:100]!r} are refused")
+
+    def _authorized(self, request: Request) -> bool:
         if self._token is None:
-            return
+            return True
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self._token):
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self._token)
+
+    def _authorize(self, request: Request) -> None:
+        if not self._authorized(request):
             raise HttpError(
                 401,
                 "missing or wrong bearer token: send the header 'Authorization: Bearer <AGENTFLEET_API_TOKEN>'",
@@ -191,7 +218,8 @@ class Api:
             for name, part in [("store", backends.store), ("queue", backends.queue), ("runner", backends.runner)]
         }
         ok = all(report.get("ok") is not False for report in reports.values())
-        return json_response(Health(status="ok" if ok else "degraded", backends=reports), 200 if ok else 503)
+        shown = reports if self._authorized(request) else {}  # the public answer: up or not, no details
+        return json_response(Health(status="ok" if ok else "degraded", backends=shown), 200 if ok else 503)
 
     def _openapi(self, request: Request) -> Response:
         return json_response(_openapi_document())

@@ -19,7 +19,7 @@ from agentfleet.endpoint import model_endpoint
 from agentfleet.errors import describe_validation_error
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.render import EventPrinter
-from agentfleet.settings import Settings
+from agentfleet.settings import Settings, load_settings
 from agentfleet.tasks import Task, TaskRequest, TaskStatus
 
 app = typer.Typer(help="AgentFleet: run AI coding agents on git repositories.", no_args_is_help=True)
@@ -64,7 +64,7 @@ def run(
     """Run one task in this process with the local defaults and show its steps live."""
     from agentfleet.agent.runner import run_task
 
-    settings = Settings()
+    settings = load_settings()
     artifacts = LocalArtifactStore(settings.artifacts_dir)
     body = {
         "query": query,
@@ -121,7 +121,7 @@ def serve(
     from agentfleet.service import Service
 
     configure_logging()
-    settings = Settings()
+    settings = load_settings()
     with _endpoint(settings) as configured:  # the agents get these settings, the embedded model's URL too
         try:
             server = LocalServer(Service(build_backends(configured), configured), host, port)
@@ -158,7 +158,14 @@ for _command in COMMANDS:
 
 
 def main() -> None:
-    app()
+    """The `agentfleet` command: a wrong setting is a message and exit status 2, not a traceback."""
+    from agentfleet.errors import ConfigError
+
+    try:
+        app()
+    except ConfigError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -14,7 +15,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentfleet.client import ApiError, Client
+from agentfleet.local.token import is_loopback, read_token
 from agentfleet.render import EventPrinter
+from agentfleet.settings import load_settings
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -25,13 +28,16 @@ Token = Annotated[
     typer.Option(
         "--token",
         envvar="AGENTFLEET_API_TOKEN",
-        help="Bearer token (default: none, or a Google identity token for https URLs)",
+        help="Bearer token (default: a local server's own, from $AGENTFLEET_HOME/api-token; "
+        "a Google identity token for https URLs)",
     ),
 ]
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
 
 def _client(server: str, token: str | None) -> Client:
+    if token is None and is_loopback(urlsplit(server).hostname or ""):
+        token = read_token(load_settings().home)  # the token `agentfleet serve` keeps for this machine
     return Client(server, token)
 
 

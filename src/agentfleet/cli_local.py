@@ -15,7 +15,7 @@ from rich.table import Table
 
 from agentfleet.endpoint import model_endpoint
 from agentfleet.errors import AgentFleetError
-from agentfleet.settings import Settings
+from agentfleet.settings import load_settings
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -34,7 +34,7 @@ def llm_serve(
     """Serve the embedded model on 127.0.0.1 with an OpenAI-compatible API until Ctrl-C."""
     from agentfleet.local.llm import serve_embedded
 
-    settings = Settings()
+    settings = load_settings()
     name = model or settings.embedded_model
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -60,7 +60,7 @@ def llm_status() -> None:
     """Which embedded models are installed, assembled and verified."""
     from agentfleet.local.llm import MODELS, model_status
 
-    settings = Settings()
+    settings = load_settings()
     table = Table("model", "packages", "assembled", "verified", "notes")
     for row in model_status(settings.models_dir):
         spec = MODELS[row["name"]]
@@ -85,7 +85,7 @@ def eval_command(
     """Run an evaluation suite and report per task success, steps, tokens and time."""
     from agentfleet.evals import render_table, run_suite
 
-    settings = Settings()
+    settings = load_settings()
     if model_url:
         settings = settings.model_copy(update={"gpt_oss_url": model_url})
     try:

@@ -61,7 +61,9 @@ class Containers(_Body):
 
 class Health(_Body):
     status: Literal["ok", "degraded"]
-    backends: dict[str, dict[str, Any]] = Field(description="Each backend's own health report")
+    backends: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Each backend's own health report (only to a request with the token)"
+    )
 
 
 _MODELS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
@@ -91,8 +93,10 @@ def _paths(refs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     def error(description: str) -> dict[str, Any]:
         return _json(refs["ErrorBody"], description)
 
+    refused = error("A local server: the Host header names another server, or a web page sent the request")
     common = {
         "401": error("Missing or wrong bearer token"),
+        "403": refused,
         "500": error("Unexpected server error"),
         "503": error("A backend (store, queue, job runner) cannot be reached; retry after Retry-After seconds"),
     }
@@ -117,7 +121,8 @@ def _paths(refs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {"schema": refs["TaskRequest"]}}},
                 "responses": {
                     "202": _json(refs["Submitted"], "The task was created and queued"),
-                    "200": _json(refs["Submitted"], "The idempotency key was used before: that task"),
+                    "200": _json(refs["Submitted"], "The idempotency key was used before, for this request: that task"),
+                    "409": error("The idempotency key was used before for a different request"),
                     **submit_errors,
                     **common,
                 },
@@ -189,11 +194,12 @@ def _paths(refs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "/health": {
             "get": {
                 "operationId": "health",
-                "summary": "Health of the API and its backends (no token needed)",
+                "summary": "Health of the API; each backend's report only with the token",
                 "security": [],
                 "responses": {
                     "200": _json(refs["Health"], "Every backend is healthy"),
                     "503": _json(refs["Health"], "A backend reports ok: false"),
+                    "403": refused,
                     "500": common["500"],
                 },
             }
@@ -211,9 +217,11 @@ def _paths(refs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 _DESCRIPTION = """Run AI coding agents on git repositories.
 
 Every error is JSON `{"error": "..."}`: 400 for invalid input, 401 without the bearer token (when
-the server has one), 404 for an unknown task or route, 405 (with `Allow`) for a wrong method,
-409 for a change the task's state does not allow, 413 for a body over 1 MiB, 415 for a body
-that is not application/json, 500 for a server fault."""
+the server has one: a local `agentfleet serve` always has one), 403 when a local server is asked
+for another host or from a web page, 404 for an unknown task or route, 405 (with `Allow`) for a
+wrong method, 409 for a change the task's state does not allow (or an idempotency key reused for a
+different request), 413 for a body over 1 MiB, 415 for a body that is not application/json, 500
+for a server fault."""
 
 
 @cache
@@ -231,8 +239,8 @@ def openapi_document() -> dict[str, Any]:
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "AGENTFLEET_API_TOKEN when the server has one (or a Google identity token "
-                    "when the function is behind IAM)",
+                    "description": "AGENTFLEET_API_TOKEN; a local `agentfleet serve` without one keeps its own in "
+                    "$AGENTFLEET_HOME/api-token (or a Google identity token when the function is behind IAM)",
                 }
             },
         },

@@ -11,7 +11,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -125,6 +125,18 @@ class Settings(BaseSettings):
     git_author_name: str = "AgentFleet"
     git_author_email: str = "agentfleet@localhost"
 
+    @field_validator("api_token")
+    @classmethod
+    def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value().strip()
+        if not token:
+            raise ValueError("AGENTFLEET_API_TOKEN is blank; set it to a secret token, or leave it unset")
+        if any(ch.isspace() or ord(ch) < 32 for ch in token):
+            raise ValueError("AGENTFLEET_API_TOKEN holds spaces or control characters; use a token without them")
+        return SecretStr(token)
+
     @property
     def local_repos_allowed(self) -> bool:
         if self.allow_local_repos is not None:
@@ -196,3 +208,15 @@ class Settings(BaseSettings):
             "mcp_servers": sorted(self.mcp_servers),
             "mcp_allowed_urls": list(self.mcp_allowed_urls),
         }
+
+
+def load_settings() -> Settings:
+    """Settings from the environment and `.env`; ConfigError naming what is wrong (never its value)."""
+    from pydantic import ValidationError
+
+    from agentfleet.errors import ConfigError, describe_validation_error
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings: {describe_validation_error(exc)}") from None

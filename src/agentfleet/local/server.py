@@ -7,7 +7,6 @@ a restarted server picks up where it was (leases expire, heartbeats tell who is 
 from __future__ import annotations
 
 import base64
-import ipaddress
 import logging
 import threading
 from collections.abc import Callable
@@ -20,7 +19,9 @@ from werkzeug.wrappers import Request
 
 from agentfleet.api import Api
 from agentfleet.errors import ConfigError
+from agentfleet.local import token
 from agentfleet.local.queue import Delivery, SqliteTaskQueue
+from agentfleet.local.token import is_loopback
 from agentfleet.pubsub import handle_delivery
 from agentfleet.service import RetryableError, Service
 
@@ -42,13 +43,8 @@ HTTP_LIMITS: dict[str, Any] = {
 timeouts, rather than a thread per connection with none."""
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def loopback_hosts(port: int) -> frozenset[str]:
+    return frozenset(f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]"))
 
 
 def as_cloud_event(delivery: Delivery) -> CloudEvent:
@@ -126,7 +122,8 @@ def _reap(service: Service) -> None:
 class LocalServer:
     def __init__(self, service: Service, host: str = "127.0.0.1", port: int = 8080) -> None:
         settings = service.settings
-        if not is_loopback(host) and not (settings.api_token and settings.api_token.get_secret_value()):
+        loopback = is_loopback(host)
+        if not loopback and settings.api_token is None:
             raise ConfigError(
                 f"binding {host} exposes the API beyond this machine; set AGENTFLEET_API_TOKEN to a secret "
                 "token (clients send it as a bearer token), or bind 127.0.0.1"
@@ -134,10 +131,15 @@ class LocalServer:
         queue = service.backends.queue
         if not isinstance(queue, SqliteTaskQueue):
             raise ConfigError("agentfleet serve runs the local backends; set AGENTFLEET_BACKEND=local")
-        api = Api(service)
+        # Always a token: a sandboxed command let onto the network reaches this loopback too.
+        self.token_file = None if settings.api_token else settings.home / token.FILE
+        secret = settings.api_token.get_secret_value() if settings.api_token else token.local_token(settings.home)
+        app = Api(service, token=secret)
         self.http = waitress.create_server(
-            Request.application(api), host=host, port=port, ident="agentfleet", **HTTP_LIMITS
+            Request.application(app), host=host, port=port, ident="agentfleet", **HTTP_LIMITS
         )
+        if loopback:  # only this machine's names: no DNS rebinding, no cross-site form posts
+            app.hosts = loopback_hosts(self.http.effective_port)
         self._serving = False
         self.loops = [
             Loop("dispatcher", Dispatcher(service, queue).step, 0.2),
