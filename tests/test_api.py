@@ -205,9 +205,12 @@ def test_containers_lists_the_active_executions_by_workspace(home: Path) -> None
         service.backends.runner.cancel(execution.name)
 
 
-def test_health_is_ok_without_a_token_and_503_when_a_backend_is_not(home: Path) -> None:
+def test_health_answers_without_a_token_with_no_details_and_503_when_a_backend_is_not(home: Path) -> None:
     service = make_service(home, api_token="s3cret")
     status, body = call(orchestrate(Api(service, QUICK)), "GET", "/health")
+    assert (status, body) == (200, {"status": "ok", "backends": {}}), "no paths or counts without the token"
+    bearer = {"Authorization": "Bearer s3cret"}
+    status, body = call(orchestrate(Api(service, QUICK)), "GET", "/health", headers=bearer)
     assert status == 200 and body["status"] == "ok"
     assert set(body["backends"]) == {"store", "queue", "runner"}
 
@@ -216,9 +219,11 @@ def test_health_is_ok_without_a_token_and_503_when_a_backend_is_not(home: Path) 
             return {"ok": False, "error": "cannot reach the jobs API"}
 
     down = replace(service.backends, runner=DownRunner(service.settings))
-    status, body = call(orchestrate(Api(Service(down, service.settings), QUICK)), "GET", "/health")
+    status, body = call(orchestrate(Api(Service(down, service.settings), QUICK)), "GET", "/health", headers=bearer)
     assert status == 503 and body["status"] == "degraded"
     assert body["backends"]["runner"]["ok"] is False
+    status, body = call(orchestrate(Api(Service(down, service.settings), QUICK)), "GET", "/health")
+    assert (status, body) == (503, {"status": "degraded", "backends": {}})
 
 
 # --- the event stream ----------------------------------------------------------------------------
@@ -310,6 +315,27 @@ def big_body(size: int) -> bytes:
     return json.dumps({**REQUEST, "query": "x" * size}).encode()
 
 
+def with_raw(field: str, raw: str) -> bytes:
+    """The good request with `field` set to raw JSON text (which json.dumps could not write)."""
+    return json.dumps({**REQUEST, field: "RAW"}).replace('"RAW"', raw).encode()
+
+
+HOSTILE_POSTS = [
+    pytest.param(with_raw("options", "[" * 100_000 + "]" * 100_000), "application/json", 400,
+                 "nests deeper than 32 levels", id="arrays-100k-deep"),
+    pytest.param(with_raw("options", '{"a": ' * 5000 + "1" + "}" * 5000), "application/json", 400,
+                 "nests deeper than 32 levels", id="objects-5000-deep"),
+    pytest.param(with_raw("options", '{"max_steps": ' + "9" * 5000 + "}"), "application/json", 400,
+                 "cannot be read", id="5000-digit-integer"),
+    pytest.param(with_raw("query", '"fix \\ud800 it"'), "application/json", 400,
+                 "query is not valid Unicode text", id="lone-surrogate"),
+    pytest.param(json.dumps({**REQUEST, "files": ["../../etc/passwd"]}).encode(), "application/json", 400,
+                 "not a valid artifact key", id="file-escapes"),
+    pytest.param(json.dumps({**REQUEST, "files": ["gs://bucket/a/../../x"]}).encode(), "application/json", 400,
+                 "not a valid artifact key", id="gs-file-escapes"),
+]  # fmt: skip
+
+
 BAD_POSTS = [
     pytest.param(b'{"query": "fix it", ', "application/json", 400, "not valid JSON", id="malformed"),
     pytest.param(b"", "application/json", 400, "body is empty", id="empty"),
@@ -336,6 +362,7 @@ BAD_POSTS = [
     pytest.param(json.dumps(REQUEST).encode(), "text/plain", 415, "Content-Type: application/json", id="text"),
     pytest.param(json.dumps(REQUEST).encode(), None, 415, "Content-Type: application/json", id="no-type"),
     pytest.param(big_body(MAX_BODY_BYTES), "application/json", 413, "larger than", id="too-large"),
+    *HOSTILE_POSTS,
 ]
 
 

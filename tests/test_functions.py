@@ -166,6 +166,10 @@ GARBAGE = [
     pytest.param(pubsub_event(b"\x00\x01 not json"), "not base64-encoded JSON", id="binary"),
     pytest.param(pubsub_event(b'{"hello": "world"}'), "neither a dispatch message nor a task request", id="unknown"),
     pytest.param(pubsub_event(b'{"query": ""}'), "query is empty", id="invalid-request"),
+    pytest.param(pubsub_event(b"[" * 100_000 + b"]" * 100_000), "nests deeper than 32 levels", id="nested-100k"),
+    pytest.param(
+        pubsub_event(json.dumps({**REQUEST, "query": "\ud800"}).encode()), "not valid Unicode", id="lone-surrogate"
+    ),
     pytest.param(
         CloudEvent({"type": "t", "source": "s"}, {"not": "pubsub"}), "no Pub/Sub 'message' object", id="not-pubsub"
     ),

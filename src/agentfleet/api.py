@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from agentfleet import jsontext
 from agentfleet.errors import InvalidRequestError
 from agentfleet.openapi import MAX_BODY_BYTES, MAX_SEQ, Containers, ErrorBody, Health, Submitted, TaskLinks, TaskList
 from agentfleet.openapi import openapi_document as _openapi_document
@@ -248,11 +249,11 @@ def read_json_body(request: Request) -> Any:
     if not raw.strip():
         raise HttpError(400, "the body is empty; send a task request as a JSON object (see GET /openapi.json)")
     try:
-        body = json.loads(raw.decode("utf-8"))
+        body = jsontext.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise HttpError(400, "the body is not UTF-8 text; send JSON encoded as UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise HttpError(400, f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except jsontext.JsonTextError as exc:
+        raise HttpError(400, f"the body is refused: {exc}") from None
     if not isinstance(body, dict):
         raise HttpError(400, f"the body must be a JSON object, not {type(body).__name__}")
     return body

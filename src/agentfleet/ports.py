@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -163,14 +163,6 @@ class ArtifactStore(Protocol):
         got there first (nothing is stored). Concurrent writers never interleave: a reader sees
         one whole version or another."""
         ...
-
-
-def check_artifact_key(key: str) -> str:
-    """`key` when it is a relative path without '..'; ValueError otherwise (every store checks alike)."""
-    parts = PurePosixPath(key).parts
-    if not key or key.startswith("/") or ".." in parts or "\x00" in key:
-        raise ValueError(f"artifact key {key!r} must be a relative path without '..'")
-    return key
 
 
 @dataclass(frozen=True)

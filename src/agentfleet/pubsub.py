@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
+from agentfleet import jsontext
 from agentfleet.errors import InvalidRequestError, describe_validation_error
 from agentfleet.ports import DispatchMessage
 from agentfleet.service import RetryableError, Service
@@ -32,9 +32,9 @@ def decode(data: Any) -> tuple[str, Any, dict[str, str]]:
     """(message id, the decoded JSON payload or None when empty, attributes) of a push delivery."""
     if isinstance(data, bytes | str):
         try:
-            data = json.loads(data)
+            data = jsontext.loads(data)
         except ValueError as exc:
-            raise UnusableMessageError(f"the event data is not JSON: {exc}") from None
+            raise UnusableMessageError(f"the event data is refused: {exc}") from None
     message = data.get("message") if isinstance(data, Mapping) else None
     if not isinstance(message, Mapping):
         raise UnusableMessageError("the event data has no Pub/Sub 'message' object")
@@ -44,7 +44,7 @@ def decode(data: Any) -> tuple[str, Any, dict[str, str]]:
         raise UnusableMessageError("the message attributes are not an object")
     try:
         raw = base64.b64decode(message.get("data") or "", validate=True)
-        payload = json.loads(raw) if raw.strip() else None
+        payload = jsontext.loads(raw) if raw.strip() else None
     except (binascii.Error, TypeError, ValueError) as exc:
         raise UnusableMessageError(f"the message data is not base64-encoded JSON: {exc}") from None
     return message_id, payload, {str(k): str(v) for k, v in attributes.items()}

@@ -13,7 +13,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -120,6 +120,49 @@ def repo_dirname(url: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "repo"
 
 
+# --- artifact keys -----------------------------------------------------------------------------
+
+
+def check_artifact_key(key: str) -> str:
+    """`key` when it is a relative path without '..'; ValueError otherwise (every store checks alike)."""
+    parts = PurePosixPath(key).parts
+    if not key or key.startswith("/") or ".." in parts or "\x00" in key or "\\" in key:
+        raise ValueError(f"artifact key {key!r} must be a relative path without '..'")
+    return key
+
+
+def input_file_key(item: str) -> str:
+    """The artifact key an input file names: itself, or for gs://bucket/key the key; ValueError
+    saying what to give when it names no file or is not a valid key."""
+    key = item.split("/", 3)[3] if item.startswith("gs://") and item.count("/") >= 3 else item
+    if key.startswith("gs://") or PurePosixPath(key).name in ("", ".", ".."):
+        raise ValueError(f"input file {item!r} names no file; give an artifact key or gs://bucket/key")
+    try:
+        return check_artifact_key(key)
+    except ValueError:
+        raise ValueError(f"input file {item!r} is not a valid artifact key (a relative path without '..')") from None
+
+
+def _check_text(value: Any, where: str = "body") -> None:
+    """ValueError for a string anywhere in `value` that is not valid Unicode (a lone surrogate,
+    which JSON's \\ud800 escapes can carry and no store can keep)."""
+    stack = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(
+                    f"{path} is not valid Unicode text (it holds a lone surrogate such as \\ud800)"
+                ) from None
+        elif isinstance(item, dict):
+            stack.extend((v, f"{path}.{k}" if path != "body" else str(k)) for k, v in item.items())
+            stack.extend((k, f"{path} (a key)") for k in item)
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(item))
+
+
 # --- request ---------------------------------------------------------------------------------
 
 
@@ -180,6 +223,13 @@ class TaskRequest(_Strict):
     options: TaskOptions = Field(default_factory=TaskOptions)
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            _check_text(data)
+        return data
+
     @field_validator("query")
     @classmethod
     def _query(cls, value: str) -> str:
@@ -202,6 +252,7 @@ class TaskRequest(_Strict):
         for item in value:
             if not item.strip() or item.startswith("-") or "\x00" in item:
                 raise ValueError(f"input file {item!r} is not a valid artifact key or gs:// URI")
+            input_file_key(item)
         return value
 
     @model_validator(mode="after")

@@ -42,7 +42,7 @@ from agentfleet.errors import WorkspaceError
 from agentfleet.mcp_servers.textfile import open_regular, read_small
 from agentfleet.ports import ArtifactStore
 from agentfleet.settings import Settings
-from agentfleet.tasks import RepoSpec, Task, redact_url, repo_dirname
+from agentfleet.tasks import RepoSpec, Task, input_file_key, redact_url, repo_dirname
 
 SETUP_SCRIPT = ".agentfleet/setup.sh"
 LOCKFILES = (
@@ -271,21 +271,16 @@ def _forget(cache: Path, where: str) -> None:
 # --- input files -------------------------------------------------------------------------------
 
 
-def _artifact_key(item: str) -> str:
-    """The artifact key an input names: itself, or for gs://bucket/key the key."""
-    key = item.split("/", 3)[3] if item.startswith("gs://") and item.count("/") >= 3 else item
-    if key.startswith("gs://") or PurePosixPath(key).name in ("", ".", ".."):
-        raise WorkspaceError(f"input file {item!r} names no file; give an artifact key or gs://bucket/key")
-    return key
-
-
 def _copy_inputs(files: list[str], root: Path, artifacts: ArtifactStore, emit: Emit) -> None:
     """Each artifact key (or gs://bucket/key) into `.agentfleet/inputs/<basename>`, afresh."""
     inputs = real_dir(root / ".agentfleet") / "inputs"  # a symlinked .agentfleet is removed first
     remove_path(inputs)
     inputs.mkdir()
     for item in files:
-        key = _artifact_key(item)
+        try:
+            key = input_file_key(item)
+        except ValueError as exc:
+            raise WorkspaceError(str(exc)) from None
         name = PurePosixPath(key).name
         if (inputs / name).exists():
             raise WorkspaceError(f"two input files are named {name!r}; rename one of them")

@@ -30,8 +30,8 @@ from google.auth import exceptions as auth_exceptions
 from google.cloud.storage import Blob, Client
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
-from agentfleet.ports import check_artifact_key
 from agentfleet.settings import Settings
+from agentfleet.tasks import check_artifact_key
 
 VERSION_ATTEMPTS = 5
 """How often `get_file_version` tries again when the object is replaced while it downloads."""

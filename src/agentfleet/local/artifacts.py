@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from agentfleet.ports import check_artifact_key
+from agentfleet.tasks import check_artifact_key
 
 
 def _version(st: os.stat_result) -> str:
