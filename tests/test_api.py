@@ -142,6 +142,15 @@ def test_a_repeated_idempotency_key_returns_the_first_task_and_publishes_nothing
     assert service.backends.queue.pending() == 1  # type: ignore[attr-defined]
 
 
+def test_an_idempotency_key_reused_for_a_different_request_is_a_409(client: FlaskClient, service: Service) -> None:
+    call(client, "POST", "/orchestrate", json={**REQUEST, "idempotency_key": "build-43"})
+    status, body = call(
+        client, "POST", "/orchestrate", json={**REQUEST, "query": "other", "idempotency_key": "build-43"}
+    )
+    assert status == 409 and "was used for a different request" in body["error"]
+    assert len(service.store.list_tasks()) == 1
+
+
 def test_a_task_is_read_back_and_tasks_are_listed_by_status_and_workspace(client: FlaskClient) -> None:
     _, one = call(client, "POST", "/orchestrate", json=REQUEST)
     _, two = call(client, "POST", "/orchestrate", json={**REQUEST, "repo_url": "https://github.com/example/other"})

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from agentfleet import jsontext
 from agentfleet.errors import InvalidRequestError, describe_validation_error
 from agentfleet.ports import DispatchMessage
-from agentfleet.service import RetryableError, Service
+from agentfleet.service import ConflictError, RetryableError, Service
 
 logger = logging.getLogger("agentfleet.dispatch")
 
@@ -66,7 +66,7 @@ def handle_delivery(service: Service, data: Any) -> None:
     except RetryableError as exc:
         logger.warning("dispatch of message %s will be retried: %s", message_id, exc, extra={"task_id": task_id})
         raise
-    except (UnusableMessageError, InvalidRequestError) as exc:
+    except (UnusableMessageError, InvalidRequestError, ConflictError) as exc:
         logger.error("dropped Pub/Sub message %s: %s", message_id, exc, extra={"task_id": task_id})
 
 

@@ -67,6 +67,11 @@ class Service:
         returns the first task and publishes nothing."""
         request = body if isinstance(body, TaskRequest) else self.parse_request(body)
         task, created = self.store.create(Task(request=request))
+        if not created and task.request != request:
+            raise ConflictError(
+                f"idempotency_key {request.idempotency_key!r} was used for a different request (task {task.id}); "
+                "send that request again, or use a new key for this one"
+            )
         if created:
             self.store.append_event(task.id, EventKind.STATUS, {"status": TaskStatus.QUEUED.value})
             self._publish(task)

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     llm_max_reply_tokens: int | None = Field(None, ge=16, description="Cap on one model reply (None: the server's)")
     llm_timeout_s: float = 300.0
     llm_retries: int = 2
+    llm_wait_s: float = Field(
+        600.0, ge=0, description="How long a task waits for a model that is away (scaled to zero, overloaded)"
+    )
 
     # The embedded local model, started when GPT_OSS_URL is not set.
     embedded_model: str = "qwen2.5-coder-1.5b"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from pydantic import SecretStr
 from agentfleet.agent.runner import run_task
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.settings import Settings
-from agentfleet.tasks import EventKind, Task, TaskRequest, TaskStatus
+from agentfleet.tasks import EventKind, Task, TaskEvent, TaskRequest, TaskStatus
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
 
 BUGGY = {
@@ -149,11 +150,24 @@ def test_a_tool_timeout_and_a_huge_output_come_back_bounded(repo_factory, settin
 
 
 def test_an_unreachable_model_fails_the_task_with_a_clear_reason(repo_factory, settings) -> None:
-    configured = settings.model_copy(update={"gpt_oss_url": "http://127.0.0.1:9/v1", "llm_retries": 0})
+    configured = settings.model_copy(update={"gpt_oss_url": "http://127.0.0.1:9/v1", "llm_retries": 0, "llm_wait_s": 2})
     task = Task(request=TaskRequest(query="x", repo_url=str(repo_factory(BUGGY))))
-    final = run_task(task, configured, LocalArtifactStore(settings.artifacts_dir))
+    events: list[TaskEvent] = []
+    final = run_task(task, configured, LocalArtifactStore(settings.artifacts_dir), listeners=[events.append])
     assert final.status is TaskStatus.FAILED
     assert final.error and "cannot reach the model at http://127.0.0.1:9/v1" in final.error
+    assert "(AGENTFLEET_LLM_WAIT_S=2)" in final.error, "it waited its budget first"
+    assert [e.data["message"] for e in events if e.kind is EventKind.LOG] == ["waiting for the model"]
+
+
+def test_a_model_that_goes_away_and_comes_back_is_waited_for(repo_factory, settings) -> None:
+    """A GPU model service scaled to zero: requests fail until it is back, and the task goes on."""
+    away = {"error": {"status": 503, "message": "no instance yet"}}
+    script = [away, reply(None, tool_call("exec", {"command": "echo hi"})), away, away, reply("Done.")]
+    configured = settings.model_copy(update={"llm_retries": 0})
+    task, _ = run_scripted(script, repo_factory(BUGGY), configured)
+    assert task.status is TaskStatus.SUCCEEDED, task.error
+    assert task.result and task.result.summary == "Done."
 
 
 def test_every_step_is_an_ordered_event(repo_factory, settings) -> None:
@@ -237,7 +251,7 @@ def test_a_second_run_reuses_the_mirror_and_the_sandboxed_setup(repo_factory, se
 
 def test_a_model_server_that_dies_mid_task_fails_the_task_with_a_reason(repo_factory, settings) -> None:
     llm = ScriptedLLM([reply(None, tool_call("exec", {"command": "echo hi"})), reply("never sent")]).start()
-    configured = settings.model_copy(update={"gpt_oss_url": llm.url, "llm_retries": 0})
+    configured = settings.model_copy(update={"gpt_oss_url": llm.url, "llm_retries": 0, "llm_wait_s": 0})
 
     def crash_after_first_tool(event) -> None:
         if event.kind is EventKind.TOOL_RESULT:
@@ -247,6 +261,8 @@ def test_a_model_server_that_dies_mid_task_fails_the_task_with_a_reason(repo_fac
     final = run_task(task, configured, LocalArtifactStore(settings.artifacts_dir), listeners=[crash_after_first_tool])
     assert final.status is TaskStatus.FAILED
     assert final.error and "cannot reach the model" in final.error
+    assert (final.usage.llm_calls, final.usage.tool_calls) == (1, 1), "what was spent before the failure is kept"
+    assert final.usage.prompt_tokens > 0 and final.usage.wall_s > 0
 
 
 def test_the_text_protocol_runs_one_bash_block_per_turn_and_asks_to_look_before_answering(
@@ -291,3 +307,35 @@ def test_a_patch_over_the_size_limit_is_not_kept_and_the_task_says_why(repo_fact
     assert "data.txt" in task.result.diff_stat and "calc.py" in task.result.diff_stat
     assert not list(settings.artifacts_dir.glob(f"tasks/{task.id}/patch.diff"))
     assert task.usage.tool_calls == 1 and task.usage.llm_calls == 2, "what was spent is recorded"
+
+
+def test_a_model_server_that_restarts_mid_task_does_not_fail_the_task(repo_factory, settings) -> None:
+    llm = ScriptedLLM([reply(None, tool_call("exec", {"command": "echo hi"})), reply("Back and done.")]).start()
+    configured = settings.model_copy(update={"gpt_oss_url": llm.url, "llm_retries": 0})
+    restarted = threading.Event()
+
+    def restart_later() -> None:
+        threading.Event().wait(2.0)  # the outage: two seconds without a server on the port
+        llm.start()
+        restarted.set()
+
+    def outage_after_first_tool(event: TaskEvent) -> None:
+        if event.kind is EventKind.TOOL_RESULT:
+            llm.stop()
+            threading.Thread(target=restart_later, daemon=True).start()
+
+    task = Task(request=TaskRequest(query="x", repo_url=str(repo_factory(BUGGY))))
+    events: list[TaskEvent] = []
+    try:
+        final = run_task(
+            task,
+            configured,
+            LocalArtifactStore(settings.artifacts_dir),
+            listeners=[outage_after_first_tool, events.append],
+        )
+    finally:
+        llm.stop()
+    assert restarted.is_set()
+    assert final.status is TaskStatus.SUCCEEDED, final.error
+    waits = [e.data for e in events if e.kind is EventKind.LOG and e.data["message"] == "waiting for the model"]
+    assert waits and "cannot reach the model" in waits[0]["reason"]

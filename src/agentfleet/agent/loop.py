@@ -34,6 +34,10 @@ LOOK_FIRST = (
     "You have not run any command yet. Look at the repository first (list and read the relevant files), then answer."
 )
 FINAL_ANSWER = "Stop using tools now. Give your final answer: summarize what you did and what you found."
+WAIT_FIRST_S, WAIT_MAX_S = 1.0, 30.0
+"""Backoff while the model is away: the first pause, and the longest."""
+AWAY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+"""HTTP statuses of a model that is starting, overloaded or briefly broken: worth waiting for."""
 
 
 def clip(text: str, limit: int = EVENT_TEXT_LIMIT) -> str:
@@ -49,6 +53,7 @@ class Limits:
     max_tokens: int = 2_000_000
     timeout_s: float = 3600.0
     max_reply_tokens: int | None = None  # per model reply, unless the profile sets its own
+    model_wait_s: float = 600.0  # how long to wait for a model that is away, per request
 
 
 @dataclass(frozen=True)
@@ -89,12 +94,20 @@ class _Call:
 
 class Agent:
     def __init__(
-        self, llm: AsyncOpenAI, model: str, tools: ToolBox, profile: ModelProfile, limits: Limits, emit: Emit
+        self,
+        llm: AsyncOpenAI,
+        model: str,
+        tools: ToolBox,
+        profile: ModelProfile,
+        limits: Limits,
+        emit: Emit,
+        usage: Usage | None = None,
     ) -> None:
+        """`usage`: where to count what the work spends (the caller keeps it if the loop raises)."""
         self.llm, self.model, self.tools, self.profile = llm, model, tools, profile
         self.limits, self.emit = limits, emit
         self.messages: list[dict[str, Any]] = []
-        self.usage = Usage()
+        self.usage = usage if usage is not None else Usage()
         self.steps = 0
         self._last_signature: str | None = None
         self._repeats = 0
@@ -190,18 +203,37 @@ class Agent:
         return message
 
     async def _complete(self, kwargs: dict[str, Any]) -> Any:
+        """One completion. While the model is away (unreachable, overloaded, starting: a GPU service
+        scaled to zero takes minutes to come back), wait with backoff up to `limits.model_wait_s`,
+        saying so in the events, then fail."""
+        waiting_since: float | None = None
+        delay = WAIT_FIRST_S
+        while True:
+            try:
+                return await self.llm.chat.completions.create(**kwargs)
+            except (openai.APIConnectionError, openai.APIStatusError) as exc:
+                reason = self._model_away(exc)
+            now = time.monotonic()
+            waiting_since = now if waiting_since is None else waiting_since
+            waited = now - waiting_since
+            if waited + delay > self.limits.model_wait_s:
+                budget = f" for {waited:.0f} s (AGENTFLEET_LLM_WAIT_S={self.limits.model_wait_s:g})" if waited else ""
+                raise LLMUnavailableError(f"{reason}{budget}") from None
+            self.emit(EventKind.LOG, {"message": "waiting for the model", "reason": reason, "waited_s": round(waited)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, WAIT_MAX_S)
+
+    def _model_away(self, exc: openai.APIConnectionError | openai.APIStatusError) -> str:
+        """Why the model did not answer, when waiting may help; raises when it cannot."""
         base = str(self.llm.base_url)
-        try:
-            return await self.llm.chat.completions.create(**kwargs)
-        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-            raise LLMUnavailableError(
-                f"cannot reach the model at {base} ({exc.__class__.__name__}); "
-                "check GPT_OSS_URL and that the server is running"
-            ) from exc
-        except openai.APIStatusError as exc:
-            raise LLMUnavailableError(
-                f"the model at {base} answered HTTP {exc.status_code}: {clip(str(exc.message), 300)}"
-            ) from exc
+        if isinstance(exc, openai.APITimeoutError):
+            return f"the model at {base} did not answer within the request timeout (AGENTFLEET_LLM_TIMEOUT_S)"
+        if isinstance(exc, openai.APIConnectionError):
+            return f"cannot reach the model at {base} ({exc.__class__.__name__}); check GPT_OSS_URL and the server"
+        message = f"the model at {base} answered HTTP {exc.status_code}: {clip(str(exc.message), 300)}"
+        if exc.status_code in AWAY_STATUSES:
+            return message
+        raise LLMUnavailableError(message) from exc
 
     def _count_usage(self, response: Any, message: Any) -> None:
         self.usage.llm_calls += 1

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from agentfleet.errors import AgentFleetError, ConfigError
 from agentfleet.mcp_servers.filewalk import entry, iter_files
 from agentfleet.ports import ArtifactStore
 from agentfleet.settings import Settings
-from agentfleet.tasks import EventKind, Task, TaskEvent, TaskResult, TaskStatus, utcnow
+from agentfleet.tasks import EventKind, Task, TaskEvent, TaskResult, TaskStatus, Usage, utcnow
 
 logger = logging.getLogger(__name__)
 Listener = Callable[[TaskEvent], None]
@@ -60,7 +61,8 @@ def run_task(task: Task, settings: Settings, artifacts: ArtifactStore, listeners
     record = EventRecorder(task.id, listeners)
     task = task.model_copy(update={"status": TaskStatus.RUNNING, "started_at": utcnow()})
     record(EventKind.STATUS, {"status": TaskStatus.RUNNING.value, "attempt": task.attempt})
-    result, error = _attempt(task, settings, artifacts, record)
+    spent, started = Usage(), time.monotonic()  # the agent counts into `spent`: kept when the task fails
+    result, error = _attempt(task, settings, artifacts, record, spent)
     status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
     if error:
         record(EventKind.ERROR, {"message": error})
@@ -74,20 +76,24 @@ def run_task(task: Task, settings: Settings, artifacts: ArtifactStore, listeners
             "error": error,
             "finished_at": now,
             "updated_at": now,
-            "usage": result.usage if result else task.usage,
+            "usage": result.usage if result else spent.model_copy(update={"wall_s": _since(started)}),
         }
     )
 
 
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
+
+
 def _attempt(
-    task: Task, settings: Settings, artifacts: ArtifactStore, record: EventRecorder
+    task: Task, settings: Settings, artifacts: ArtifactStore, record: EventRecorder, spent: Usage
 ) -> tuple[TaskResult | None, str | None]:
     """The workspace snapshot restored, the work done, the snapshot saved: (result, error)."""
     snapshot: SnapshotState | None = None
     try:
         if settings.snapshots_enabled:
             snapshot = restore_snapshot(task, settings, artifacts, record)
-        result, error = asyncio.run(_work(task, settings, artifacts, record))
+        result, error = asyncio.run(_work(task, settings, artifacts, record, spent))
     except AgentFleetError as exc:
         result, error = None, str(exc)
     except ExceptionGroup as group:  # raised through the MCP clients' task groups
@@ -129,7 +135,7 @@ def _save_log(artifacts: ArtifactStore, task_id: str, record: EventRecorder) -> 
 
 
 async def _work(
-    task: Task, settings: Settings, artifacts: ArtifactStore, record: EventRecorder
+    task: Task, settings: Settings, artifacts: ArtifactStore, record: EventRecorder, spent: Usage
 ) -> tuple[TaskResult, str | None]:
     options = task.request.options
     config = SandboxConfig.from_settings(settings, network=options.network)
@@ -141,13 +147,18 @@ async def _work(
             task, settings, artifacts, emit=record, run_setup=_setup_runner(settings, config, task)
         )
         grant_workspace(workspace.root, config.uid, config.gid)
-        outcome = await _loop(task, settings, workspace, occupancy, record)
+        outcome = await _loop(task, settings, workspace, occupancy, record, spent)
         occupancy.wait_processes_gone()  # the server and its commands are gone before git reads the checkout
         return _finish(task, workspace, artifacts, outcome, record, settings.max_patch_bytes)
 
 
 async def _loop(
-    task: Task, settings: Settings, workspace: PreparedWorkspace, occupancy: Occupancy, record: EventRecorder
+    task: Task,
+    settings: Settings,
+    workspace: PreparedWorkspace,
+    occupancy: Occupancy,
+    record: EventRecorder,
+    spent: Usage,
 ) -> Outcome:
     """The agent loop with its tools: the workspace server, then the shared servers."""
     options = task.request.options
@@ -164,7 +175,7 @@ async def _loop(
             timeout=settings.llm_timeout_s,
             max_retries=settings.llm_retries,
         ) as llm:
-            agent = Agent(llm, model, tools, profile, _limits(task, settings), record)
+            agent = Agent(llm, model, tools, profile, _limits(task, settings), record, usage=spent)
             return await agent.run(_prompt(task, workspace))
 
 
@@ -175,6 +186,7 @@ def _limits(task: Task, settings: Settings) -> Limits:
         max_tokens=options.max_tokens or settings.default_max_tokens,
         timeout_s=float(options.timeout_s or settings.default_timeout_s),
         max_reply_tokens=settings.llm_max_reply_tokens,
+        model_wait_s=settings.llm_wait_s,
     )
 
 
