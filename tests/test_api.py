@@ -151,6 +151,18 @@ def test_an_idempotency_key_reused_for_a_different_request_is_a_409(client: Flas
     assert len(service.store.list_tasks()) == 1
 
 
+def test_a_workspace_is_reset_unless_a_task_of_it_is_running(client: FlaskClient, service: Service) -> None:
+    _, submitted = call(client, "POST", "/orchestrate", json=REQUEST)
+    workspace = submitted["workspace_id"]
+    status, body = call(client, "POST", f"/workspaces/{workspace}/reset")
+    assert (status, body) == (200, {"workspace_id": workspace, "removed": []}), "a queued task does not hold it"
+    service.store.transition(submitted["task_id"], [TaskStatus.QUEUED], TaskStatus.DISPATCHED, attempt=1)
+    status, body = call(client, "POST", f"/workspaces/{workspace}/reset")
+    assert status == 409 and "dispatched or running" in body["error"]
+    status, body = call(client, "POST", "/workspaces/.../reset")
+    assert status == 400 and "is not one" in body["error"]
+
+
 def test_a_task_is_read_back_and_tasks_are_listed_by_status_and_workspace(client: FlaskClient) -> None:
     _, one = call(client, "POST", "/orchestrate", json=REQUEST)
     _, two = call(client, "POST", "/orchestrate", json={**REQUEST, "repo_url": "https://github.com/example/other"})

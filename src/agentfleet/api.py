@@ -22,7 +22,17 @@ from werkzeug.wrappers import Request, Response
 
 from agentfleet import jsontext
 from agentfleet.errors import InvalidRequestError
-from agentfleet.openapi import MAX_BODY_BYTES, MAX_SEQ, Containers, ErrorBody, Health, Submitted, TaskLinks, TaskList
+from agentfleet.openapi import (
+    MAX_BODY_BYTES,
+    MAX_SEQ,
+    Containers,
+    ErrorBody,
+    Health,
+    Submitted,
+    TaskLinks,
+    TaskList,
+    WorkspaceResetBody,
+)
 from agentfleet.openapi import openapi_document as _openapi_document
 from agentfleet.service import ConflictError, Service, TaskNotFoundError
 from agentfleet.sse import PAGE, StreamConfig, event_page, event_stream
@@ -38,6 +48,7 @@ ROUTES = Map(
         Rule("/tasks/<task_id>/events", methods=["GET"], endpoint="events"),
         Rule("/tasks/<task_id>/cancel", methods=["POST"], endpoint="cancel"),
         Rule("/containers", methods=["GET"], endpoint="containers"),
+        Rule("/workspaces/<workspace_id>/reset", methods=["POST"], endpoint="reset_workspace"),
         Rule("/health", methods=["GET"], endpoint="health"),
         Rule("/openapi.json", methods=["GET"], endpoint="openapi"),
     ],
@@ -110,7 +121,7 @@ class Api:
             response = error_response(exc.status, exc.message, exc.headers)
             return _without_reading_the_body(response) if exc.status == 413 else response
         except InvalidRequestError as exc:
-            return error_response(400, f"invalid task request: {exc}")
+            return error_response(400, f"invalid request: {exc}")
         except TaskNotFoundError as exc:
             return error_response(404, f"{exc}; list tasks with GET /tasks")
         except ConflictError as exc:
@@ -211,6 +222,10 @@ class Api:
         for execution in executions:
             workspaces[execution.workspace_id].append(execution)
         return json_response(Containers(workspaces=workspaces, count=len(executions)))
+
+    def _reset_workspace(self, request: Request, workspace_id: str) -> Response:
+        reset = self.service.reset_workspace(workspace_id)
+        return json_response(WorkspaceResetBody(workspace_id=reset.workspace_id, removed=reset.removed))
 
     def _health(self, request: Request) -> Response:
         backends = self.service.backends

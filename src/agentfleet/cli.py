@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from agentfleet.cli_client import COMMANDS
+from agentfleet.cli_client import COMMANDS, workspace_app
 from agentfleet.cli_local import eval_command, llm_app
 from agentfleet.endpoint import model_endpoint
 from agentfleet.errors import describe_validation_error
@@ -152,6 +152,7 @@ def _report(task: Task, artifacts: LocalArtifactStore, as_json: bool) -> None:
 
 
 app.add_typer(llm_app, name="llm")
+app.add_typer(workspace_app, name="workspace")
 app.command("eval")(eval_command)
 for _command in COMMANDS:
     app.command()(_command)

@@ -155,4 +155,36 @@ def tasks(
     out.print(table)
 
 
+workspace_app = typer.Typer(help="Workspaces: what persists of a repository between its tasks", no_args_is_help=True)
+
+
+@workspace_app.command("reset")
+def reset_workspace(
+    workspace_id: Annotated[str, typer.Argument(help="The workspace (a task's workspace_id)")],
+    local: Annotated[
+        bool, typer.Option("--local", help="Act on $AGENTFLEET_HOME here, without a server (after `agentfleet run`)")
+    ] = False,
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+) -> None:
+    """Forget a workspace's checkout (ignored files too), setup markers and snapshot: its next task starts afresh."""
+    try:
+        if local:
+            from agentfleet.errors import AgentFleetError
+            from agentfleet.ports import build_backends
+            from agentfleet.service import Service
+
+            settings = load_settings()
+            try:
+                removed = Service(build_backends(settings), settings).reset_workspace(workspace_id).removed
+            except AgentFleetError as exc:
+                err.print(f"[red]{escape(str(exc))}[/red]")
+                raise typer.Exit(1) from None
+        else:
+            removed = _client(server, token).reset_workspace(workspace_id)["removed"]
+    except ApiError as exc:
+        raise _fail(exc) from None
+    out.print(f"{workspace_id} reset: {', '.join(removed) or 'nothing was kept'}")
+
+
 COMMANDS: list[Callable[..., None]] = [submit, status, watch, logs, cancel, containers, tasks]

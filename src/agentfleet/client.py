@@ -73,6 +73,10 @@ class Client:
     def cancel(self, task_id: str) -> Task:
         return Task.model_validate(self._call("POST", f"/tasks/{task_id}/cancel"))
 
+    def reset_workspace(self, workspace_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/workspaces/{workspace_id}/reset")
+        return result
+
     def containers(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/containers")
         return result

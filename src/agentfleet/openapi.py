@@ -59,6 +59,11 @@ class Containers(_Body):
     count: int
 
 
+class WorkspaceResetBody(_Body):
+    workspace_id: str
+    removed: list[str] = Field(description="What there was to remove: checkout, setup markers, snapshot")
+
+
 class Health(_Body):
     status: Literal["ok", "degraded"]
     backends: dict[str, dict[str, Any]] = Field(
@@ -74,6 +79,7 @@ _MODELS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = 
     (EventPage, "serialization"),
     (Containers, "serialization"),
     (Health, "serialization"),
+    (WorkspaceResetBody, "serialization"),
     (ErrorBody, "serialization"),
 ]
 
@@ -189,6 +195,20 @@ def _paths(refs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 "operationId": "listContainers",
                 "summary": "Active agent executions, by workspace",
                 "responses": {"200": _json(refs["Containers"], "The active executions"), **common},
+            }
+        },
+        "/workspaces/{workspace_id}/reset": {
+            "post": {
+                "operationId": "resetWorkspace",
+                "summary": "Forget what a workspace keeps between tasks: its checkout (ignored files "
+                "included), setup markers and snapshot; the next task starts from a fresh clone",
+                "parameters": [{"name": "workspace_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": _json(refs["WorkspaceResetBody"], "The workspace was reset"),
+                    "400": error("That is not a workspace id"),
+                    "409": error("A task of the workspace is dispatched or running"),
+                    **common,
+                },
             }
         },
         "/health": {

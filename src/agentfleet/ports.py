@@ -148,6 +148,10 @@ class ArtifactStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def delete(self, key: str) -> bool:
+        """Remove the object under `key`; False when there was none."""
+        ...
+
     def uri(self, key: str) -> str:
         """Where a person can find the artifact (a path or gs:// URI)."""
         ...

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from agentfleet.errors import AgentFleetError, InvalidRequestError, describe_validation_error
 from agentfleet.ports import Backends, DispatchMessage
 from agentfleet.settings import Settings
-from agentfleet.tasks import EventKind, Task, TaskRequest, TaskStatus, utcnow
+from agentfleet.tasks import WORKSPACE_ID, EventKind, Task, TaskRequest, TaskStatus, utcnow
 
 logger = logging.getLogger(__name__)
 LIVE = (TaskStatus.DISPATCHED, TaskStatus.RUNNING)
@@ -39,6 +39,12 @@ class DispatchOutcome:
     task_id: str
     execution: str | None = None
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class WorkspaceReset:
+    workspace_id: str
+    removed: list[str]  # "checkout", "setup markers", "snapshot": what there was to remove
 
 
 @dataclass
@@ -173,6 +179,31 @@ class Service:
             self.backends.runner.cancel(task.execution)
         self.schedule_next(task.workspace_id)
         return cancelled
+
+    # --- workspaces ------------------------------------------------------------------------
+
+    def reset_workspace(self, workspace_id: str) -> WorkspaceReset:
+        """Forget what persists of a workspace between tasks (its checkout with ignored files,
+        setup markers, its snapshot): the next task starts from a fresh clone and runs setup.
+        ConflictError while a task of the workspace is dispatched or running."""
+        from agentfleet.agent.snapshot import snapshot_key
+        from agentfleet.agent.workspace import reset_workspace_files
+
+        if not WORKSPACE_ID.match(workspace_id):
+            raise InvalidRequestError(f"workspace id {workspace_id[:100]!r} is not one (see a task's workspace_id)")
+        busy = ConflictError(
+            f"workspace {workspace_id} has a task dispatched or running; cancel it or let it end, then reset"
+        )
+        if self.store.count_active(workspace_id):
+            raise busy
+        try:
+            removed = reset_workspace_files(self.settings, workspace_id)
+        except TimeoutError:
+            raise busy from None
+        if self.backends.artifacts.delete(snapshot_key(workspace_id)):
+            removed.append("snapshot")
+        logger.info("reset workspace %s: %s", workspace_id, ", ".join(removed) or "nothing to remove")
+        return WorkspaceReset(workspace_id=workspace_id, removed=removed)
 
     # --- reap and schedule ----------------------------------------------------------------
 

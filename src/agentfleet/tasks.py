@@ -25,6 +25,8 @@ DEFAULT_MAX_FILES = 50
 TRUSTED: dict[str, Any] = {"allow_local_repos": True, "max_repos": 10_000, "max_files": 10_000, "trusted": True}
 """Validation context for data AgentFleet itself stored (already validated on the way in)."""
 
+WORKSPACE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+"""What a workspace id may be: a plain folder name (workspace_id() makes them; data may not)."""
 _SCP_LIKE = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)$")
 _REF_OK = re.compile(r"^[A-Za-z0-9._/@{}^~+-]{1,200}$")
 

@@ -19,8 +19,9 @@ from agentfleet.agent.workspace import (
     push_branch,
     write_changes,
 )
-from agentfleet.errors import WorkspaceError
+from agentfleet.errors import InvalidRequestError, WorkspaceError
 from agentfleet.local.artifacts import LocalArtifactStore
+from agentfleet.locks import locked
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskRequest, workspace_id
 from repos import commit_files, git, make_repo
@@ -301,3 +302,27 @@ def test_git_errors_never_show_url_credentials(tmp_path) -> None:
 def test_a_git_command_that_runs_too_long_is_stopped(tmp_path) -> None:
     with pytest.raises(WorkspaceError, match="took longer than"):
         run_git(tmp_path, "-c", "alias.hang=!sleep 60", "hang", timeout=0.5)
+
+
+def test_a_reset_forgets_what_persists_and_the_next_task_starts_afresh(origin, settings, tmp_path) -> None:
+    from agentfleet.agent.snapshot import snapshot_key
+    from agentfleet.ports import build_backends
+    from agentfleet.service import ConflictError, Service
+
+    setup = SubprocessSetup()
+    first = Run(settings, setup, repo_url=str(origin), options={"setup": "mkdir -p build && echo ran > build/s"})
+    planted = first.ws.root / "build" / "planted.sh"  # ignored: it would survive into the next task
+    planted.write_text("echo from the last task\n")
+    backends = build_backends(settings)
+    backends.artifacts.put_bytes(snapshot_key(first.task.workspace_id), b"an archive")
+    service = Service(backends, settings)
+    reset = service.reset_workspace(first.task.workspace_id)
+    assert reset.removed == ["checkout", "setup markers", "snapshot"]
+    assert not planted.exists() and not backends.artifacts.exists(snapshot_key(first.task.workspace_id))
+    again = Run(settings, setup, repo_url=str(origin), options={"setup": "mkdir -p build && echo ran > build/s"})
+    assert again.action("checkout") == ["cloned"] and again.action("setup") == ["ran"] and len(setup.calls) == 2
+    with locked(settings.home / "locks" / f"{first.task.workspace_id}.attempt"):  # an attempt at work
+        with pytest.raises(ConflictError, match="has a task dispatched or running"):
+            service.reset_workspace(first.task.workspace_id)
+    with pytest.raises(InvalidRequestError, match="is not one"):
+        service.reset_workspace("../etc")

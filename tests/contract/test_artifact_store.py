@@ -35,6 +35,13 @@ def test_a_missing_key_is_a_key_error(artifact_store: ArtifactStore, tmp_path: P
         artifact_store.get_file("nope", tmp_path / "x")
 
 
+def test_a_deleted_artifact_is_gone_and_deleting_again_says_so(artifact_store: ArtifactStore) -> None:
+    artifact_store.put_bytes("snapshots/ws.tar.gz", b"archive")
+    assert artifact_store.delete("snapshots/ws.tar.gz") is True
+    assert not artifact_store.exists("snapshots/ws.tar.gz")
+    assert artifact_store.delete("snapshots/ws.tar.gz") is False
+
+
 @pytest.mark.parametrize("key", ["", "/etc/passwd", "../escape", "a/../../b"])
 def test_a_key_that_escapes_is_refused(artifact_store: ArtifactStore, key: str) -> None:
     with pytest.raises(ValueError):

@@ -24,7 +24,6 @@ import fcntl
 import gzip
 import hashlib
 import os
-import re
 import shutil
 import stat
 import tarfile
@@ -41,14 +40,13 @@ from agentfleet.agent.git import remove_path
 from agentfleet.errors import WorkspaceError
 from agentfleet.ports import ArtifactStore
 from agentfleet.settings import Settings
-from agentfleet.tasks import Task, workspace_id
+from agentfleet.tasks import WORKSPACE_ID, Task, workspace_id
 
 Emit = Callable[[str, dict[str, Any]], None]
 CONTENT_HASHED = 64 * 1024
 """Files up to this size are fingerprinted by content (git rewrites HEAD and FETCH_HEAD unchanged)."""
 SKIPPED = (".agentfleet/inputs",)
 """Paths inside a checkout that are never archived."""
-_ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _CORRUPT = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
 
 
@@ -78,7 +76,7 @@ class _Layout:
 
 
 def _layout(task: Task, settings: Settings) -> _Layout:
-    if not _ID_OK.match(task.workspace_id):
+    if not WORKSPACE_ID.match(task.workspace_id):
         raise WorkspaceError(f"workspace id {task.workspace_id!r} is not a plain folder name")
     home = settings.home
 

@@ -17,7 +17,6 @@ import fnmatch
 import hashlib
 import json
 import os
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -39,10 +38,11 @@ from agentfleet.agent.git import (
     update_mirror,
 )
 from agentfleet.errors import WorkspaceError
+from agentfleet.locks import locked
 from agentfleet.mcp_servers.textfile import open_regular, read_small
 from agentfleet.ports import ArtifactStore
 from agentfleet.settings import Settings
-from agentfleet.tasks import RepoSpec, Task, input_file_key, redact_url, repo_dirname
+from agentfleet.tasks import WORKSPACE_ID, RepoSpec, Task, input_file_key, redact_url, repo_dirname
 
 SETUP_SCRIPT = ".agentfleet/setup.sh"
 LOCKFILES = (
@@ -54,7 +54,6 @@ LOCKFILES = (
 """Files at a checkout's root whose contents decide whether setup must run again."""
 OUTPUT_KEEP = 4000
 MAX_SETUP_SCRIPT_BYTES = 1 << 20
-_ID_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 Emit = Callable[[str, dict[str, Any]], None]
 
@@ -114,7 +113,7 @@ def prepare_workspace(
 
 
 def _workspace_root(settings: Settings, workspace_id: str, multi: bool, emit: Emit) -> Path:
-    if not _ID_OK.match(workspace_id):
+    if not WORKSPACE_ID.match(workspace_id):
         raise WorkspaceError(f"workspace id {workspace_id!r} is not a plain folder name")
     root = settings.workspaces_dir / workspace_id
     single_layout = (root / ".git").exists() or (root / ".git").is_symlink()
@@ -157,6 +156,29 @@ def _prepare_repo(spec: RepoSpec, path: Path, settings: Settings, emit: Emit) ->
     action = "reused" if reused else "cloned"
     emit("workspace", {"step": "checkout", "action": action, "commit": commit, "repo": shown})
     return RepoCheckout(shown, path, commit, spec.ref, fetch_url=remote, git_config=config, index=index)
+
+
+def reset_workspace_files(settings: Settings, workspace_id: str) -> list[str]:
+    """Remove what a workspace keeps on this machine between tasks: the checkout with its ignored
+    files (environments, build output, anything setup or the agent left there), the setup markers
+    (setup runs again) and the host's indexes. The mirrors stay: they hold only what the remote has.
+    TimeoutError when an attempt is working in the workspace."""
+    if not WORKSPACE_ID.match(workspace_id):
+        raise WorkspaceError(f"workspace id {workspace_id!r} is not a plain folder name")
+    with locked(settings.home / "locks" / f"{workspace_id}.attempt", timeout_s=0):
+        removed = []
+        for name, path in (
+            ("checkout", settings.workspaces_dir / workspace_id),
+            ("setup markers", settings.setup_cache_dir / workspace_id),
+        ):
+            if path.exists() or path.is_symlink():
+                remove_path(path)
+                removed.append(name)
+        for index in (settings.home / "indexes").glob(f"{workspace_id}.index"):
+            index.unlink()
+        for index in (settings.home / "indexes").glob(f"{workspace_id}--*.index"):
+            index.unlink()
+    return removed
 
 
 def host_index(settings: Settings, checkout: Path) -> Path:

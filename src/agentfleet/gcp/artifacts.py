@@ -104,6 +104,15 @@ class GcsArtifactStore:
         with self._call("look up", key):
             return bool(blob.exists())
 
+    def delete(self, key: str) -> bool:
+        blob = self._blob(key)
+        try:
+            with self._call("delete", key, missing_is_key_error=True):
+                blob.delete()
+        except KeyError:
+            return False
+        return True
+
     def uri(self, key: str) -> str:
         return f"gs://{self.bucket.name}/{self._name(key)}"
 

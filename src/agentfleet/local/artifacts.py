@@ -9,7 +9,6 @@ write. `put_file_if` compares and renames under an exclusive `fcntl` lock on a s
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from agentfleet.locks import locked
 from agentfleet.tasks import check_artifact_key
 
 
@@ -70,6 +70,13 @@ class LocalArtifactStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def delete(self, key: str) -> bool:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def uri(self, key: str) -> str:
         return str(self._path(key))
 
@@ -87,7 +94,7 @@ class LocalArtifactStore:
         return _version(st)
 
     def put_file_if(self, key: str, path: Path, *, version: str | None) -> str | None:
-        with self._staged(key, _copier(path)) as (tmp, dest), _locked(dest.with_name(f".lock-{dest.name}")):
+        with self._staged(key, _copier(path)) as (tmp, dest), locked(dest.with_name(f".lock-{dest.name}")):
             try:
                 current: str | None = _version(dest.stat())
             except FileNotFoundError:
@@ -116,13 +123,3 @@ def _publish(tmp: Path, dest: Path) -> str:
     version = _version(tmp.stat())
     os.replace(tmp, dest)
     return version
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
