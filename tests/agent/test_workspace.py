@@ -321,8 +321,8 @@ def test_a_reset_forgets_what_persists_and_the_next_task_starts_afresh(origin, s
     assert not planted.exists() and not backends.artifacts.exists(snapshot_key(first.task.workspace_id))
     again = Run(settings, setup, repo_url=str(origin), options={"setup": "mkdir -p build && echo ran > build/s"})
     assert again.action("checkout") == ["cloned"] and again.action("setup") == ["ran"] and len(setup.calls) == 2
-    with locked(settings.home / "locks" / f"{first.task.workspace_id}.attempt"):  # an attempt at work
-        with pytest.raises(ConflictError, match="has a task dispatched or running"):
-            service.reset_workspace(first.task.workspace_id)
+    attempt = settings.home / "locks" / f"{first.task.workspace_id}.attempt"  # held by an attempt at work
+    with locked(attempt), pytest.raises(ConflictError, match="has a task dispatched or running"):
+        service.reset_workspace(first.task.workspace_id)
     with pytest.raises(InvalidRequestError, match="is not one"):
         service.reset_workspace("../etc")
