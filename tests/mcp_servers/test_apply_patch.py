@@ -23,19 +23,36 @@ from agentfleet.mcp_servers.apply_patch import (
 
 CONFORMANCE_DEFAULT = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "codex-apply-patch"
 CONFORMANCE_ENV = "AGENTFLEET_CONFORMANCE_DIR"
+REQUIRE_ENV = "AGENTFLEET_REQUIRE_SHARED"
+"""Set to 1 (CI does) to make missing vectors a failure; elsewhere (a clone without ../shared) they skip."""
 
 
 def conformance_dir() -> Path | None:
-    if CONFORMANCE_DEFAULT.is_dir():
-        return CONFORMANCE_DEFAULT
     configured = os.environ.get(CONFORMANCE_ENV)
-    return Path(configured) if configured and Path(configured).is_dir() else None
+    if configured:
+        return Path(configured) if Path(configured).is_dir() else None
+    return CONFORMANCE_DEFAULT if CONFORMANCE_DEFAULT.is_dir() else None
+
+
+def require_vectors() -> Path:
+    """The vectors' folder; a skip saying where it looked, or a failure when CI requires them."""
+    found = conformance_dir()
+    if found is not None:
+        return found
+    where = f"${CONFORMANCE_ENV}={os.environ[CONFORMANCE_ENV]!r}" if os.environ.get(CONFORMANCE_ENV) else ""
+    why = (
+        f"Codex apply_patch conformance vectors not found: looked in {where or CONFORMANCE_DEFAULT} "
+        f"(the project's shared folder; set ${CONFORMANCE_ENV} to a copy of it)"
+    )
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{REQUIRE_ENV}=1 but {why}")
+    pytest.skip(why)
 
 
 def scenarios() -> list[Path | None]:
     found = conformance_dir()
     dirs = sorted(p for p in found.iterdir() if p.is_dir()) if found else []
-    return dirs or [None]  # None: a test that fails and says where it looked
+    return dirs or [None]  # None: one test that skips (or fails under CI) and says where it looked
 
 
 def tree(root: Path) -> dict[str, bytes | None]:
@@ -55,10 +72,7 @@ def patch(*lines: str) -> str:
 @pytest.mark.parametrize("scenario", scenarios(), ids=lambda p: p.name if p else "conformance-vectors-missing")
 def test_every_codex_conformance_scenario_ends_in_its_expected_tree(scenario: Path | None, tmp_path) -> None:
     if scenario is None:
-        pytest.fail(
-            f"Codex apply_patch conformance vectors not found: looked in {CONFORMANCE_DEFAULT} and in "
-            f"${CONFORMANCE_ENV}={os.environ.get(CONFORMANCE_ENV)!r}"
-        )
+        require_vectors()
     work = tmp_path / "work"
     if (scenario / "input").is_dir():
         shutil.copytree(scenario / "input", work)
@@ -71,8 +85,7 @@ def test_every_codex_conformance_scenario_ends_in_its_expected_tree(scenario: Pa
 
 
 def test_the_conformance_folder_holds_the_scenarios_it_documents() -> None:
-    found = conformance_dir()
-    assert found is not None, f"looked in {CONFORMANCE_DEFAULT} and ${CONFORMANCE_ENV}"
+    found = require_vectors()
     names = [p.name for p in found.iterdir() if p.is_dir()]
     assert len(names) >= 22
     assert all((found / name / "patch.txt").is_file() and (found / name / "expected").is_dir() for name in names)
