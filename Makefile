@@ -72,6 +72,7 @@ bench: install ## Run the benchmark scripts under bench/ and print their figures
 	$(PY) bench/dispatch_latency.py
 	$(PY) bench/cloud_flow.py
 	$(PY) bench/idle_cpu.py
+	$(PY) bench/burst.py
 
 .PHONY: clean
 clean: ## Remove the virtual environment and caches
