@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from agentfleet.settings import Settings
+from agentfleet.settings import SEED_NAMES, Settings
 
 
 def test_settings_written_out_as_environment_read_back_the_same_without_the_token(
@@ -29,3 +30,11 @@ def test_settings_written_out_as_environment_read_back_the_same_without_the_toke
     again = Settings(_env_file=None)  # type: ignore[call-arg]
     assert again.model_dump(exclude={"api_token"}) == original.model_dump(exclude={"api_token"})
     assert again.api_token is None
+
+
+def test_the_readme_configuration_table_names_every_setting_and_nothing_else() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`", table, flags=re.MULTILINE))
+    fields = {name.upper() if name in SEED_NAMES else f"AGENTFLEET_{name.upper()}" for name in Settings.model_fields}
+    assert documented == fields, f"missing: {sorted(fields - documented)}; not settings: {sorted(documented - fields)}"

@@ -20,7 +20,7 @@ def _default_home() -> Path:
     return Path(base) / "agentfleet"
 
 
-_SEED_NAMES = frozenset({"project_id", "region", "gcs_bucket", "llm_api_key", "database_url", "gpt_oss_url"})
+SEED_NAMES = frozenset({"project_id", "region", "gcs_bucket", "llm_api_key", "database_url", "gpt_oss_url"})
 
 
 def _seed(name: str) -> AliasChoices:
@@ -163,7 +163,7 @@ class Settings(BaseSettings):
         if not value:
             from agentfleet.errors import ConfigError
 
-            env = name.upper() if name in _SEED_NAMES else f"AGENTFLEET_{name.upper()}"
+            env = name.upper() if name in SEED_NAMES else f"AGENTFLEET_{name.upper()}"
             raise ConfigError(f"{env} must be set for AGENTFLEET_BACKEND={self.backend}")
         return str(value)
 
@@ -199,7 +199,7 @@ class Settings(BaseSettings):
                 value = value.get_secret_value()
             elif isinstance(value, bool):
                 value = "true" if value else "false"
-            env[name.upper() if name in _SEED_NAMES else f"AGENTFLEET_{name.upper()}"] = str(value)
+            env[name.upper() if name in SEED_NAMES else f"AGENTFLEET_{name.upper()}"] = str(value)
         return env
 
     def validation_context(self) -> dict[str, object]:
