@@ -59,6 +59,7 @@ def server_process(
         "GPT_OSS_URL": llm_url,
         "AGENTFLEET_LLM_RETRIES": "0",
         "AGENTFLEET_REAP_INTERVAL_S": "1",
+        **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
         **env,
     }
     log_path = tmp_path / f"serve-{port}.log"  # a file, not a pipe: nobody reads a pipe, and a full one blocks

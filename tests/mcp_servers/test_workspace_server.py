@@ -123,6 +123,7 @@ def test_the_server_runs_over_stdio_as_a_subprocess(workspace) -> None:
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "agentfleet.mcp_servers.workspace", "--root", str(workspace.root)],
+        env={"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else None,
     )
 
     async def go() -> str:

@@ -35,7 +35,6 @@ from agentfleet.tasks import EventKind, Task, TaskEvent, TaskResult, TaskStatus,
 
 logger = logging.getLogger(__name__)
 Listener = Callable[[TaskEvent], None]
-_SERVER_ENV_PREFIXES = ("AGENTFLEET_SANDBOX", "AGENTFLEET_ALLOW_UNSANDBOXED", "AGENTFLEET_EXEC_")
 
 
 class EventRecorder:
@@ -205,8 +204,10 @@ def _setup_runner(settings: Settings, config: SandboxConfig, task: Task) -> Call
 def _workspace_server(root: Path, settings: Settings, network: bool, procs_lock: Path) -> StdioServerParameters:
     """The workspace server as a child process: it ends with this process (and its commands with
     it), holds the workspace's process lock while alive, and its environment carries no secrets."""
-    env = {k: v for k, v in os.environ.items() if k.startswith(_SERVER_ENV_PREFIXES)}
+    env = settings.environment(only=Settings.SANDBOX_FIELDS)
     env["PYTHONUNBUFFERED"] = "1"
+    if "PYTHONPATH" in os.environ:  # how this process found agentfleet, when not installed
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     args = ["-m", "agentfleet.mcp_servers.workspace", "--root", str(root)]
     args += ["--owner-pid", str(os.getpid()), "--hold-lock", str(procs_lock)]
     settings.home.mkdir(parents=True, exist_ok=True)
