@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 import httpx
-from idle_cpu import free_port
-from intake import AUTH, TOKEN, make_repo, process, silent_listener, stop_agents
+from intake import AUTH, TOKEN, free_port, make_repo, process, silent_listener, stop_agents
 
 from agentfleet.local.server import HTTP_LIMITS
 

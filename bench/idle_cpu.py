@@ -10,20 +10,15 @@ CPU time is read from /proc/<pid>/stat (user + system) over the window, after a 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+from intake import free_port, process
 
 from agentfleet.local.store import SqliteTaskStore
 from agentfleet.tasks import Task, TaskRequest, TaskStatus
@@ -39,41 +34,13 @@ BARE = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
-@contextlib.contextmanager
-def running(argv: list[str], port: int, env: dict[str, str]) -> Iterator[int]:
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{argv[:3]} did not come up")
-            time.sleep(0.1)
-        yield proc.pid
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def share_of_a_core(argv: list[str], port: int, env: dict[str, str], seconds: float) -> float:
-    with running(argv, port, env) as pid:
+def share_of_a_core(argv: list[str], port: int, env: dict[str, str], seconds: float, log: Path) -> float:
+    with process(argv, f"http://127.0.0.1:{port}", log, env) as pid:
         time.sleep(WARMUP_S)  # start-up work is not idle work
         before, started = cpu_seconds(pid), time.monotonic()
         time.sleep(seconds)  # the window measured: the server is left alone
@@ -110,7 +77,7 @@ def main() -> None:
             for name, make in targets.items():
                 port = free_port()
                 argv, env = make(port)
-                figures[name].append(share_of_a_core(argv, port, env, args.seconds))
+                figures[name].append(share_of_a_core(argv, port, env, args.seconds, tmp / "server.log"))
         report(figures, args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

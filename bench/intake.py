@@ -113,8 +113,9 @@ def silent_listener() -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def process(argv: list[str], url: str, log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
-    """Start a server, wait until `url`/health answers anything; SIGINT (then SIGKILL) at the end."""
+def process(argv: list[str], url: str, log: Path, env: dict[str, str] | None = None) -> Iterator[int]:
+    """Start a server, wait until `url`/health answers anything, yield its pid; SIGINT (then SIGKILL)
+    at the end."""
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -128,7 +129,7 @@ def process(argv: list[str], url: str, log: Path, env: dict[str, str] | None = N
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not come up")
             time.sleep(0.1)
-        yield
+        yield proc.pid
     finally:
         proc.send_signal(signal.SIGINT)
         try:
