@@ -117,9 +117,13 @@ def test_input_files_and_several_repositories_reach_the_workspace(repo_factory, 
 
 
 def test_an_unreachable_model_exits_nonzero_with_a_reason_and_no_traceback(repo_factory, tmp_path) -> None:
-    proc = agentfleet(tmp_path, "run", "x", "--repo", str(repo_factory(BUGGY)), llm_url="http://127.0.0.1:9/v1")
+    proc = agentfleet(
+        tmp_path, "run", "x", "--repo", str(repo_factory(BUGGY)), llm_url="http://127.0.0.1:9/v1",
+        extra_env={"AGENTFLEET_LLM_WAIT_S": "1"},
+    )  # fmt: skip
     assert proc.returncode == 1
     assert "cannot reach the model at http://127.0.0.1:9/v1" in proc.stderr
+    assert "waiting for the model" in proc.stderr, "it waited its budget, and said so"
     assert "Traceback" not in proc.stderr + proc.stdout
 
 

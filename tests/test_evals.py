@@ -98,7 +98,7 @@ def test_the_table_shows_each_task_and_the_totals(suite: Path, settings: Setting
 
 
 def test_an_unreachable_model_fails_every_task_with_the_reason(suite: Path, settings: Settings) -> None:
-    configured = settings.model_copy(update={"llm_retries": 0})
+    configured = settings.model_copy(update={"llm_retries": 0, "llm_wait_s": 0})  # no waiting for it to come back
     report = run_suite(suite, configured, model_url="http://127.0.0.1:9/v1", only=["a-fix-applied", "c-summary-right"])
     assert [r.success for r in report.results] == [False, False]
     assert all(r.status == "FAILED" for r in report.results)
