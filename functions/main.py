@@ -17,8 +17,8 @@ from cloudevents.http import CloudEvent
 from werkzeug.wrappers import Response
 
 from agentfleet.api import Api, error_response, reap_response
+from agentfleet.backends import build_backends
 from agentfleet.logs import configure_logging
-from agentfleet.ports import build_backends
 from agentfleet.pubsub import handle_delivery
 from agentfleet.service import Service
 from agentfleet.settings import Settings

@@ -22,9 +22,10 @@ from werkzeug.test import EnvironBuilder, TestResponse
 from werkzeug.wrappers import Request
 
 from agentfleet.api import ROUTES, Api
+from agentfleet.backends import build_backends
 from agentfleet.local.jobs import LocalJobRunner
 from agentfleet.openapi import MAX_BODY_BYTES, openapi_document
-from agentfleet.ports import DispatchMessage, build_backends
+from agentfleet.ports import DispatchMessage
 from agentfleet.service import Service
 from agentfleet.settings import Settings
 from agentfleet.sse import StreamConfig
@@ -40,7 +41,7 @@ def make_service(home: Path, command: list[str] | None = None, **settings: Any) 
     config = Settings(home=home, _env_file=None, **settings)  # type: ignore[call-arg]
     backends = build_backends(config)
     runner = LocalJobRunner(config, command=command or [sys.executable, "-c", "pass"], grace_s=1.0)
-    return Service(replace(backends, runner=runner), config)
+    return Service(replace(backends, jobs=runner), config)
 
 
 def orchestrate(api: Api) -> FlaskClient:
@@ -217,13 +218,13 @@ def test_containers_lists_the_active_executions_by_workspace(home: Path) -> None
     _, created = call(client, "POST", "/orchestrate", json=REQUEST)
     task = service.store.get(created["task_id"])
     assert task is not None
-    execution = service.backends.runner.launch(task)
+    execution = service.backends.jobs.launch(task)
     try:
         status, body = call(client, "GET", "/containers")
         assert status == 200 and body["count"] == 1
         assert [e["name"] for e in body["workspaces"][task.workspace_id]] == [execution.name]
     finally:
-        service.backends.runner.cancel(execution.name)
+        service.backends.jobs.cancel(execution.name)
 
 
 def test_health_answers_without_a_token_with_no_details_and_503_when_a_backend_is_not(home: Path) -> None:
@@ -233,16 +234,16 @@ def test_health_answers_without_a_token_with_no_details_and_503_when_a_backend_i
     bearer = {"Authorization": "Bearer s3cret"}
     status, body = call(orchestrate(Api(service, QUICK)), "GET", "/health", headers=bearer)
     assert status == 200 and body["status"] == "ok"
-    assert set(body["backends"]) == {"store", "queue", "runner"}
+    assert set(body["backends"]) == {"store", "queue", "jobs"}
 
     class DownRunner(LocalJobRunner):
         def health(self) -> dict[str, Any]:
             return {"ok": False, "error": "cannot reach the jobs API"}
 
-    down = replace(service.backends, runner=DownRunner(service.settings))
+    down = replace(service.backends, jobs=DownRunner(service.settings))
     status, body = call(orchestrate(Api(Service(down, service.settings), QUICK)), "GET", "/health", headers=bearer)
     assert status == 503 and body["status"] == "degraded"
-    assert body["backends"]["runner"]["ok"] is False
+    assert body["backends"]["jobs"]["ok"] is False
     status, body = call(orchestrate(Api(Service(down, service.settings), QUICK)), "GET", "/health")
     assert (status, body) == (503, {"status": "degraded", "backends": {}})
 
@@ -451,7 +452,7 @@ def test_an_unexpected_failure_is_logged_and_answered_with_a_bare_500(
         def list_active(self) -> list[Any]:
             raise RuntimeError("database password is hunter2")
 
-    broken = Service(replace(service.backends, runner=BrokenRunner(service.settings)), service.settings)
+    broken = Service(replace(service.backends, jobs=BrokenRunner(service.settings)), service.settings)
     with caplog.at_level(logging.ERROR, logger="agentfleet.api"):
         response = orchestrate(Api(broken, QUICK)).get("/containers")
     assert response.status_code == 500

@@ -22,10 +22,11 @@ from flask.testing import FlaskClient
 from functions_framework import create_app
 
 from agentfleet.api import Api
+from agentfleet.backends import build_backends
 from agentfleet.local.jobs import LocalJobRunner
 from agentfleet.local.queue import Delivery
 from agentfleet.logs import JsonFormatter
-from agentfleet.ports import Execution, build_backends
+from agentfleet.ports import Execution
 from agentfleet.service import RetryableError, Service
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskStatus
@@ -59,7 +60,7 @@ class CountingRunner:
 def make_service(home: Path, command: list[str] = EXITS, **settings: Any) -> Service:
     config = Settings(home=home, _env_file=None, **settings)  # type: ignore[call-arg]
     runner = CountingRunner(LocalJobRunner(config, command=command, grace_s=1.0))
-    return Service(replace(build_backends(config), runner=runner), config)
+    return Service(replace(build_backends(config), jobs=runner), config)
 
 
 def load(target: str, signature_type: str, service: Service | None = None) -> tuple[FlaskClient, ModuleType]:
@@ -133,10 +134,10 @@ def test_a_dispatch_message_launches_one_execution_and_duplicate_deliveries_laun
 
     assert [deliver(client, as_event(delivery)) for _ in range(3)] == [200, 200, 200]
 
-    assert service.backends.runner.launches == [f"{task.id}/1"]  # type: ignore[attr-defined]
+    assert service.backends.jobs.launches == [f"{task.id}/1"]  # type: ignore[attr-defined]
     stored = service.store.get(task.id)
     assert stored is not None and stored.status is TaskStatus.DISPATCHED and stored.execution
-    runner: LocalJobRunner = service.backends.runner.inner  # type: ignore[attr-defined]
+    runner: LocalJobRunner = service.backends.jobs.inner  # type: ignore[attr-defined]
     execution = stored.execution
     assert poll(lambda: (e := runner.get(execution)) is not None and e.state == "succeeded")
 
@@ -146,7 +147,7 @@ def test_a_dispatch_message_in_the_attributes_alone_is_dispatched(service: Servi
     [delivery] = published(service)
     client, _ = load("dispatch", "cloudevent", service)
     assert deliver(client, pubsub_event(b"", delivery.attributes)) == 200
-    assert service.backends.runner.launches == [f"{task.id}/1"]  # type: ignore[attr-defined]
+    assert service.backends.jobs.launches == [f"{task.id}/1"]  # type: ignore[attr-defined]
 
 
 def test_a_task_request_published_onto_the_topic_is_stored_and_queued_once(service: Service) -> None:
@@ -159,7 +160,7 @@ def test_a_task_request_published_onto_the_topic_is_stored_and_queued_once(servi
     assert task.status is TaskStatus.QUEUED and task.request.query == REQUEST["query"]
     [delivery] = published(service)
     assert delivery.attributes["task_id"] == task.id
-    assert service.backends.runner.launches == []  # type: ignore[attr-defined]
+    assert service.backends.jobs.launches == []  # type: ignore[attr-defined]
 
 
 GARBAGE = [
@@ -218,7 +219,7 @@ def test_a_redelivery_after_a_failed_start_starts_the_agent(home: Path) -> None:
     assert deliver(client, as_event(delivery)) == 200
     stored = service.store.get(task.id)
     assert stored is not None and stored.execution
-    runner: LocalJobRunner = service.backends.runner.inner  # type: ignore[attr-defined]
+    runner: LocalJobRunner = service.backends.jobs.inner  # type: ignore[attr-defined]
     execution = stored.execution
     assert poll(lambda: (e := runner.get(execution)) is not None and e.state == "succeeded", timeout_s=2)
 

@@ -251,7 +251,7 @@ def test_with_no_token_configured_the_server_makes_one_and_requires_it(tmp_path)
         public = httpx.get(f"{url}/health").json()
         full = httpx.get(f"{url}/health", headers=auth(tmp_path)).json()
     assert public == {"status": "ok", "backends": {}}, "no paths or counts without the token"
-    assert set(full["backends"]) == {"store", "queue", "runner"}
+    assert set(full["backends"]) == {"store", "queue", "jobs"}
 
 
 def test_a_sandboxed_command_let_onto_the_network_cannot_submit_a_task(repo_factory, tmp_path) -> None:

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from agentfleet.backends import Backends
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.local.jobs import LocalJobRunner
 from agentfleet.local.queue import SqliteTaskQueue
 from agentfleet.local.store import SqliteTaskStore
-from agentfleet.ports import Backends, DispatchMessage
+from agentfleet.ports import DispatchMessage
 from agentfleet.service import ConflictError, Service
 from agentfleet.settings import Settings
 from agentfleet.tasks import TaskStatus, utcnow
@@ -31,7 +32,7 @@ def backends_for(settings: Settings, command: list[str] | None = None) -> Backen
     return Backends(
         store=SqliteTaskStore(settings.home / "tasks.db"),
         queue=SqliteTaskQueue(settings.home / "queue.db"),
-        runner=LocalJobRunner(settings, command=command, grace_s=2.0),
+        jobs=LocalJobRunner(settings, command=command, grace_s=2.0),
         artifacts=LocalArtifactStore(settings.artifacts_dir),
     )
 
@@ -168,7 +169,7 @@ def test_an_agent_killed_mid_task_is_retried_by_the_reaper(repo_factory, setting
         wait_for(lambda: len(llm.requests) >= 1, what="the first model request")
         [pid] = agent_pids(task.id)
         os.killpg(pid, signal.SIGKILL)
-        wait_for(lambda: not backends.runner.list_active(), what="the agent to die")
+        wait_for(lambda: not backends.jobs.list_active(), what="the agent to die")
         wait_for(lambda: bool(service.reap().requeued), timeout_s=30, what="the reaper to requeue")
         assert backends.store.get(task.id).attempt == 2  # type: ignore[union-attr]
         assert drain(service, backends.queue) == ["launched"]
@@ -199,7 +200,7 @@ def test_a_task_whose_publish_fails_stays_queued_and_the_reaper_publishes_it_lat
     real = backends_for(settings, idle_command)
     assert isinstance(real.queue, SqliteTaskQueue)
     down = _DownQueue(real.queue)
-    service = Service(Backends(real.store, down, real.runner, real.artifacts), settings)
+    service = Service(Backends(real.store, down, real.jobs, real.artifacts), settings)
     task, created = service.submit({"query": "q", "repo_url": str(repo_factory(FILES))})
     assert created and real.store.get(task.id).status is TaskStatus.QUEUED
     assert drain(service, real.queue) == []
@@ -234,11 +235,11 @@ def test_a_dispatch_that_raced_past_the_workspace_limit_gives_the_slot_back(
     first, _ = Service(real, settings).submit({"query": "one", "repo_url": repo})
     second, _ = Service(real, settings).submit({"query": "two", "repo_url": repo})
     real.store.transition(first.id, [TaskStatus.QUEUED], TaskStatus.DISPATCHED, attempt=1)  # claimed first
-    racing = Service(Backends(_StaleFirstCount(real.store), real.queue, real.runner, real.artifacts), settings)  # type: ignore[arg-type]
+    racing = Service(Backends(_StaleFirstCount(real.store), real.queue, real.jobs, real.artifacts), settings)  # type: ignore[arg-type]
     outcome = racing.dispatch(DispatchMessage(task_id=second.id, attempt=1, workspace_id=second.workspace_id))
     assert outcome.action == "waiting"
     assert real.store.get(second.id).status is TaskStatus.QUEUED  # type: ignore[union-attr]
-    assert [e.name for e in real.runner.list_active() if e.task_id == second.id] == []
+    assert [e.name for e in real.jobs.list_active() if e.task_id == second.id] == []
 
 
 def test_a_slot_given_back_after_the_winner_ended_wakes_the_workspace(
@@ -261,7 +262,7 @@ def test_a_slot_given_back_after_the_winner_ended_wakes_the_workspace(
                 assert not Service(real, settings).schedule_next(first.workspace_id)  # no room: the loser counts
             return listed
 
-    racing = Service(Backends(WinnerEndsMidRace(real.store), real.queue, real.runner, real.artifacts), settings)  # type: ignore[arg-type]
+    racing = Service(Backends(WinnerEndsMidRace(real.store), real.queue, real.jobs, real.artifacts), settings)  # type: ignore[arg-type]
     outcome = racing.dispatch(DispatchMessage(task_id=second.id, attempt=1, workspace_id=second.workspace_id))
     assert outcome.action == "waiting"
     assert drain(Service(real, settings), real.queue) == ["launched"]

@@ -218,7 +218,7 @@ class Api:
 
     def _containers(self, request: Request) -> Response:
         workspaces: dict[str, list[Any]] = defaultdict(list)
-        executions = self.service.backends.runner.list_active()
+        executions = self.service.backends.jobs.list_active()
         for execution in executions:
             workspaces[execution.workspace_id].append(execution)
         return json_response(Containers(workspaces=workspaces, count=len(executions)))
@@ -231,7 +231,7 @@ class Api:
         backends = self.service.backends
         reports = {
             name: _health_of(name, part)
-            for name, part in [("store", backends.store), ("queue", backends.queue), ("runner", backends.runner)]
+            for name, part in [("store", backends.store), ("queue", backends.queue), ("jobs", backends.jobs)]
         }
         ok = all(report.get("ok") is not False for report in reports.values())
         shown = reports if self._authorized(request) else {}  # the public answer: up or not, no details

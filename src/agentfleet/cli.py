@@ -114,10 +114,10 @@ def serve(
     """Serve the HTTP API with a local queue, dispatcher, job runner and reaper (Ctrl-C stops)."""
     import signal
 
+    from agentfleet.backends import build_backends
     from agentfleet.errors import AgentFleetError
     from agentfleet.local.server import LocalServer
     from agentfleet.logs import configure_logging
-    from agentfleet.ports import build_backends
     from agentfleet.service import Service
 
     configure_logging()

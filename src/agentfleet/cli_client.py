@@ -170,8 +170,8 @@ def reset_workspace(
     """Forget a workspace's checkout (ignored files too), setup markers and snapshot: its next task starts afresh."""
     try:
         if local:
+            from agentfleet.backends import build_backends
             from agentfleet.errors import AgentFleetError
-            from agentfleet.ports import build_backends
             from agentfleet.service import Service
 
             settings = load_settings()

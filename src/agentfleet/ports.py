@@ -13,7 +13,6 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from agentfleet.settings import Settings
 from agentfleet.tasks import EventKind, Task, TaskEvent, TaskStatus
 
 
@@ -171,27 +170,9 @@ class ArtifactStore(Protocol):
 
 @dataclass(frozen=True)
 class Backends:
+    """One implementation of each port, as `agentfleet.backends.build_backends` chooses them."""
+
     store: TaskStore
     queue: TaskQueue
-    runner: JobRunner
+    jobs: JobRunner
     artifacts: ArtifactStore
-
-
-def build_backends(settings: Settings) -> Backends:
-    """The implementations `settings.backend` names; the chosen one is imported lazily."""
-    if settings.backend == "gcp":
-        from agentfleet.gcp import build_gcp_backends
-
-        return build_gcp_backends(settings)
-    from agentfleet.local.artifacts import LocalArtifactStore
-    from agentfleet.local.jobs import LocalJobRunner
-    from agentfleet.local.queue import SqliteTaskQueue
-    from agentfleet.local.store import SqliteTaskStore
-
-    settings.home.mkdir(parents=True, exist_ok=True)
-    return Backends(
-        store=SqliteTaskStore(settings.home / "tasks.db"),
-        queue=SqliteTaskQueue(settings.home / "queue.db"),
-        runner=LocalJobRunner(settings),
-        artifacts=LocalArtifactStore(settings.artifacts_dir),
-    )

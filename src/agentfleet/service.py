@@ -11,8 +11,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agentfleet.backends import Backends
 from agentfleet.errors import AgentFleetError, InvalidRequestError, describe_validation_error
-from agentfleet.ports import Backends, DispatchMessage
+from agentfleet.ports import DispatchMessage
 from agentfleet.settings import Settings
 from agentfleet.tasks import WORKSPACE_ID, EventKind, Task, TaskRequest, TaskStatus, utcnow
 
@@ -139,7 +140,7 @@ class Service:
 
     def _launch(self, task: Task) -> DispatchOutcome:
         try:
-            execution = self.backends.runner.launch(task)
+            execution = self.backends.jobs.launch(task)
         except (OSError, ConnectionError, TimeoutError) as exc:
             # Transient: give the attempt back to the queue and let the platform redeliver.
             self.store.transition(task.id, [TaskStatus.DISPATCHED], TaskStatus.QUEUED, attempt=task.attempt)
@@ -176,7 +177,7 @@ class Service:
             )
         self.store.append_event(task_id, EventKind.STATUS, {"status": "CANCELLED"})
         if task.execution and task.status in LIVE:
-            self.backends.runner.cancel(task.execution)
+            self.backends.jobs.cancel(task.execution)
         self.schedule_next(task.workspace_id)
         return cancelled
 
@@ -224,7 +225,7 @@ class Service:
     def _reap_one(self, task: Task, report: ReapReport) -> None:
         silent = f"no heartbeat for {self.settings.heartbeat_timeout_s}s"
         if task.execution:
-            self.backends.runner.cancel(task.execution)
+            self.backends.jobs.cancel(task.execution)
         if task.attempt < self.settings.max_attempts:
             changes = {"attempt": task.attempt + 1, "execution": None, "heartbeat_at": None, "error": None}
             requeued = self.store.transition(task.id, LIVE, TaskStatus.QUEUED, attempt=task.attempt, changes=changes)

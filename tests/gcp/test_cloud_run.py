@@ -16,12 +16,13 @@ import grpc
 import pytest
 from google.cloud import run_v2
 
+from agentfleet.backends import Backends
 from agentfleet.errors import AgentFleetError
 from agentfleet.gcp.jobs import TEARDOWN_MARGIN_S, CloudRunJobRunner, JobLaunchError, job_environment
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.local.queue import SqliteTaskQueue
 from agentfleet.local.store import SqliteTaskStore
-from agentfleet.ports import Backends, DispatchMessage
+from agentfleet.ports import DispatchMessage
 from agentfleet.service import RetryableError, Service
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskOptions, TaskRequest, TaskStatus

@@ -7,8 +7,8 @@ import time
 
 import httpx
 
+from agentfleet.backends import build_backends
 from agentfleet.local.server import LocalServer, Loop
-from agentfleet.ports import build_backends
 from agentfleet.service import ReapReport, Service
 from polling import wait_for
 

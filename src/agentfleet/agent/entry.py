@@ -14,8 +14,9 @@ import signal
 import threading
 
 from agentfleet.agent.sandbox import kill_all
+from agentfleet.backends import Backends, build_backends
 from agentfleet.logs import configure_logging
-from agentfleet.ports import Backends, TaskStore, build_backends
+from agentfleet.ports import TaskStore
 from agentfleet.service import Service
 from agentfleet.settings import Settings
 from agentfleet.tasks import EventKind, TaskEvent, TaskStatus, utcnow

@@ -5,11 +5,15 @@ AGENTFLEET_BACKEND=gcp; every client honours its emulator variable.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from agentfleet.ports import Backends
-from agentfleet.settings import Settings
+
+if TYPE_CHECKING:
+    from agentfleet.settings import Settings
 
 
-def build_gcp_backends(settings: Settings) -> Backends:
+def build_backends(settings: Settings) -> Backends:
     from agentfleet.gcp.artifacts import GcsArtifactStore
     from agentfleet.gcp.jobs import CloudRunJobRunner
     from agentfleet.gcp.queue import PubSubTaskQueue
@@ -18,6 +22,6 @@ def build_gcp_backends(settings: Settings) -> Backends:
     return Backends(
         store=FirestoreTaskStore.from_settings(settings),
         queue=PubSubTaskQueue.from_settings(settings),
-        runner=CloudRunJobRunner.from_settings(settings),
+        jobs=CloudRunJobRunner.from_settings(settings),
         artifacts=GcsArtifactStore.from_settings(settings),
     )

@@ -1,0 +1,25 @@
+"""The composition root: settings → the backends they choose.
+
+Each backend package builds its own (`agentfleet.local.build_backends`,
+`agentfleet.gcp.build_backends`); the chosen one is imported only when asked for, so a local run
+never loads the Google clients. The seams themselves (`ports.py`, which also holds `Backends`, the
+bundle of them) know nothing of this: the graph points one way, adapters → ports.
+"""
+
+from __future__ import annotations
+
+from agentfleet.ports import Backends
+from agentfleet.settings import Settings
+
+__all__ = ["Backends", "build_backends"]
+
+
+def build_backends(settings: Settings) -> Backends:
+    """The implementations `settings.backend` names."""
+    if settings.backend == "gcp":
+        from agentfleet import gcp
+
+        return gcp.build_backends(settings)
+    from agentfleet import local
+
+    return local.build_backends(settings)
