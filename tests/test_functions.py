@@ -23,11 +23,12 @@ from functions_framework import create_app
 
 from agentfleet.api import Api
 from agentfleet.backends import build_backends
+from agentfleet.errors import RetryableError
 from agentfleet.local.jobs import LocalJobRunner
 from agentfleet.local.queue import Delivery
 from agentfleet.logs import JsonFormatter
 from agentfleet.ports import Execution
-from agentfleet.service import RetryableError, Service
+from agentfleet.service import Service
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskStatus
 

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from agentfleet.backends import Backends
+from agentfleet.errors import ConflictError
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.local.jobs import LocalJobRunner
 from agentfleet.local.queue import SqliteTaskQueue
 from agentfleet.local.store import SqliteTaskStore
 from agentfleet.ports import DispatchMessage
-from agentfleet.service import ConflictError, Service
+from agentfleet.service import Service
 from agentfleet.settings import Settings
 from agentfleet.tasks import TaskStatus, utcnow
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call

@@ -21,7 +21,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from agentfleet import jsontext
-from agentfleet.errors import InvalidRequestError
+from agentfleet.errors import ConflictError, InvalidRequestError, TaskNotFoundError
 from agentfleet.openapi import (
     MAX_BODY_BYTES,
     MAX_SEQ,
@@ -34,7 +34,7 @@ from agentfleet.openapi import (
     WorkspaceResetBody,
 )
 from agentfleet.openapi import openapi_document as _openapi_document
-from agentfleet.service import ConflictError, Service, TaskNotFoundError
+from agentfleet.service import Service
 from agentfleet.sse import PAGE, StreamConfig, event_page, event_stream
 from agentfleet.tasks import Task, TaskStatus
 

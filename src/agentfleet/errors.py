@@ -1,7 +1,13 @@
 """The project's error family.
 
 Errors a user can fix carry a message that says what to fix. Each also subclasses the
-builtin it most resembles, so callers can catch either.
+builtin it most resembles, so callers can catch either. The retry contract of the ports rests on
+those builtins: a ConnectionError or TimeoutError means "a retry may help", any other
+AgentFleetError "a person must act".
+
+Errors that cross a package boundary live here; those private to a module stay with it (PatchError
+in runtime/apply_patch.py, UnsafeArchiveError in agent/snapshot.py, the Google family in
+gcp/errors.py, which pairs this base with the same builtins).
 """
 
 from __future__ import annotations
@@ -31,6 +37,18 @@ class SandboxUnavailableError(AgentFleetError, RuntimeError):
 
 class LLMUnavailableError(AgentFleetError, ConnectionError):
     """The model endpoint cannot be reached or keeps failing."""
+
+
+class TaskNotFoundError(AgentFleetError, LookupError):
+    """No task has that id."""
+
+
+class ConflictError(AgentFleetError, RuntimeError):
+    """The task (or workspace) is not in a state that allows the change (e.g. cancelling a finished task)."""
+
+
+class RetryableError(AgentFleetError, RuntimeError):
+    """A failure a redelivery can fix: the dispatch entry point raises it so the platform retries."""
 
 
 def describe_validation_error(exc: ValidationError) -> str:

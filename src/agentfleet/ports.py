@@ -1,6 +1,13 @@
 """The seams. Each port has a local implementation (agentfleet.local) and a gcp one
 (agentfleet.gcp); implementations do not inherit from these protocols. The same contract
-tests (tests/contract/) run against every implementation.
+tests (tests/contract/) run against every implementation. This module imports no
+implementation and no settings (a test checks); `agentfleet.backends` chooses them.
+
+The retry contract, for every port: an error that is a ConnectionError or a TimeoutError means
+the backend is away and a retry may help (the caller retries, requeues, or leaves the task for
+the reaper); any other AgentFleetError means a person must act, and its message says what to
+change. Contract violations by the caller (a bad key, a transition that would make the task
+invalid) are ValueErrors.
 """
 
 from __future__ import annotations
@@ -15,6 +22,10 @@ from pydantic import BaseModel, ConfigDict
 
 from agentfleet.tasks import EventKind, Task, TaskEvent, TaskStatus
 
+TASK_ID_ENV = "AGENTFLEET_TASK_ID"
+ATTEMPT_ENV = "AGENTFLEET_ATTEMPT"
+"""The environment a JobRunner starts the agent with: which task, which attempt of it."""
+
 
 class DispatchMessage(BaseModel):
     """What the queue carries: which task (and which attempt of it) to dispatch."""
@@ -24,6 +35,10 @@ class DispatchMessage(BaseModel):
     task_id: str
     attempt: int
     workspace_id: str
+
+    def attributes(self) -> dict[str, str]:
+        """The message's fields as Pub/Sub attributes (a reader of the topic sees them undecoded)."""
+        return {"task_id": self.task_id, "attempt": str(self.attempt), "workspace_id": self.workspace_id}
 
 
 class Execution(BaseModel):

@@ -17,9 +17,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentfleet import jsontext
-from agentfleet.errors import InvalidRequestError, describe_validation_error
+from agentfleet.errors import ConflictError, InvalidRequestError, RetryableError, describe_validation_error
 from agentfleet.ports import DispatchMessage
-from agentfleet.service import ConflictError, RetryableError, Service
+from agentfleet.service import Service
 
 logger = logging.getLogger("agentfleet.dispatch")
 

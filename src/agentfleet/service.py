@@ -12,26 +12,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentfleet.backends import Backends
-from agentfleet.errors import AgentFleetError, InvalidRequestError, describe_validation_error
+from agentfleet.errors import (
+    AgentFleetError,
+    ConflictError,
+    InvalidRequestError,
+    RetryableError,
+    TaskNotFoundError,
+    describe_validation_error,
+)
 from agentfleet.ports import DispatchMessage
 from agentfleet.settings import Settings
-from agentfleet.tasks import WORKSPACE_ID, EventKind, Task, TaskRequest, TaskStatus, utcnow
+from agentfleet.tasks import LIVE, NOT_FINAL, WORKSPACE_ID, EventKind, Task, TaskRequest, TaskStatus, utcnow
 
 logger = logging.getLogger(__name__)
-LIVE = (TaskStatus.DISPATCHED, TaskStatus.RUNNING)
-NOT_FINAL = (TaskStatus.QUEUED, *LIVE)
-
-
-class TaskNotFoundError(AgentFleetError, LookupError):
-    """No task has that id."""
-
-
-class ConflictError(AgentFleetError, RuntimeError):
-    """The task is not in a state that allows the change (e.g. cancelling a finished task)."""
-
-
-class RetryableError(AgentFleetError, RuntimeError):
-    """A failure a redelivery can fix: the dispatch entry point raises it so the platform retries."""
 
 
 @dataclass(frozen=True)

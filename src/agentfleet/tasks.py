@@ -317,6 +317,11 @@ class TaskStatus(StrEnum):
         return self in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
+LIVE = (TaskStatus.DISPATCHED, TaskStatus.RUNNING)
+"""An execution is (or is about to be) at work: what counts against a workspace's limit."""
+NOT_FINAL = (TaskStatus.QUEUED, *LIVE)
+
+
 class Usage(_Strict):
     prompt_tokens: int = 0
     completion_tokens: int = 0

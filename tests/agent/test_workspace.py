@@ -307,7 +307,8 @@ def test_a_git_command_that_runs_too_long_is_stopped(tmp_path) -> None:
 def test_a_reset_forgets_what_persists_and_the_next_task_starts_afresh(origin, settings, tmp_path) -> None:
     from agentfleet.agent.snapshot import snapshot_key
     from agentfleet.backends import build_backends
-    from agentfleet.service import ConflictError, Service
+    from agentfleet.errors import ConflictError
+    from agentfleet.service import Service
 
     setup = SubprocessSetup()
     first = Run(settings, setup, repo_url=str(origin), options={"setup": "mkdir -p build && echo ran > build/s"})

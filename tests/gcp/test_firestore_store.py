@@ -20,7 +20,9 @@ import pytest
 from google.cloud import firestore
 
 import agentfleet.gcp.store as store_module
-from agentfleet.gcp.store import QUERY_SHAPES, CorruptDocumentError, FirestoreTaskStore
+from agentfleet.gcp.documents import QUERY_SHAPES
+from agentfleet.gcp.errors import CorruptDocumentError
+from agentfleet.gcp.store import FirestoreTaskStore
 from agentfleet.settings import Settings
 from agentfleet.tasks import EventKind, Task, TaskRequest, TaskStatus
 

@@ -16,7 +16,7 @@ import threading
 from agentfleet.agent.sandbox import kill_all
 from agentfleet.backends import Backends, build_backends
 from agentfleet.logs import configure_logging
-from agentfleet.ports import TaskStore
+from agentfleet.ports import ATTEMPT_ENV, TASK_ID_ENV, TaskStore
 from agentfleet.service import Service
 from agentfleet.settings import Settings
 from agentfleet.tasks import EventKind, TaskEvent, TaskStatus, utcnow
@@ -89,11 +89,11 @@ def run_attempt(task_id: str, attempt: int | None, settings: Settings, backends:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agentfleet.agent")
-    parser.add_argument("--task-id", default=os.environ.get("AGENTFLEET_TASK_ID"))
-    parser.add_argument("--attempt", type=int, default=int(os.environ.get("AGENTFLEET_ATTEMPT", "0")) or None)
+    parser.add_argument("--task-id", default=os.environ.get(TASK_ID_ENV))
+    parser.add_argument("--attempt", type=int, default=int(os.environ.get(ATTEMPT_ENV, "0")) or None)
     args = parser.parse_args(argv)
     if not args.task_id:
-        parser.error("--task-id (or AGENTFLEET_TASK_ID) is required")
+        parser.error(f"--task-id (or {TASK_ID_ENV}) is required")
     configure_logging()
     signal.signal(signal.SIGTERM, _terminated)
     settings = Settings()

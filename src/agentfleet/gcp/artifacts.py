@@ -30,6 +30,7 @@ from google.auth import exceptions as auth_exceptions
 from google.cloud.storage import Blob, Client
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
+from agentfleet.gcp.errors import StorageUnavailableError, translate
 from agentfleet.settings import Settings
 from agentfleet.tasks import check_artifact_key
 
@@ -40,8 +41,7 @@ _FAILURES = (gexc.GoogleAPIError, auth_exceptions.TransportError, requests.Reque
 """What the client raises when the service fails us (a local file error stays an OSError)."""
 
 
-class StorageUnavailableError(ConnectionError):
-    """Cloud Storage could not be reached or refused the request; try again later."""
+REFUSED_FIX = "check GCS_BUCKET and that the service account may use it (roles/storage.objectAdmin)"
 
 
 class GcsArtifactStore:
@@ -74,7 +74,9 @@ class GcsArtifactStore:
                 f"could not {what} {self.uri(key)}: the bucket {self.bucket.name} does not exist (GCS_BUCKET)"
             ) from exc
         except _FAILURES as exc:
-            raise StorageUnavailableError(f"could not {what} {self.uri(key)}: {exc}") from exc
+            error = translate(exc, f"could not {what} {self.uri(key)}", fix=REFUSED_FIX)
+            # A refusal stays retryable here: its callers (snapshots) go on without the object.
+            raise error if isinstance(error, StorageUnavailableError) else StorageUnavailableError(str(error)) from exc
 
     def put_bytes(self, key: str, data: bytes) -> str:
         blob = self._blob(key)

@@ -25,154 +25,44 @@ import hashlib
 import logging
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import run_v2
 
 from agentfleet.errors import AgentFleetError, ConfigError
+from agentfleet.gcp import errors
+from agentfleet.gcp.errors import GcpUnavailableError, JobLaunchError
+from agentfleet.gcp.job_template import JOB_PREFIX, TEMPLATE_LABEL, job_id, job_template, overrides, to_execution
 from agentfleet.ports import Execution
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task
+
+__all__ = ["CloudRunJobRunner", "JobLaunchError"]
 
 logger = logging.getLogger("agentfleet.gcp.jobs")
 
 CALL_TIMEOUT_S = 30.0
 JOB_READY_TIMEOUT_S = 60.0
 HEALTH_TIMEOUT_S = 10.0
-TEARDOWN_MARGIN_S = 300
-"""Beyond the agent's own time limit, for it to save its result and snapshot before Cloud Run kills it."""
-CONTAINER = "agent"
-ENV_TASK_ID = "AGENTFLEET_TASK_ID"
-ENV_ATTEMPT = "AGENTFLEET_ATTEMPT"
-JOB_PREFIX = "agent-"
-TEMPLATE_LABEL = "agentfleet-template"
 
 _LAUNCH_LOCKS = [threading.Lock() for _ in range(64)]
 """Striped per (task, attempt): concurrent launches of one attempt in this process run one at a time."""
 
 
-class JobLaunchError(AgentFleetError, RuntimeError):
-    """Cloud Run refused to create or run the job; the message says what to fix."""
+REFUSED_FIX = (
+    "check AGENTFLEET_JOB_IMAGE (does the image exist and can Cloud Run pull it?), AGENTFLEET_JOB_CPU, "
+    "AGENTFLEET_JOB_MEMORY and AGENTFLEET_JOB_SERVICE_ACCOUNT"
+)
+PERMISSION_FIX = (
+    "grant the dispatching service account roles/run.developer and roles/iam.serviceAccountUser on "
+    "AGENTFLEET_JOB_SERVICE_ACCOUNT"
+)
 
 
-class CloudRunUnavailableError(ConnectionError):
-    """Cloud Run could not be reached or failed transiently; a retry may succeed."""
-
-
-class CloudRunTimeoutError(TimeoutError):
-    """A Cloud Run call ran out of time; a retry may succeed."""
-
-
-def job_id(workspace_id: str) -> str:
-    return f"{JOB_PREFIX}{workspace_id}"
-
-
-def job_environment(settings: Settings) -> dict[str, str]:
-    """The non-secret settings the agent container shares with the control plane. Secrets
-    (LLM_API_KEY, the API token) are not here: Terraform mounts them from Secret Manager."""
-    env = {
-        "AGENTFLEET_BACKEND": "gcp",
-        "PROJECT_ID": settings.require("project_id"),
-        "REGION": settings.region,
-        "GCS_BUCKET": settings.require("gcs_bucket"),
-        "AGENTFLEET_MODEL": settings.model,
-        "AGENTFLEET_MODEL_PROFILE": settings.model_profile,
-        "AGENTFLEET_TASKS_COLLECTION": settings.tasks_collection,
-        "AGENTFLEET_PUBSUB_TOPIC": settings.pubsub_topic,
-        "AGENTFLEET_FIRESTORE_DATABASE": settings.firestore_database,
-        "AGENTFLEET_ARTIFACTS_PREFIX": settings.artifacts_prefix,
-        "AGENTFLEET_HEARTBEAT_INTERVAL_S": str(settings.heartbeat_interval_s),
-        "AGENTFLEET_MAX_CONCURRENT_PER_WORKSPACE": str(settings.max_concurrent_per_workspace),
-        # The agent's limits when a task gives none: the same on both sides of the dispatch.
-        "AGENTFLEET_DEFAULT_MAX_STEPS": str(settings.default_max_steps),
-        "AGENTFLEET_DEFAULT_TIMEOUT_S": str(settings.default_timeout_s),
-        "AGENTFLEET_DEFAULT_MAX_TOKENS": str(settings.default_max_tokens),
-    }
-    if settings.gpt_oss_url:
-        env["GPT_OSS_URL"] = settings.gpt_oss_url
-    if settings.llm_max_reply_tokens is not None:
-        env["AGENTFLEET_LLM_MAX_REPLY_TOKENS"] = str(settings.llm_max_reply_tokens)
-    return env
-
-
-def execution_timeout_s(task: Task, settings: Settings) -> int:
-    """Cloud Run's limit for the attempt: the task's own time limit plus room to save its work,
-    else the job's timeout (at least the default agent limit plus that room)."""
-    if task.request.options.timeout_s:
-        return task.request.options.timeout_s + TEARDOWN_MARGIN_S
-    return max(settings.job_timeout_s, settings.default_timeout_s + TEARDOWN_MARGIN_S)
-
-
-def job_template(settings: Settings) -> run_v2.ExecutionTemplate:
-    container = run_v2.Container(
-        name=CONTAINER,
-        image=settings.require("job_image"),
-        env=[run_v2.EnvVar(name=k, value=v) for k, v in sorted(job_environment(settings).items())],
-        resources=run_v2.ResourceRequirements(limits={"cpu": settings.job_cpu, "memory": settings.job_memory}),
-    )
-    return run_v2.ExecutionTemplate(
-        task_count=1,
-        template=run_v2.TaskTemplate(
-            containers=[container],
-            max_retries=settings.job_max_retries,
-            timeout=timedelta(seconds=settings.job_timeout_s),
-            service_account=settings.job_service_account or "",
-        ),
-    )
-
-
-def _overrides(task: Task, settings: Settings) -> run_v2.RunJobRequest.Overrides:
-    env = [run_v2.EnvVar(name=ENV_TASK_ID, value=task.id), run_v2.EnvVar(name=ENV_ATTEMPT, value=str(task.attempt))]
-    return run_v2.RunJobRequest.Overrides(
-        container_overrides=[run_v2.RunJobRequest.Overrides.ContainerOverride(name=CONTAINER, env=env)],
-        task_count=1,
-        timeout=timedelta(seconds=execution_timeout_s(task, settings)),
-    )
-
-
-def to_execution(resource: run_v2.Execution) -> Execution | None:
-    """The port's view of a Cloud Run execution; None when it is not an agent attempt of ours."""
-    env = {var.name: var.value for container in resource.template.containers for var in container.env}
-    task_id, attempt = env.get(ENV_TASK_ID), env.get(ENV_ATTEMPT, "")
-    job = resource.job.rsplit("/", 1)[-1]
-    if not task_id or not attempt.isdigit() or not job.startswith(JOB_PREFIX):
-        return None
-    if not resource.completion_time:
-        state = "running"
-    elif resource.cancelled_count:
-        state = "cancelled"
-    elif resource.failed_count or resource.succeeded_count < resource.task_count:
-        state = "failed"
-    else:
-        state = "succeeded"
-    return Execution(
-        name=resource.name,
-        task_id=task_id,
-        attempt=int(attempt),
-        workspace_id=job.removeprefix(JOB_PREFIX),
-        state=state,
-        started_at=resource.start_time or resource.create_time,
-    )
-
-
-def translate(exc: Exception, what: str) -> Exception:
-    """The error to raise for a failed Cloud Run call: retryable builtins or JobLaunchError."""
-    detail = getattr(exc, "message", None) or str(exc)
-    if isinstance(exc, gexc.DeadlineExceeded | gexc.RetryError | TimeoutError):
-        return CloudRunTimeoutError(f"{what}: Cloud Run did not answer in time ({detail})")
-    if isinstance(exc, gexc.ServerError | gexc.TooManyRequests | gexc.Aborted | OSError):
-        return CloudRunUnavailableError(f"{what}: Cloud Run is unavailable ({detail})")
-    if isinstance(exc, gexc.PermissionDenied | gexc.Unauthenticated):
-        return JobLaunchError(
-            f"{what}: permission denied ({detail}); grant the dispatching service account roles/run.developer "
-            "and roles/iam.serviceAccountUser on AGENTFLEET_JOB_SERVICE_ACCOUNT"
-        )
-    return JobLaunchError(
-        f"{what}: Cloud Run refused ({detail}); check AGENTFLEET_JOB_IMAGE (does the image exist and can Cloud Run "
-        "pull it?), AGENTFLEET_JOB_CPU, AGENTFLEET_JOB_MEMORY and AGENTFLEET_JOB_SERVICE_ACCOUNT"
-    )
+def translate(exc: BaseException, what: str) -> AgentFleetError:
+    """The family's error for a failed Cloud Run call (gcp/errors.py), with what to fix."""
+    return errors.translate(exc, what, fix=REFUSED_FIX, permission_fix=PERMISSION_FIX)
 
 
 class CloudRunJobRunner:
@@ -351,7 +241,7 @@ class CloudRunJobRunner:
     # --- executions ----------------------------------------------------------------------
 
     def _run(self, job: str, task: Task) -> Execution:
-        request = run_v2.RunJobRequest(name=job, overrides=_overrides(task, self.settings))
+        request = run_v2.RunJobRequest(name=job, overrides=overrides(task, self.settings))
         try:
             operation = self.jobs.run_job(request=request, timeout=CALL_TIMEOUT_S)
         except (gexc.GoogleAPIError, OSError) as exc:
@@ -360,7 +250,7 @@ class CloudRunJobRunner:
         if execution is None:  # no metadata: look the execution up by its overrides
             execution = self._find(job, task)
         if execution is None:
-            raise CloudRunUnavailableError(f"running {job}: Cloud Run did not say which execution it started")
+            raise GcpUnavailableError(f"running {job}: Cloud Run did not say which execution it started")
         logger.info("started %s", execution.name, extra={"task_id": task.id})
         return execution
 

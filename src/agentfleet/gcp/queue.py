@@ -5,33 +5,26 @@ A message is a DispatchMessage: its JSON as the data, and task_id / attempt / wo
 attributes (so a subscription filter or a person reading the topic sees them without decoding).
 The ordering key is the workspace id: the tasks of one repository reach the dispatcher in the
 order they were published. `publish` waits for the server's message id, so when it returns the
-message is durable; a failure raises ConnectionError (after resuming the ordering key, which the
-client pauses on an error) for the caller to report or retry.
+message is durable; a failure raises a GcpUnavailableError, a ConnectionError (after resuming the
+ordering key, which the client pauses on an error), for the caller to report or retry: a missing
+topic too, so that the task waits QUEUED for it.
 """
 
 from __future__ import annotations
 
 import logging
-from concurrent import futures
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
+from agentfleet.gcp.errors import PublishError, translate
 from agentfleet.ports import DispatchMessage
 from agentfleet.settings import Settings
 
 logger = logging.getLogger("agentfleet.gcp.queue")
 
 PUBLISH_TIMEOUT_S = 30.0
-
-
-class PublishError(ConnectionError):
-    """The message could not be published; nothing was sent."""
-
-
-def attributes_of(message: DispatchMessage) -> dict[str, str]:
-    return {"task_id": message.task_id, "attempt": str(message.attempt), "workspace_id": message.workspace_id}
 
 
 class PubSubTaskQueue:
@@ -50,7 +43,7 @@ class PubSubTaskQueue:
 
     def publish(self, message: DispatchMessage) -> str:
         return self.publish_raw(
-            message.model_dump_json().encode(), attributes_of(message), ordering_key=message.workspace_id
+            message.model_dump_json().encode(), message.attributes(), ordering_key=message.workspace_id
         )
 
     def publish_raw(self, data: bytes, attributes: dict[str, str], *, ordering_key: str = "") -> str:
@@ -58,12 +51,12 @@ class PubSubTaskQueue:
         future = self.publisher.publish(self.topic, data, ordering_key=ordering_key, **attributes)
         try:
             return str(future.result(timeout=PUBLISH_TIMEOUT_S))
-        except (gexc.GoogleAPIError, futures.TimeoutError, OSError) as exc:
+        except (gexc.GoogleAPIError, TimeoutError, OSError) as exc:
             if ordering_key:
                 self.publisher.resume_publish(self.topic, ordering_key)
-            if isinstance(exc, gexc.NotFound):
+            if isinstance(exc, gexc.NotFound):  # kept retryable: the task stays QUEUED until the topic is there
                 raise PublishError(f"the Pub/Sub topic {self.topic} does not exist (AGENTFLEET_PUBSUB_TOPIC)") from exc
-            raise PublishError(f"could not publish to {self.topic}: {exc}") from exc
+            raise translate(exc, f"publishing to {self.topic}") from exc
 
     def health(self) -> dict[str, Any]:
         report: dict[str, Any] = {"backend": "pubsub", "topic": self.topic, "ok": False}

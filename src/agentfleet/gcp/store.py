@@ -13,10 +13,9 @@ against the task, so a document someone edited by hand fails loudly instead of h
   seq is taken). The store remembers the last seq per task, so an agent appending its own events
   pays one write each; on AlreadyExists it reads the real last seq and tries the next one. A seq
   is only tried after the one before it exists: no gaps, no duplicates.
-- Every query is built from a QueryShape below; `firestore_indexes.json` lists the composite
-  indexes those shapes need, and a test checks the two against each other.
-- Unavailability surfaces as StoreUnavailableError (a ConnectionError; StoreTimeoutError is
-  also a TimeoutError), after bounded retries: callers retry, nothing hangs.
+- Every query is built from a QueryShape (gcp/documents.py, the schema in one place).
+- Unavailability surfaces as GcpUnavailableError (a ConnectionError; GcpTimeoutError is also a
+  TimeoutError), after bounded retries: callers retry, nothing hangs.
 """
 
 from __future__ import annotations
@@ -29,163 +28,52 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal, ParamSpec, TypeVar
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry, if_exception_type
 from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
 from google.cloud import firestore
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from agentfleet.errors import AgentFleetError, ConfigError, describe_validation_error
+from agentfleet.errors import ConfigError
+from agentfleet.gcp.documents import (
+    ACTIVE,
+    EVENTS_AFTER,
+    LAST_EVENT,
+    LIST_BY_BOTH,
+    LIST_SHAPES,
+    STALE,
+    EventDoc,
+    KeyDoc,
+    QueryShape,
+    TaskDoc,
+    read_doc,
+    utc,
+)
+from agentfleet.gcp.errors import CorruptDocumentError, GcpUnavailableError, translated
 from agentfleet.settings import Settings
-from agentfleet.tasks import TRUSTED, EventKind, Task, TaskEvent, TaskStatus, apply_transition, utcnow
+from agentfleet.tasks import LIVE, EventKind, Task, TaskEvent, TaskStatus, apply_transition, utcnow
 
 P = ParamSpec("P")
 R = TypeVar("R")
-Direction = Literal["ASCENDING", "DESCENDING"]
-ASC: Direction = "ASCENDING"
-DESC: Direction = "DESCENDING"
-LIVE = (TaskStatus.DISPATCHED, TaskStatus.RUNNING)
+REFUSED_FIX = (
+    "check AGENTFLEET_FIRESTORE_DATABASE and that the service account may use Firestore (roles/datastore.user)"
+)
 _TRIES = 8
 """Rounds of optimistic retry (seq taken, precondition failed, transaction aborted) before giving up."""
 
 
-class StoreUnavailableError(AgentFleetError, ConnectionError):
-    """Firestore cannot be reached, or is too contended, right now; a retry may succeed."""
-
-
-class StoreTimeoutError(StoreUnavailableError, TimeoutError):
-    """Firestore did not answer within the store's deadline."""
-
-
-class StoreError(AgentFleetError, RuntimeError):
-    """Firestore refused the request (permissions, missing database); a retry will not help."""
-
-
-class CorruptDocumentError(AgentFleetError, ValueError):
-    """A stored document is not what the store writes (edited by hand, or by other code)."""
-
-
-@dataclass(frozen=True)
-class QueryShape:
-    """One query the store runs: equality (`==` or `in`) fields, then ordered (and range) fields."""
-
-    collection: Literal["tasks", "events"]
-    equality: tuple[str, ...]
-    order: tuple[tuple[str, Direction], ...]
-
-    @property
-    def needs_composite_index(self) -> bool:
-        return len(self.equality) + len(self.order) > 1
-
-    def index_fields(self) -> list[tuple[str, Direction]]:
-        """The composite index serving it: equality fields, ordered fields, then __name__."""
-        fields: list[tuple[str, Direction]] = [(f, ASC) for f in self.equality] + list(self.order)
-        return [*fields, ("__name__", fields[-1][1])]
-
-
-LIST_ALL = QueryShape("tasks", (), (("created_at", DESC),))
-LIST_BY_STATUS = QueryShape("tasks", ("status",), (("created_at", DESC),))
-LIST_BY_WORKSPACE = QueryShape("tasks", ("workspace_id",), (("created_at", DESC),))
-LIST_BY_BOTH = QueryShape("tasks", ("status", "workspace_id"), (("created_at", DESC),))
-STALE = QueryShape("tasks", ("status",), (("alive_at", ASC),))
-ACTIVE = QueryShape("tasks", ("workspace_id", "status"), ())
-EVENTS_AFTER = QueryShape("events", (), (("seq", ASC),))
-LAST_EVENT = QueryShape("events", (), (("seq", DESC),))
-QUERY_SHAPES = (LIST_ALL, LIST_BY_STATUS, LIST_BY_WORKSPACE, LIST_BY_BOTH, STALE, ACTIVE, EVENTS_AFTER, LAST_EVENT)
-_LIST_SHAPES = {(False, False): LIST_ALL, (True, False): LIST_BY_STATUS, (False, True): LIST_BY_WORKSPACE}
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-def _copies(task: Task) -> dict[str, Any]:
-    """The task's fields that the queries filter and sort on, as TaskDoc stores them."""
-    alive = task.heartbeat_at or task.updated_at
-    return {"status": task.status, "attempt": task.attempt, "workspace_id": task.workspace_id,
-            "created_at": _utc(task.created_at), "alive_at": _utc(alive)}  # fmt: skip
-
-
-class TaskDoc(BaseModel):
-    """A task document: the task, and the copies of its fields that the queries use."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    task: Task
-    status: TaskStatus
-    attempt: int
-    workspace_id: str
-    created_at: datetime
-    alive_at: datetime
-
-    @classmethod
-    def of(cls, task: Task) -> TaskDoc:
-        return cls(task=task, **_copies(task))
-
-    @model_validator(mode="after")
-    def _copies_match(self) -> TaskDoc:
-        for name, value in _copies(self.task).items():
-            if getattr(self, name) != value:
-                source = "heartbeat_at or updated_at" if name == "alive_at" else name
-                raise ValueError(f"the copy {name} disagrees with the task's {source}")
-        return self
-
-    def fields(self) -> dict[str, Any]:
-        """The document as Firestore stores it (timestamps native, the task as JSON types)."""
-        return {**self.__dict__, "task": self.task.model_dump(mode="json"), "status": self.status.value}
-
-
-class EventDoc(BaseModel):
-    """An event document; `data` is JSON text (Firestore maps cannot hold arrays of arrays)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    seq: int
-    ts: datetime
-    kind: EventKind
-    data: str
-
-
-class KeyDoc(BaseModel):
-    """The idempotency marker: which task an idempotency key created."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    task_id: str
-
-
-def _read(model: type[BaseModel], snap: Any) -> Any:
-    """The snapshot validated as `model`; CorruptDocumentError naming the document otherwise."""
-    try:
-        return model.model_validate(snap.to_dict(), context=TRUSTED)
-    except ValidationError as exc:
-        raise CorruptDocumentError(
-            f"Firestore document {snap.reference.path} is not a valid {model.__name__}: "
-            f"{describe_validation_error(exc)}"
-        ) from None
-
-
 def _google_errors(method: Callable[P, R]) -> Callable[P, R]:
-    """Translate Google API errors into the store's: retryable ones into ConnectionError/TimeoutError."""
+    """Translate Google API errors into the family's (gcp/errors.py)."""
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        what = f"Firestore {method.__name__}"
-        try:
+        fix = (
+            "check AGENTFLEET_FIRESTORE_DATABASE and that the service account may use Firestore (roles/datastore.user)"
+        )
+        with translated(f"Firestore {method.__name__}", fix=fix):
             return method(*args, **kwargs)
-        except (gexc.DeadlineExceeded, gexc.RetryError) as exc:
-            raise StoreTimeoutError(f"{what} gave up after retrying: {exc}") from exc
-        except (gexc.ServiceUnavailable, gexc.InternalServerError, gexc.ResourceExhausted, gexc.Aborted) as exc:
-            raise StoreUnavailableError(f"{what} failed, try again: {exc}") from exc
-        except gexc.GoogleAPICallError as exc:
-            raise StoreError(
-                f"{what} was refused ({exc}); check AGENTFLEET_FIRESTORE_DATABASE and that the service "
-                "account may use Firestore (roles/datastore.user)"
-            ) from exc
 
     return wrapper
 
@@ -238,7 +126,7 @@ class FirestoreTaskStore:
         return query
 
     def _tasks_of(self, query: Any) -> list[Task]:
-        return [_read(TaskDoc, snap).task for snap in query.stream(**self._read)]
+        return [read_doc(TaskDoc, snap).task for snap in query.stream(**self._read)]
 
     # --- tasks ---------------------------------------------------------------------------
 
@@ -256,7 +144,7 @@ class FirestoreTaskStore:
             snap = marker.get(**self._read) if marker is not None else None
             if snap is None or not snap.exists:
                 raise ValueError(f"a task with id {task.id!r} already exists") from None
-            first = self.get(_read(KeyDoc, snap).task_id)
+            first = self.get(read_doc(KeyDoc, snap).task_id)
             if first is None:
                 raise CorruptDocumentError(f"{snap.reference.path} names a task that does not exist") from None
             return first, False
@@ -266,7 +154,7 @@ class FirestoreTaskStore:
     @_google_errors
     def get(self, task_id: str) -> Task | None:
         snap = self.tasks.document(task_id).get(**self._read)
-        return _read(TaskDoc, snap).task if snap.exists else None
+        return read_doc(TaskDoc, snap).task if snap.exists else None
 
     @_google_errors
     def list_tasks(
@@ -275,7 +163,7 @@ class FirestoreTaskStore:
         """Newest first (created_at, then id, descending)."""
         if limit <= 0:  # Firestore reads limit(0) as "no limit"
             return []
-        shape = _LIST_SHAPES.get((status is not None, workspace_id is not None), LIST_BY_BOTH)
+        shape = LIST_SHAPES.get((status is not None, workspace_id is not None), LIST_BY_BOTH)
         values = [TaskStatus(status).value] if status is not None else []
         values += [workspace_id] if workspace_id is not None else []
         return self._tasks_of(self._shaped(self.tasks, shape, *values).limit(limit))
@@ -300,7 +188,7 @@ class FirestoreTaskStore:
             snap = ref.get(transaction=transaction, **self._read)
             if not snap.exists:
                 return None
-            task: Task = _read(TaskDoc, snap).task
+            task: Task = read_doc(TaskDoc, snap).task
             if task.status not in allowed or (attempt is not None and task.attempt != attempt):
                 return None
             moved = apply_transition(task, TaskStatus(new), changes or {})
@@ -317,7 +205,7 @@ class FirestoreTaskStore:
                 if not isinstance(exc.__cause__, gexc.Aborted):  # not "failed to commit in N attempts"
                     raise
             _backoff(round_)
-        raise StoreUnavailableError(f"task {task_id} is too contended to change now; try again")
+        raise GcpUnavailableError(f"task {task_id} is too contended to change now; try again")
 
     @_google_errors
     def heartbeat(self, task_id: str, attempt: int) -> bool:
@@ -328,7 +216,7 @@ class FirestoreTaskStore:
             snap = ref.get(**self._read)
             if not snap.exists:
                 return False
-            task: Task = _read(TaskDoc, snap).task
+            task: Task = read_doc(TaskDoc, snap).task
             if task.status not in LIVE or task.attempt != attempt:
                 return False
             beaten = TaskDoc.of(task.model_copy(update={"heartbeat_at": utcnow()}))
@@ -339,14 +227,14 @@ class FirestoreTaskStore:
                 _backoff(round_)
                 continue
             return True
-        raise StoreUnavailableError(f"task {task_id} is too contended to heartbeat now; try again")
+        raise GcpUnavailableError(f"task {task_id} is too contended to heartbeat now; try again")
 
     @_google_errors
     def stale(self, older_than: datetime) -> list[Task]:
         """DISPATCHED or RUNNING tasks whose last heartbeat (or change, before the first) is older."""
         live = [s.value for s in LIVE]
-        found = self._tasks_of(self._shaped(self.tasks, STALE, live, bound=("<", _utc(older_than))))
-        return sorted(found, key=lambda t: (_utc(t.created_at), t.id))
+        found = self._tasks_of(self._shaped(self.tasks, STALE, live, bound=("<", utc(older_than))))
+        return sorted(found, key=lambda t: (utc(t.created_at), t.id))
 
     @_google_errors
     def count_active(self, workspace_id: str) -> int:
@@ -373,7 +261,7 @@ class FirestoreTaskStore:
 
     def _stored_last_seq(self, task_id: str) -> int:
         found = list(self._shaped(self._events(task_id), LAST_EVENT).limit(1).stream(**self._read))
-        return int(_read(EventDoc, found[0]).seq) if found else 0
+        return int(read_doc(EventDoc, found[0]).seq) if found else 0
 
     @_google_errors
     def append_event(self, task_id: str, kind: EventKind, data: dict[str, Any]) -> TaskEvent:
@@ -395,7 +283,7 @@ class FirestoreTaskStore:
                 continue
             self._remember(task_id, seq)
             return event.model_copy(update={"seq": seq, "data": stored["data"]})
-        raise StoreUnavailableError(f"too many writers are appending events to task {task_id}; try again")
+        raise GcpUnavailableError(f"too many writers are appending events to task {task_id}; try again")
 
     @_google_errors
     def events(self, task_id: str, after: int = 0, limit: int = 1000) -> list[TaskEvent]:
@@ -403,7 +291,7 @@ class FirestoreTaskStore:
         if limit <= 0:
             return []
         query = self._shaped(self._events(task_id), EVENTS_AFTER, bound=(">", after)).limit(limit)
-        docs: list[EventDoc] = [_read(EventDoc, snap) for snap in query.stream(**self._read)]
+        docs: list[EventDoc] = [read_doc(EventDoc, snap) for snap in query.stream(**self._read)]
         return [TaskEvent(task_id=task_id, seq=d.seq, ts=d.ts, kind=d.kind, data=json.loads(d.data)) for d in docs]
 
     # --- health --------------------------------------------------------------------------

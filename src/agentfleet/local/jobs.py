@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from agentfleet.local import sqlite
-from agentfleet.ports import Execution
+from agentfleet.ports import ATTEMPT_ENV, TASK_ID_ENV, Execution
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task
 
@@ -255,7 +255,7 @@ class LocalJobRunner:
 
     def _start(self, task: Task, name: str, log_path: Path) -> None:
         env = agent_environment(self.settings, os.environ if self.env is None else self.env)
-        env.update(AGENTFLEET_TASK_ID=task.id, AGENTFLEET_ATTEMPT=str(task.attempt))
+        env.update({TASK_ID_ENV: task.id, ATTEMPT_ENV: str(task.attempt)})
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with log_path.open("ab") as log:

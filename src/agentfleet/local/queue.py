@@ -100,8 +100,7 @@ class SqliteTaskQueue:
     # --- the port ------------------------------------------------------------------------
 
     def publish(self, message: DispatchMessage) -> str:
-        attributes = {"task_id": message.task_id, "attempt": str(message.attempt), "workspace_id": message.workspace_id}
-        return self.publish_raw(message.model_dump_json().encode(), attributes)
+        return self.publish_raw(message.model_dump_json().encode(), message.attributes())
 
     def health(self) -> dict[str, Any]:
         with self._connect() as conn:

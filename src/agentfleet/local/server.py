@@ -18,12 +18,12 @@ from waitress import wasyncore
 from werkzeug.wrappers import Request
 
 from agentfleet.api import Api
-from agentfleet.errors import ConfigError
+from agentfleet.errors import ConfigError, RetryableError
 from agentfleet.local import token
 from agentfleet.local.queue import Delivery, SqliteTaskQueue
 from agentfleet.local.token import is_loopback
 from agentfleet.pubsub import handle_delivery
-from agentfleet.service import RetryableError, Service
+from agentfleet.service import Service
 
 logger = logging.getLogger("agentfleet.serve")
 MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"

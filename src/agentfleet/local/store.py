@@ -24,9 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from agentfleet.local import sqlite
-from agentfleet.tasks import TRUSTED, EventKind, Task, TaskEvent, TaskStatus, apply_transition, utcnow
-
-LIVE = (TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value)
+from agentfleet.tasks import LIVE, TRUSTED, EventKind, Task, TaskEvent, TaskStatus, apply_transition, utcnow
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
