@@ -21,7 +21,7 @@ from agentfleet.local.store import SqliteTaskStore
 from agentfleet.ports import DispatchMessage
 from agentfleet.service import Service
 from agentfleet.settings import Settings
-from agentfleet.tasks import TaskStatus, utcnow
+from agentfleet.tasks import EventKind, TaskStatus, utcnow
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
 from polling import wait_for
 
@@ -84,6 +84,24 @@ def test_a_second_task_on_a_busy_workspace_waits_then_runs(repo_factory, setting
     backends.store.transition(first.id, [TaskStatus.DISPATCHED], TaskStatus.SUCCEEDED)
     assert service.schedule_next(first.workspace_id)
     assert drain(service, backends.queue) == ["launched"]
+
+
+def test_an_attempt_starts_once_and_a_finish_after_a_cancel_records_nothing(
+    repo_factory, settings, idle_command
+) -> None:
+    service = Service(backends_for(settings, idle_command), settings)
+    task, _ = service.submit({"query": "x", "repo_url": str(repo_factory(FILES))})
+    assert service.start_attempt(task.id) is None, "QUEUED: not dispatched yet"
+    service.store.transition(task.id, [TaskStatus.QUEUED], TaskStatus.DISPATCHED, attempt=1)
+    assert service.start_attempt(task.id, attempt=2) is None, "another attempt"
+    running = service.start_attempt(task.id)
+    assert running is not None and running.status is TaskStatus.RUNNING and running.heartbeat_at is not None
+    assert service.start_attempt(task.id) is None, "a second execution of the attempt does nothing"
+    service.cancel(task.id)
+    done = running.model_copy(update={"status": TaskStatus.SUCCEEDED})
+    assert service.finish_attempt(running, done) is False
+    statuses = [e.data["status"] for e in service.events(task.id) if e.kind is EventKind.STATUS]
+    assert statuses == ["QUEUED", "RUNNING", "CANCELLED"] and service.task(task.id).status is TaskStatus.CANCELLED
 
 
 def test_cancelling_a_finished_task_is_a_conflict(repo_factory, settings, idle_command) -> None:

@@ -107,7 +107,6 @@ class Api:
         only origins (http://HOST) a browser may send from: a loopback server's defence against
         DNS rebinding and cross-site requests."""
         self.service = service
-        self.store = service.store
         self.stream = stream or StreamConfig()
         configured = service.settings.api_token.get_secret_value() if service.settings.api_token else None
         token = token or configured
@@ -199,7 +198,7 @@ class Api:
         status = _status_param(request.args.get("status"))
         limit = int_param(request, "limit", default=100, maximum=1000, minimum=1)
         workspace = request.args.get("workspace") or None
-        tasks = self.store.list_tasks(status=status, workspace_id=workspace, limit=limit)
+        tasks = self.service.tasks(status=status, workspace_id=workspace, limit=limit)
         return json_response(TaskList(tasks=tasks))
 
     def _events(self, request: Request, task_id: str) -> Response:
@@ -207,18 +206,18 @@ class Api:
         if request.method == "GET" and "text/event-stream" in request.headers.get("Accept", ""):
             after = _last_event_id(request)
             headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-            stream = _logged(event_stream(self.store, task_id, after, self.stream), task_id)
+            stream = _logged(event_stream(self.service, task_id, after, self.stream), task_id)
             return Response(stream, mimetype="text/event-stream", headers=headers)
         after = int_param(request, "after", default=0, minimum=0, maximum=MAX_SEQ)
         limit = int_param(request, "limit", default=PAGE, minimum=1, maximum=PAGE)
-        return json_response(event_page(self.store, task, after, limit, self.stream.settle_s))
+        return json_response(event_page(self.service, task, after, limit, self.stream.settle_s))
 
     def _cancel(self, request: Request, task_id: str) -> Response:
         return json_response(self.service.cancel(task_id))
 
     def _containers(self, request: Request) -> Response:
         workspaces: dict[str, list[Any]] = defaultdict(list)
-        executions = self.service.backends.jobs.list_active()
+        executions = self.service.executions()
         for execution in executions:
             workspaces[execution.workspace_id].append(execution)
         return json_response(Containers(workspaces=workspaces, count=len(executions)))
@@ -228,11 +227,7 @@ class Api:
         return json_response(WorkspaceResetBody(workspace_id=reset.workspace_id, removed=reset.removed))
 
     def _health(self, request: Request) -> Response:
-        backends = self.service.backends
-        reports = {
-            name: _health_of(name, part)
-            for name, part in [("store", backends.store), ("queue", backends.queue), ("jobs", backends.jobs)]
-        }
+        reports = self.service.health()
         ok = all(report.get("ok") is not False for report in reports.values())
         shown = reports if self._authorized(request) else {}  # the public answer: up or not, no details
         return json_response(Health(status="ok" if ok else "degraded", backends=shown), 200 if ok else 503)
@@ -241,10 +236,7 @@ class Api:
         return json_response(_openapi_document())
 
     def _task(self, task_id: str) -> Task:
-        task = self.store.get(task_id)
-        if task is None:
-            raise TaskNotFoundError(f"no task {task_id}")
-        return task
+        return self.service.task(task_id)
 
 
 # --- input ------------------------------------------------------------------------------------
@@ -321,12 +313,3 @@ def _without_reading_the_body(response: Response) -> Response:
     (to spare the client a reset); sent as a one-chunk stream, a 413 leaves the rest of the body unread."""
     response.response = iter([response.get_data()])
     return response
-
-
-def _health_of(name: str, backend: Any) -> dict[str, Any]:
-    try:
-        report = dict(backend.health())
-    except Exception as exc:
-        logger.exception("health check of the %s failed", name)
-        return {"ok": False, "error": f"{type(exc).__name__}: health check failed"}
-    return report

@@ -5,6 +5,7 @@ the agent process) parse their input, build backends from settings and call one 
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -20,9 +21,9 @@ from agentfleet.errors import (
     TaskNotFoundError,
     describe_validation_error,
 )
-from agentfleet.ports import DispatchMessage
+from agentfleet.ports import DispatchMessage, Execution
 from agentfleet.settings import Settings
-from agentfleet.tasks import LIVE, NOT_FINAL, WORKSPACE_ID, EventKind, Task, TaskRequest, TaskStatus, utcnow
+from agentfleet.tasks import LIVE, NOT_FINAL, WORKSPACE_ID, EventKind, Task, TaskEvent, TaskRequest, TaskStatus, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +152,7 @@ class Service:
                 return
 
     def _fail(self, task: Task, reason: str) -> None:
-        if self.store.transition(task.id, NOT_FINAL, TaskStatus.FAILED, changes={"error": reason}):
-            self.store.append_event(task.id, EventKind.STATUS, {"status": "FAILED", "error": reason})
+        if self._move(task.id, NOT_FINAL, TaskStatus.FAILED, changes={"error": reason}, event={"error": reason}):
             self.schedule_next(task.workspace_id)
 
     # --- cancel -------------------------------------------------------------------------
@@ -161,18 +161,88 @@ class Service:
         task = self.store.get(task_id)
         if task is None:
             raise TaskNotFoundError(f"no task {task_id}")
-        cancelled = self.store.transition(task_id, NOT_FINAL, TaskStatus.CANCELLED, changes={"error": "cancelled"})
+        cancelled = self._move(task_id, NOT_FINAL, TaskStatus.CANCELLED, changes={"error": "cancelled"})
         if cancelled is None:
             current = self.store.get(task_id)
             state = current.status.value if current else "gone"
             raise ConflictError(
                 f"task {task_id} is {state}; only a QUEUED, DISPATCHED or RUNNING task can be cancelled"
             )
-        self.store.append_event(task_id, EventKind.STATUS, {"status": "CANCELLED"})
         if task.execution and task.status in LIVE:
             self.backends.jobs.cancel(task.execution)
         self.schedule_next(task.workspace_id)
         return cancelled
+
+    # --- an attempt, from inside the agent's execution -------------------------------------
+
+    def start_attempt(self, task_id: str, attempt: int | None = None) -> Task | None:
+        """DISPATCHED→RUNNING for the attempt (None: the task's current one): the running task, or
+        None when that attempt is not dispatched (cancelled, requeued, unknown): nothing to do."""
+        task = self.store.get(task_id)
+        if task is None:
+            return None
+        attempt = attempt or task.attempt
+        now = utcnow()
+        changes = {"started_at": now, "heartbeat_at": now}
+        event = {"attempt": attempt}
+        return self._move(
+            task_id, [TaskStatus.DISPATCHED], TaskStatus.RUNNING, attempt=attempt, changes=changes, event=event
+        )
+
+    def finish_attempt(self, running: Task, final: Task) -> bool:
+        """RUNNING→the final status with the result, then schedule the workspace's next task. False
+        when the attempt was no longer current (cancelled or requeued meanwhile): nothing recorded."""
+        changes = {"result": final.result, "error": final.error, "usage": final.usage}
+        event = {"error": final.error} if final.error else {}
+        moved = self._move(
+            running.id, [TaskStatus.RUNNING], final.status, attempt=running.attempt, changes=changes, event=event
+        )
+        self.schedule_next(running.workspace_id)
+        return moved is not None
+
+    def _move(
+        self,
+        task_id: str,
+        expected: Collection[TaskStatus],
+        new: TaskStatus,
+        *,
+        attempt: int | None = None,
+        changes: dict[str, Any] | None = None,
+        event: dict[str, Any] | None = None,
+    ) -> Task | None:
+        """A transition and, when it applied, its status event (the new status and `event`)."""
+        moved = self.store.transition(task_id, expected, new, attempt=attempt, changes=changes)
+        if moved is not None:
+            self.store.append_event(task_id, EventKind.STATUS, {"status": new.value, **(event or {})})
+        return moved
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task | None:
+        return self.store.get(task_id)
+
+    def task(self, task_id: str) -> Task:
+        """The task; TaskNotFoundError when there is none."""
+        task = self.store.get(task_id)
+        if task is None:
+            raise TaskNotFoundError(f"no task {task_id}")
+        return task
+
+    def tasks(
+        self, *, status: TaskStatus | None = None, workspace_id: str | None = None, limit: int = 100
+    ) -> list[Task]:
+        return self.store.list_tasks(status=status, workspace_id=workspace_id, limit=limit)
+
+    def events(self, task_id: str, after: int = 0, limit: int = 1000) -> list[TaskEvent]:
+        return self.store.events(task_id, after=after, limit=limit)
+
+    def executions(self) -> list[Execution]:
+        return self.backends.jobs.list_active()
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Each backend's own report; one that fails to report is `ok: false`, logged."""
+        parts = {"store": self.store, "queue": self.backends.queue, "jobs": self.backends.jobs}
+        return {name: _health_of(name, part) for name, part in parts.items()}
 
     # --- workspaces ------------------------------------------------------------------------
 
@@ -221,19 +291,15 @@ class Service:
             self.backends.jobs.cancel(task.execution)
         if task.attempt < self.settings.max_attempts:
             changes = {"attempt": task.attempt + 1, "execution": None, "heartbeat_at": None, "error": None}
-            requeued = self.store.transition(task.id, LIVE, TaskStatus.QUEUED, attempt=task.attempt, changes=changes)
+            event = {"attempt": task.attempt + 1, "reason": f"{silent}; retrying"}
+            requeued = self._move(task.id, LIVE, TaskStatus.QUEUED, attempt=task.attempt, changes=changes, event=event)
             if requeued:
-                self.store.append_event(
-                    task.id,
-                    EventKind.STATUS,
-                    {"status": "QUEUED", "attempt": requeued.attempt, "reason": f"{silent}; retrying"},
-                )
                 report.requeued.append(task.id)
                 self._publish(requeued)
             return
         reason = f"{silent} on attempt {task.attempt} of {self.settings.max_attempts}; giving up"
-        if self.store.transition(task.id, LIVE, TaskStatus.FAILED, attempt=task.attempt, changes={"error": reason}):
-            self.store.append_event(task.id, EventKind.STATUS, {"status": "FAILED", "error": reason})
+        failed = {"error": reason}
+        if self._move(task.id, LIVE, TaskStatus.FAILED, attempt=task.attempt, changes=failed, event=failed):
             report.failed.append(task.id)
 
     def schedule_next(self, workspace_id: str) -> bool:
@@ -244,3 +310,11 @@ class Service:
         if not queued:
             return False
         return self._publish(min(queued, key=lambda t: t.created_at))
+
+
+def _health_of(name: str, backend: Any) -> dict[str, Any]:
+    try:
+        return dict(backend.health())
+    except Exception as exc:  # top-level handler of a health check: the report says what failed
+        logger.exception("health check of the %s failed", name)
+        return {"ok": False, "error": f"{type(exc).__name__}: health check failed"}

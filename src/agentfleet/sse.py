@@ -11,12 +11,20 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from agentfleet.openapi import EventPage
-from agentfleet.ports import TaskStore
 from agentfleet.tasks import Task, TaskEvent, utcnow
 
 PAGE = 1000
+
+
+class Events(Protocol):
+    """Where a task and its events are read (the service)."""
+
+    def get(self, task_id: str) -> Task | None: ...
+
+    def events(self, task_id: str, after: int = 0, limit: int = 1000) -> list[TaskEvent]: ...
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,7 @@ def settled(task: Task | None, settle_s: float) -> bool:
     return utcnow() - ended >= timedelta(seconds=settle_s)
 
 
-def event_page(store: TaskStore, task: Task, after: int, limit: int, settle_s: float) -> EventPage:
+def event_page(store: Events, task: Task, after: int, limit: int, settle_s: float) -> EventPage:
     """Events with seq > after; `final` once the task settled and nothing is left to read."""
     done = settled(task, settle_s)  # read before the events: an event appended later is not missed
     events = store.events(task.id, after=after, limit=limit)
@@ -55,7 +63,7 @@ def format_end(task: Task | None, last_seq: int) -> str:
     return f"event: end\ndata: {json.dumps(data)}\n\n"
 
 
-def event_stream(store: TaskStore, task_id: str, after: int, config: StreamConfig) -> Iterator[str]:
+def event_stream(store: Events, task_id: str, after: int, config: StreamConfig) -> Iterator[str]:
     """Every event after `after`, in order, as SSE; then `event: end` once the task settled."""
     quiet_since = time.monotonic()
     while True:

@@ -1,8 +1,9 @@
-"""One execution of the agent for one attempt of one task, recorded in the TaskStore.
+"""`python -m agentfleet.agent`: one execution of the agent for one attempt of one task.
 
-DISPATCHED→RUNNING (or nothing, when this attempt is no longer current), heartbeats while it
-works, every event appended to the store, then the final status, then the next queued task of
-the workspace is published. A job exits non-zero only when a retry could help.
+The use cases are the service's (`start_attempt`: DISPATCHED→RUNNING, or nothing when this
+attempt is no longer current; `finish_attempt`: the final status, then the workspace's next task);
+here are the process's parts: arguments, logging, heartbeats while the work runs, every event
+appended to the store. A job exits non-zero only when a retry could help.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from agentfleet.logs import configure_logging
 from agentfleet.ports import ATTEMPT_ENV, TASK_ID_ENV, TaskStore
 from agentfleet.service import Service
 from agentfleet.settings import Settings
-from agentfleet.tasks import EventKind, TaskEvent, TaskStatus, utcnow
+from agentfleet.tasks import EventKind, TaskEvent
 
 logger = logging.getLogger("agentfleet.agent")
 
@@ -46,30 +47,20 @@ class Heartbeat(threading.Thread):
 
 
 def run_attempt(task_id: str, attempt: int | None, settings: Settings, backends: Backends) -> int:
-    store = backends.store
-    task = store.get(task_id)
-    if task is None:
-        logger.error("no such task", extra={"task_id": task_id})
-        return 0
-    attempt = attempt or task.attempt
-    now = utcnow()
-    running = store.transition(
-        task_id,
-        [TaskStatus.DISPATCHED],
-        TaskStatus.RUNNING,
-        attempt=attempt,
-        changes={"started_at": now, "heartbeat_at": now},
-    )
+    """Claim the attempt, work it with heartbeats, record how it ended. 0 unless a retry could help."""
+    service = Service(backends, settings)
+    running = service.start_attempt(task_id, attempt)
     if running is None:
-        logger.info("attempt %s is not dispatched here; nothing to do", attempt, extra={"task_id": task_id})
+        logger.info(
+            "attempt %s is not dispatched here; nothing to do", attempt or "current", extra={"task_id": task_id}
+        )
         return 0
-    store.append_event(task_id, EventKind.STATUS, {"status": "RUNNING", "attempt": attempt})
-    beat = Heartbeat(store, task_id, attempt, settings.heartbeat_interval_s)
+    beat = Heartbeat(backends.store, task_id, running.attempt, settings.heartbeat_interval_s)
     beat.start()
 
     def to_store(event: TaskEvent) -> None:
         if event.kind is not EventKind.STATUS:  # status events are written with the transitions
-            store.append_event(task_id, event.kind, event.data)
+            backends.store.append_event(task_id, event.kind, event.data)
 
     try:
         # Imported after the claim: the model client and MCP stack take over a second to load,
@@ -79,11 +70,7 @@ def run_attempt(task_id: str, attempt: int | None, settings: Settings, backends:
         final = run_task(running, settings, backends.artifacts, listeners=[to_store])
     finally:
         beat.stopped.set()
-    changes = {"result": final.result, "error": final.error, "usage": final.usage}
-    if store.transition(task_id, [TaskStatus.RUNNING], final.status, attempt=attempt, changes=changes):
-        data = {"status": final.status.value, **({"error": final.error} if final.error else {})}
-        store.append_event(task_id, EventKind.STATUS, data)
-    Service(backends, settings).schedule_next(running.workspace_id)
+    service.finish_attempt(running, final)
     return 0
 
 
