@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from agentfleet.agent.runner import run_task
-from agentfleet.agent.sandbox import Sandbox, SandboxConfig
 from agentfleet.local.artifacts import LocalArtifactStore
+from agentfleet.runtime.sandbox import Sandbox, SandboxConfig
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskRequest, TaskStatus
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call

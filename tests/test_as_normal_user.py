@@ -20,9 +20,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ATTACK_TESTS = [
     "tests/mcp_servers/test_workspace_git.py",
-    "tests/agent/test_host_git.py",
-    "tests/agent/test_sandbox_limits.py",
-    "tests/agent/test_occupancy.py",
+    "tests/runtime/test_git.py",
+    "tests/runtime/test_sandbox_limits.py",
+    "tests/runtime/test_occupancy.py",
     "tests/mcp_servers/test_workspace_server.py",
     "tests/test_serve.py::test_a_cancelled_tasks_command_is_dead_before_the_next_task_on_its_workspace_runs",
     "tests/test_serve.py::test_a_sandboxed_command_let_onto_the_network_cannot_submit_a_task",

@@ -23,6 +23,8 @@ def imports_of(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("agentfleet"):
             assert node.level == 0, f"{path}: a relative import"
             found.add(str(node.module))
+            if node.module == "agentfleet":  # from agentfleet import local
+                found.update(f"agentfleet.{alias.name}" for alias in node.names)
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -42,3 +44,45 @@ def test_the_seams_import_no_implementation_and_no_settings() -> None:
     allowed = {"agentfleet.tasks"}
     imported = {name for name in imports_of(SRC / "ports.py") if name.split(".")[1] not in ("ports",)}
     assert {".".join(name.split(".")[:2]) for name in imported} <= allowed, imported
+
+
+def unit(module: str) -> str:
+    """The part of the package a module belongs to: a subpackage, or a top-level module."""
+    return module.split(".")[1] if module.count(".") >= 1 else module
+
+
+def package_graph() -> dict[str, set[str]]:
+    """unit → the units it imports. Entry points (`__main__` modules) compose everything and are
+    left out: the layering is of what they compose."""
+    graph: dict[str, set[str]] = {}
+    for name, path in modules().items():
+        if name == "agentfleet" or path.name == "__main__.py":
+            continue
+        deps = {unit(m) for m in imports_of(path) if m != "agentfleet"} - {unit(name)}
+        graph.setdefault(unit(name), set()).update(deps)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle's units, found by a depth-first walk (each cycle once, from its smallest unit)."""
+    found: list[list[str]] = []
+
+    def walk(path: list[str]) -> None:
+        for nxt in sorted(graph.get(path[-1], ())):
+            if nxt == path[0]:
+                found.append(path)
+            elif nxt not in path and nxt > path[0]:
+                walk([*path, nxt])
+
+    for start in sorted(graph):
+        walk([start])
+    return found
+
+
+def test_no_two_parts_of_the_package_import_each_other() -> None:
+    assert cycles(package_graph()) == []
+
+
+def test_the_cycle_finder_finds_cycles_and_only_them() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []

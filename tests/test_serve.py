@@ -255,7 +255,7 @@ def test_with_no_token_configured_the_server_makes_one_and_requires_it(tmp_path)
 
 
 def test_a_sandboxed_command_let_onto_the_network_cannot_submit_a_task(repo_factory, tmp_path) -> None:
-    from agentfleet.agent.sandbox import Sandbox, SandboxConfig, grant_workspace
+    from agentfleet.runtime.sandbox import Sandbox, SandboxConfig, grant_workspace
 
     workspace = tmp_path / "ws"
     workspace.mkdir()

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from agentfleet.backends import Backends
 from agentfleet.errors import ConflictError
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.local.jobs import LocalJobRunner
 from agentfleet.local.queue import SqliteTaskQueue
 from agentfleet.local.store import SqliteTaskStore
-from agentfleet.ports import DispatchMessage
+from agentfleet.ports import Backends, DispatchMessage
 from agentfleet.service import Service
 from agentfleet.settings import Settings
 from agentfleet.tasks import EventKind, TaskStatus, utcnow

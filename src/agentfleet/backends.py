@@ -11,8 +11,6 @@ from __future__ import annotations
 from agentfleet.ports import Backends
 from agentfleet.settings import Settings
 
-__all__ = ["Backends", "build_backends"]
-
 
 def build_backends(settings: Settings) -> Backends:
     """The implementations `settings.backend` names."""

@@ -25,11 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rich.markup import escape
 from rich.table import Table
 
-from agentfleet.agent.git import run_git
 from agentfleet.agent.runner import run_task
-from agentfleet.agent.sandbox import ExecResult, Sandbox, SandboxConfig, grant_workspace
 from agentfleet.errors import AgentFleetError, describe_validation_error
 from agentfleet.local.artifacts import LocalArtifactStore
+from agentfleet.runtime.git import run_git
+from agentfleet.runtime.sandbox import ExecResult, Sandbox, SandboxConfig, grant_workspace
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskOptions, TaskRequest
 

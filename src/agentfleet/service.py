@@ -12,7 +12,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agentfleet.backends import Backends
 from agentfleet.errors import (
     AgentFleetError,
     ConflictError,
@@ -21,9 +20,21 @@ from agentfleet.errors import (
     TaskNotFoundError,
     describe_validation_error,
 )
-from agentfleet.ports import DispatchMessage, Execution
+from agentfleet.ports import Backends, DispatchMessage, Execution
+from agentfleet.runtime.workspaces import reset_workspace_files
 from agentfleet.settings import Settings
-from agentfleet.tasks import LIVE, NOT_FINAL, WORKSPACE_ID, EventKind, Task, TaskEvent, TaskRequest, TaskStatus, utcnow
+from agentfleet.tasks import (
+    LIVE,
+    NOT_FINAL,
+    WORKSPACE_ID,
+    EventKind,
+    Task,
+    TaskEvent,
+    TaskRequest,
+    TaskStatus,
+    snapshot_key,
+    utcnow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -250,9 +261,6 @@ class Service:
         """Forget what persists of a workspace between tasks (its checkout with ignored files,
         setup markers, its snapshot): the next task starts from a fresh clone and runs setup.
         ConflictError while a task of the workspace is dispatched or running."""
-        from agentfleet.agent.snapshot import snapshot_key
-        from agentfleet.agent.workspace import reset_workspace_files
-
         if not WORKSPACE_ID.match(workspace_id):
             raise InvalidRequestError(f"workspace id {workspace_id[:100]!r} is not one (see a task's workspace_id)")
         busy = ConflictError(

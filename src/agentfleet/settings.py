@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -187,15 +187,13 @@ class Settings(BaseSettings):
     def setup_cache_dir(self) -> Path:
         return self.home / "setup-cache"
 
-    def environment(
-        self, *, exclude: Collection[str] = ("api_token",), only: Collection[str] | None = None
-    ) -> dict[str, str]:
+    def environment(self, *, exclude: Collection[str] = ("api_token",)) -> dict[str, str]:
         """These settings as the environment variables that give them back (None values left out):
-        how a process this one starts gets exactly its settings (or `only` those), none in `exclude`."""
+        how a process this one starts gets exactly its settings, none of those in `exclude`."""
         env = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
-            if name in exclude or value is None or (only is not None and name not in only):
+            if name in exclude or value is None:
                 continue
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
@@ -203,13 +201,6 @@ class Settings(BaseSettings):
                 value = "true" if value else "false"
             env[name.upper() if name in SEED_NAMES else f"AGENTFLEET_{name.upper()}"] = str(value)
         return env
-
-    SANDBOX_FIELDS: ClassVar[tuple[str, ...]] = (
-        "sandbox", "allow_unsandboxed", "sandbox_uid", "sandbox_gid", "sandbox_max_processes",
-        "sandbox_memory_bytes", "sandbox_file_size_bytes", "sandbox_tmp_bytes", "sandbox_shm_bytes",
-        "exec_output_limit", "exec_max_timeout_s",
-    )  # fmt: skip
-    """What the workspace server needs to know: how to run commands."""
 
     def validation_context(self) -> dict[str, object]:
         """What TaskRequest validation needs to know about this deployment."""

@@ -145,6 +145,11 @@ def input_file_key(item: str) -> str:
         raise ValueError(f"input file {item!r} is not a valid artifact key (a relative path without '..')") from None
 
 
+def snapshot_key(workspace_id: str) -> str:
+    """The artifact key of a workspace's snapshot (agent/snapshot.py)."""
+    return f"snapshots/{workspace_id}.tar.gz"
+
+
 def _check_text(value: Any, where: str = "body") -> None:
     """ValueError for a string anywhere in `value` that is not valid Unicode (a lone surrogate,
     which JSON's \\ud800 escapes can carry and no store can keep)."""

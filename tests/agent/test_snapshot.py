@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from agentfleet.agent.runner import run_task
-from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot, snapshot_key
+from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot
 from agentfleet.agent.workspace import SetupRun, prepare_workspace
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.settings import Settings
-from agentfleet.tasks import Task, TaskEvent, TaskRequest, TaskStatus
+from agentfleet.tasks import Task, TaskEvent, TaskRequest, TaskStatus, snapshot_key
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply
 from repos import commit_files, git
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from agentfleet.agent.git import redact_text, run_git
 from agentfleet.agent.workspace import (
     PreparedWorkspace,
     RepoCheckout,
@@ -22,6 +21,7 @@ from agentfleet.agent.workspace import (
 from agentfleet.errors import InvalidRequestError, WorkspaceError
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.locks import locked
+from agentfleet.runtime.git import redact_text, run_git
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskRequest, workspace_id
 from repos import commit_files, git, make_repo
@@ -305,10 +305,10 @@ def test_a_git_command_that_runs_too_long_is_stopped(tmp_path) -> None:
 
 
 def test_a_reset_forgets_what_persists_and_the_next_task_starts_afresh(origin, settings, tmp_path) -> None:
-    from agentfleet.agent.snapshot import snapshot_key
     from agentfleet.backends import build_backends
     from agentfleet.errors import ConflictError
     from agentfleet.service import Service
+    from agentfleet.tasks import snapshot_key
 
     setup = SubprocessSetup()
     first = Run(settings, setup, repo_url=str(origin), options={"setup": "mkdir -p build && echo ran > build/s"})

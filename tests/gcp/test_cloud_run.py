@@ -16,7 +16,6 @@ import grpc
 import pytest
 from google.cloud import run_v2
 
-from agentfleet.backends import Backends
 from agentfleet.errors import AgentFleetError, RetryableError
 from agentfleet.gcp.errors import JobLaunchError
 from agentfleet.gcp.job_template import TEARDOWN_MARGIN_S, job_environment
@@ -24,7 +23,7 @@ from agentfleet.gcp.jobs import CloudRunJobRunner
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.local.queue import SqliteTaskQueue
 from agentfleet.local.store import SqliteTaskStore
-from agentfleet.ports import DispatchMessage
+from agentfleet.ports import Backends, DispatchMessage
 from agentfleet.service import Service
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskOptions, TaskRequest, TaskStatus

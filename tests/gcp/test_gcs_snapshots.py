@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot, snapshot_key
+from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot
 from agentfleet.agent.workspace import prepare_workspace
 from agentfleet.gcp.artifacts import GcsArtifactStore
 from agentfleet.settings import Settings
-from agentfleet.tasks import Task, TaskRequest
+from agentfleet.tasks import Task, TaskRequest, snapshot_key
 from repos import commit_files, git
 
 

@@ -14,8 +14,8 @@ import anyio
 import pytest
 from mcp import Client
 
-from agentfleet.agent.sandbox import Sandbox, SandboxConfig, grant_workspace
 from agentfleet.mcp_servers.workspace import Workspace, build_server
+from agentfleet.runtime.sandbox import Sandbox, SandboxConfig, grant_workspace
 from hostile import PLANTS, SECRET_KEY, fired, marker_dir, plant
 from repos import git, make_repo
 

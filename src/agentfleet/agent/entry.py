@@ -14,10 +14,10 @@ import os
 import signal
 import threading
 
-from agentfleet.agent.sandbox import kill_all
-from agentfleet.backends import Backends, build_backends
+from agentfleet.backends import build_backends
 from agentfleet.logs import configure_logging
-from agentfleet.ports import ATTEMPT_ENV, TASK_ID_ENV, TaskStore
+from agentfleet.ports import ATTEMPT_ENV, TASK_ID_ENV, Backends, TaskStore
+from agentfleet.runtime.sandbox import kill_all
 from agentfleet.service import Service
 from agentfleet.settings import Settings
 from agentfleet.tasks import EventKind, TaskEvent

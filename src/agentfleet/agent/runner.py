@@ -21,15 +21,15 @@ from mcp import StdioServerParameters
 from openai import AsyncOpenAI
 
 from agentfleet.agent.loop import Agent, Limits, Outcome
-from agentfleet.agent.occupancy import Occupancy, occupy
 from agentfleet.agent.profiles import profile_for
-from agentfleet.agent.sandbox import Sandbox, SandboxConfig, grant_workspace
 from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot
 from agentfleet.agent.tools import ToolBox, shared_server_url
 from agentfleet.agent.workspace import PreparedWorkspace, SetupRun, prepare_workspace, push_branch, write_changes
 from agentfleet.errors import AgentFleetError, ConfigError
-from agentfleet.mcp_servers.filewalk import entry, iter_files
 from agentfleet.ports import ArtifactStore
+from agentfleet.runtime.filewalk import entry, iter_files
+from agentfleet.runtime.occupancy import Occupancy, occupy
+from agentfleet.runtime.sandbox import Sandbox, SandboxConfig, grant_workspace
 from agentfleet.settings import Settings
 from agentfleet.tasks import EventKind, Task, TaskEvent, TaskResult, TaskStatus, Usage, utcnow
 
@@ -163,7 +163,8 @@ async def _loop(
     options = task.request.options
     model = options.model or settings.model
     profile = profile_for(model, settings.model_profile)
-    server = _workspace_server(workspace.root, settings, options.network, occupancy.procs)
+    sandbox = SandboxConfig.from_settings(settings, network=options.network)
+    server = _workspace_server(workspace.root, settings, sandbox, occupancy.procs)
     async with ToolBox(profile, call_timeout_s=settings.exec_max_timeout_s + 60) as tools:
         await tools.connect("workspace", server)
         for spec in options.mcp_servers:
@@ -201,22 +202,19 @@ def _setup_runner(settings: Settings, config: SandboxConfig, task: Task) -> Call
     return run_setup
 
 
-def _workspace_server(root: Path, settings: Settings, network: bool, procs_lock: Path) -> StdioServerParameters:
-    """The workspace server as a child process: it ends with this process (and its commands with
-    it), holds the workspace's process lock while alive, and its environment carries no secrets."""
-    env = settings.environment(only=Settings.SANDBOX_FIELDS)
-    env["PYTHONUNBUFFERED"] = "1"
+def _workspace_server(
+    root: Path, settings: Settings, sandbox: SandboxConfig, procs_lock: Path
+) -> StdioServerParameters:
+    """The workspace server as a child process: its sandbox given as a typed model on its command
+    line; it ends with this process (and its commands with it), holds the workspace's process lock
+    while alive, and its environment carries no secrets."""
+    env = {"PYTHONUNBUFFERED": "1"}
     if "PYTHONPATH" in os.environ:  # how this process found agentfleet, when not installed
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    args = ["-m", "agentfleet.mcp_servers.workspace", "--root", str(root)]
+    args = ["-m", "agentfleet.mcp_servers.workspace", "--root", str(root), "--sandbox", sandbox.model_dump_json()]
     args += ["--owner-pid", str(os.getpid()), "--hold-lock", str(procs_lock)]
     settings.home.mkdir(parents=True, exist_ok=True)
-    return StdioServerParameters(
-        command=sys.executable,
-        args=[*args, *(["--network"] if network else [])],
-        env=env,
-        cwd=str(settings.home),
-    )
+    return StdioServerParameters(command=sys.executable, args=args, env=env, cwd=str(settings.home))
 
 
 def _prompt(task: Task, workspace: PreparedWorkspace) -> str:

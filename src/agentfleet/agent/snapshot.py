@@ -20,7 +20,6 @@ links, never written through, and the agent can make the same ones itself.
 
 from __future__ import annotations
 
-import fcntl
 import gzip
 import hashlib
 import os
@@ -36,11 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from agentfleet.agent.git import remove_path
+from agentfleet.agent.mirrors import mirror_lock
 from agentfleet.errors import WorkspaceError
+from agentfleet.locks import locked
 from agentfleet.ports import ArtifactStore
+from agentfleet.runtime.files import remove_path
 from agentfleet.settings import Settings
-from agentfleet.tasks import WORKSPACE_ID, Task, workspace_id
+from agentfleet.tasks import WORKSPACE_ID, Task, snapshot_key, workspace_id
 
 Emit = Callable[[str, dict[str, Any]], None]
 CONTENT_HASHED = 64 * 1024
@@ -71,8 +72,11 @@ class _Layout:
     fingerprinted: tuple[str, ...]
 
     def lock(self, home: Path, root: str) -> AbstractContextManager[None]:
-        """For a mirror, the lock `update_mirror` takes (`<name>.lock` beside it); else none."""
-        return _locked((home / root).with_suffix(".lock")) if root in self.mirrors else nullcontext()
+        """For a mirror, the lock `update_mirror` takes; else none."""
+        if root not in self.mirrors:
+            return nullcontext()
+        mirror = home / root
+        return locked(mirror_lock(mirror.parent, mirror.name.removesuffix(".git")))
 
 
 def _layout(task: Task, settings: Settings) -> _Layout:
@@ -87,10 +91,6 @@ def _layout(task: Task, settings: Settings) -> _Layout:
     checkout = rel(settings.workspaces_dir / task.workspace_id)
     markers = rel(settings.setup_cache_dir / task.workspace_id)
     return _Layout((*mirrors, checkout, markers), tuple(mirrors), checkout, (*mirrors, markers))
-
-
-def snapshot_key(workspace: str) -> str:
-    return f"snapshots/{workspace}.tar.gz"
 
 
 # --- restore -------------------------------------------------------------------------------------
@@ -287,17 +287,6 @@ def _entry(path: Path) -> bytes:
     if stat.S_ISREG(st.st_mode):
         return head + (path.read_bytes() if st.st_size <= CONTENT_HASHED else b"%d" % st.st_mtime_ns)
     return f"{st.st_mode}\0".encode()  # a folder: its mtime changes with every temp file inside
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @contextmanager

@@ -24,33 +24,23 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from agentfleet.agent import git
-from agentfleet.agent.git import (
-    checkout_config,
-    checkout_token,
-    fetch_url,
-    guard_checkout,
-    real_dir,
-    remove_path,
-    resolve_commit,
-    run_git,
-    sync_checkout,
-    update_mirror,
-)
+from agentfleet.agent.mirrors import checkout_token, fetch_url, resolve_commit, sync_checkout, update_mirror
 from agentfleet.errors import WorkspaceError
-from agentfleet.locks import locked
-from agentfleet.mcp_servers.textfile import open_regular, read_small
 from agentfleet.ports import ArtifactStore
+from agentfleet.runtime import git
+from agentfleet.runtime.files import open_regular, read_small, real_dir, remove_path
+from agentfleet.runtime.git import checkout_config, guard_checkout, run_git
+from agentfleet.runtime.workspaces import host_index
 from agentfleet.settings import Settings
 from agentfleet.tasks import WORKSPACE_ID, RepoSpec, Task, input_file_key, redact_url, repo_dirname
 
 SETUP_SCRIPT = ".agentfleet/setup.sh"
 LOCKFILES = (
-    "requirements*.txt", "poetry.lock", "uv.lock", "Pipfile", "Pipfile.lock", "pyproject.toml",
-    "setup.py", "setup.cfg", "package.json", "package-lock.json", "npm-shrinkwrap.json", "yarn.lock",
-    "pnpm-lock.yaml", "bun.lockb", "Cargo.toml", "Cargo.lock", "go.mod", "go.sum", "Gemfile",
-    "Gemfile.lock", "composer.json", "composer.lock", ".python-version", ".nvmrc", ".tool-versions",
-)  # fmt: skip
+    *("requirements*.txt", "poetry.lock", "uv.lock", "Pipfile", "Pipfile.lock", "pyproject.toml", "setup.py"),
+    *("setup.cfg", "package.json", "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml"),
+    *("bun.lockb", "Cargo.toml", "Cargo.lock", "go.mod", "go.sum", "Gemfile", "Gemfile.lock", "composer.json"),
+    *("composer.lock", ".python-version", ".nvmrc", ".tool-versions"),
+)
 """Files at a checkout's root whose contents decide whether setup must run again."""
 OUTPUT_KEEP = 4000
 MAX_SETUP_SCRIPT_BYTES = 1 << 20
@@ -134,8 +124,8 @@ def _drop_other_checkouts(root: Path, keep: set[str]) -> None:
 
 def _prepare_repo(spec: RepoSpec, path: Path, settings: Settings, emit: Emit) -> RepoCheckout:
     shown = redact_url(spec.url)
-    mirror, action = update_mirror(spec.url, settings.mirrors_dir)
-    emit("workspace", {"step": "mirror", "action": action, "repo": shown})
+    mirror, fetched = update_mirror(spec.url, settings.mirrors_dir)
+    emit("workspace", {"step": "mirror", "action": fetched, "repo": shown})
     commit = resolve_commit(mirror, spec.ref)
     if commit is None and spec.ref is not None:
         raise WorkspaceError(f"ref {spec.ref!r} not found in {shown}; give an existing branch, tag or commit")
@@ -156,35 +146,6 @@ def _prepare_repo(spec: RepoSpec, path: Path, settings: Settings, emit: Emit) ->
     action = "reused" if reused else "cloned"
     emit("workspace", {"step": "checkout", "action": action, "commit": commit, "repo": shown})
     return RepoCheckout(shown, path, commit, spec.ref, fetch_url=remote, git_config=config, index=index)
-
-
-def reset_workspace_files(settings: Settings, workspace_id: str) -> list[str]:
-    """Remove what a workspace keeps on this machine between tasks: the checkout with its ignored
-    files (environments, build output, anything setup or the agent left there), the setup markers
-    (setup runs again) and the host's indexes. The mirrors stay: they hold only what the remote has.
-    TimeoutError when an attempt is working in the workspace."""
-    if not WORKSPACE_ID.match(workspace_id):
-        raise WorkspaceError(f"workspace id {workspace_id!r} is not a plain folder name")
-    with locked(settings.home / "locks" / f"{workspace_id}.attempt", timeout_s=0):
-        removed = []
-        for name, path in (
-            ("checkout", settings.workspaces_dir / workspace_id),
-            ("setup markers", settings.setup_cache_dir / workspace_id),
-        ):
-            if path.exists() or path.is_symlink():
-                remove_path(path)
-                removed.append(name)
-        for index in (settings.home / "indexes").glob(f"{workspace_id}.index"):
-            index.unlink()
-        for index in (settings.home / "indexes").glob(f"{workspace_id}--*.index"):
-            index.unlink()
-    return removed
-
-
-def host_index(settings: Settings, checkout: Path) -> Path:
-    """Where the host keeps its own index of the checkout at `checkout` (outside every workspace)."""
-    relative = checkout.relative_to(settings.workspaces_dir).as_posix()
-    return settings.home / "indexes" / f"{relative.replace('/', '--')}.index"
 
 
 # --- setup -------------------------------------------------------------------------------------

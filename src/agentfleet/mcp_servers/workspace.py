@@ -11,24 +11,23 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import select
 import shlex
-import signal
-import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from agentfleet.agent.sandbox import Sandbox, SandboxConfig, kill_all
 from agentfleet.errors import AgentFleetError
 from agentfleet.locks import acquire
-from agentfleet.mcp_servers.apply_patch import apply_patch as apply_patch_text
-from agentfleet.mcp_servers.apply_patch import summarize
-from agentfleet.mcp_servers.filewalk import entry, iter_files, relative
-from agentfleet.mcp_servers.paths import resolve_in_workspace
-from agentfleet.mcp_servers.textfile import MAX_LINE_BYTES, count_lines, lines, looks_binary, open_regular
+from agentfleet.runtime.apply_patch import apply_patch as apply_patch_text
+from agentfleet.runtime.apply_patch import summarize
+from agentfleet.runtime.capture import end_with
+from agentfleet.runtime.files import MAX_LINE_BYTES, count_lines, lines, looks_binary, open_regular
+from agentfleet.runtime.filewalk import entry, iter_files, relative
+from agentfleet.runtime.paths import resolve_in_workspace
+from agentfleet.runtime.sandbox import Sandbox, SandboxConfig
 
 MAX_READ_LINES = 2000
 MAX_READ_CHARS = 100_000
@@ -44,6 +43,16 @@ INSTRUCTIONS = (
 )
 
 
+@contextmanager
+def readable_errors() -> Iterator[None]:
+    """Our errors as ToolError: the MCP SDK shows the model a ToolError's message, and only a
+    generic "Error executing tool" for any other exception (its text stays on the server)."""
+    try:
+        yield
+    except AgentFleetError as exc:
+        raise ToolError(str(exc)) from exc
+
+
 class Workspace:
     """The operations behind the tools, usable without MCP."""
 
@@ -53,10 +62,8 @@ class Workspace:
         self.owner = owner
 
     def _path(self, rel: str) -> Path:
-        try:
+        with readable_errors():
             return resolve_in_workspace(self.root, rel)
-        except AgentFleetError as exc:
-            raise ToolError(str(exc)) from exc
 
     def _chown(self, path: Path) -> None:
         if self.owner and os.geteuid() == 0:
@@ -65,16 +72,12 @@ class Workspace:
     def exec(self, command: str, timeout_s: int = 120) -> str:
         if not command.strip():
             raise ToolError("command is empty")
-        try:
+        with readable_errors():
             return self.sandbox.run(command, timeout_s=max(1, timeout_s)).render()
-        except AgentFleetError as exc:
-            raise ToolError(str(exc)) from exc
 
     def apply_patch(self, patch: str) -> str:
-        try:
+        with readable_errors():
             changes = apply_patch_text(patch, self.root, on_write=self._chown)
-        except AgentFleetError as exc:
-            raise ToolError(str(exc)) from exc
         return "Done. Changed files:\n" + summarize(changes)
 
     def read_file(self, path: str, start: int | None = None, end: int | None = None) -> str:
@@ -154,10 +157,8 @@ class Workspace:
         for repo in repos:
             where = repo.relative_to(self.root).as_posix() or "."
             script = " && ".join([shlex.join(["cd", "--", where]), *(shlex.join([*GIT, *args]) for args in commands)])
-            try:
+            with readable_errors():
                 result = self.sandbox.run(script, timeout_s=GIT_TIMEOUT_S)
-            except AgentFleetError as exc:
-                raise ToolError(str(exc)) from exc
             if result.exit_code != 0:
                 raise ToolError(f"git failed in {repo.name}: {result.render()[-2000:]}")
             text = result.output
@@ -249,39 +250,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--network", action="store_true", help="allow network access to commands")
     parser.add_argument(
+        "--sandbox", type=SandboxConfig.model_validate_json, help="the sandbox as JSON (default: from the settings)"
+    )
+    parser.add_argument(
         "--owner-pid", type=int, help="end (and kill every running command) when this process, the agent, ends"
     )
     parser.add_argument(
         "--hold-lock", type=Path, help="hold a shared lock on this file while alive (the workspace is in use)"
     )
     return parser.parse_args(argv)
-
-
-def _end_now(*_: object) -> None:
-    """Kill every running command (its whole sandbox) and exit, releasing the held lock."""
-    kill_all()
-    os._exit(0)
-
-
-def _stay_with(owner_pid: int) -> None:
-    """End this server when the process that started it ends: the MCP client starts it in a session
-    of its own, so a signal to the agent's process group (cancel, requeue) does not reach it."""
-    if os.getppid() != owner_pid:  # the owner ended before we got here
-        _end_now()
-    signal.signal(signal.SIGTERM, _end_now)
-    threading.Thread(target=_watch, args=(owner_pid,), name="owner-watch", daemon=True).start()
-
-
-def _watch(owner_pid: int) -> None:
-    try:
-        fd = os.pidfd_open(owner_pid)
-    except OSError:  # no pidfd (old kernel): see whether we were handed to another parent
-        while os.getppid() == owner_pid:
-            threading.Event().wait(0.2)
-        _end_now()
-        return
-    select.select([fd], [], [])  # readable once the process has ended
-    _end_now()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -291,9 +268,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.hold_lock is not None:
         acquire(args.hold_lock, shared=True, timeout_s=30)  # held until this process ends
     if args.owner_pid is not None:
-        _stay_with(args.owner_pid)
-    settings = Settings()
-    config = SandboxConfig.from_settings(settings, network=args.network)
+        end_with(args.owner_pid)
+    config = args.sandbox or SandboxConfig.from_settings(Settings(), network=args.network)
     sandbox = Sandbox(args.root, config)
     owner = (config.uid, config.gid) if config.mode == "bwrap" else None
     server = build_server(Workspace(args.root, sandbox, owner))

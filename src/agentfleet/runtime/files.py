@@ -1,9 +1,11 @@
-"""Reading files the agent wrote, with bounded memory: only regular files are opened (never a
-FIFO that blocks or a link), nothing is read whole, and a long line is cut at MAX_LINE_BYTES."""
+"""Files the agent wrote, handled by the host: read with bounded memory (only regular files are
+opened, never a FIFO that blocks or a link; nothing is read whole; a long line is cut at
+MAX_LINE_BYTES), and replaced or removed without following a link."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,3 +69,46 @@ def count_lines(fh: BinaryIO) -> int:
         count += chunk.count(b"\n")
         last = chunk[-1:]
     return count + (last != b"\n")
+
+
+# --- replacing and removing ---------------------------------------------------------------
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file, symlink or folder (never following a symlink); nothing if absent."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def real_dir(path: Path) -> Path:
+    """Make `path` a real folder: whatever stands there that is not one (a symlink) goes."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_new(path: Path, data: str) -> None:
+    """Replace `path` by a new regular file; a symlink standing there is removed, not followed."""
+    remove_path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(data)
+
+
+def has_symlink(folder: Path) -> bool:
+    """Whether anything under `folder` is a symlink (git never makes one inside `.git`)."""
+    for base, dirs, files in os.walk(folder):
+        if any(os.path.islink(os.path.join(base, name)) for name in (*dirs, *files)):
+            return True
+    return False
+
+
+def copy_new(src: Path, dest: Path) -> None:
+    """Replace `dest` by a new regular file with `src`'s bytes; a symlink there is removed, not followed."""
+    remove_path(dest)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as out, src.open("rb") as data:
+        shutil.copyfileobj(data, out)

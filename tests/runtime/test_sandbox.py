@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from agentfleet.agent.sandbox import ExecResult, Sandbox, SandboxConfig, grant_workspace
 from agentfleet.errors import SandboxUnavailableError
+from agentfleet.runtime.sandbox import ExecResult, Sandbox, SandboxConfig, grant_workspace
 from agentfleet.settings import Settings
 from processes import pids_running, unique_sleep_seconds
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pathspec import GitIgnoreSpec
 
-from agentfleet.agent.git import BYPRODUCTS
-from agentfleet.mcp_servers.textfile import read_small
+from agentfleet.runtime.files import read_small
+from agentfleet.runtime.git import BYPRODUCTS
 
 ALWAYS_SKIPPED = {".git", ".hg", ".svn"}
 MAX_IGNORE_BYTES = 1 << 20

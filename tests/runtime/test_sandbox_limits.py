@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from agentfleet.agent.sandbox import Sandbox, SandboxConfig, grant_workspace
+from agentfleet.runtime.sandbox import Sandbox, SandboxConfig, grant_workspace
 from polling import wait_for
 from processes import pids_running
 
@@ -45,7 +45,7 @@ FORK_CHECK = textwrap.dedent(
     """
     import shlex, sys
     from pathlib import Path
-    from agentfleet.agent.sandbox import Sandbox, SandboxConfig
+    from agentfleet.runtime.sandbox import Sandbox, SandboxConfig
     box = Sandbox(Path(sys.argv[1]), SandboxConfig(max_processes=40))
     result = box.run("python3 -c " + shlex.quote(sys.argv[2]), 60)
     print(result.output)
@@ -126,7 +126,7 @@ def test_tmp_and_shm_are_bounded_tmpfs(workspace: Path) -> None:
 
 def test_an_outer_limit_lower_than_ours_is_kept_not_raised(workspace: Path) -> None:
     run = (
-        "from agentfleet.agent.sandbox import Sandbox, SandboxConfig; import sys; "
+        "from agentfleet.runtime.sandbox import Sandbox, SandboxConfig; import sys; "
         "r = Sandbox(sys.argv[1], SandboxConfig()).run('ulimit -v'); print(r.output, r.exit_code)"
     )
     proc = subprocess.run(

@@ -53,17 +53,26 @@ class Occupancy:
             ) from None
 
 
+def attempt_lock(settings: Settings, workspace_id: str) -> Path:
+    """The lock an attempt holds, exclusively, while it works in the workspace."""
+    return settings.home / "locks" / f"{workspace_id}.attempt"
+
+
+def processes_lock(settings: Settings, workspace_id: str) -> Path:
+    """The lock every process acting in the workspace for an attempt holds, shared, while it lives."""
+    return settings.home / "locks" / f"{workspace_id}.procs"
+
+
 @contextmanager
 def occupy(settings: Settings, workspace_id: str, emit: Emit) -> Iterator[Occupancy]:
     """Hold the workspace for one attempt: after any attempt before it, and after its processes."""
-    locks = settings.home / "locks"
 
     def waiting() -> None:
         emit("workspace", {"step": "wait", "for": "the attempt working in this workspace to end"})
 
-    fd = acquire(locks / f"{workspace_id}.attempt", on_wait=waiting)
+    fd = acquire(attempt_lock(settings, workspace_id), on_wait=waiting)
     try:
-        occupancy = Occupancy(workspace_id, locks / f"{workspace_id}.procs", emit)
+        occupancy = Occupancy(workspace_id, processes_lock(settings, workspace_id), emit)
         occupancy.wait_processes_gone()
         yield occupancy
     finally:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentfleet.mcp_servers.apply_patch import (
+from agentfleet.runtime.apply_patch import (
     FileChange,
     PatchError,
     UpdateFile,

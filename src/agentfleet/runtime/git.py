@@ -1,4 +1,5 @@
-"""The one hardened git wrapper of the host, and the cached bare mirrors.
+"""The one hardened git wrapper of the host: every git the host runs, and what it runs on a
+checkout the agent has had (the guard of its `.git`, the patch, the stat, the push).
 
 Every command runs non-interactively (GIT_TERMINAL_PROMPT=0, ssh in batch mode), under a
 time limit (GIT_TIMEOUT_S; Settings has no git timeout), with `safe.directory=*` (we run as
@@ -21,23 +22,18 @@ git that acts on the checkout for the agent (git_status, git_diff) runs inside t
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import select
-import shutil
 import signal
-import stat
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import IO, NoReturn
 
 from agentfleet.errors import WorkspaceError
-from agentfleet.locks import locked
-from agentfleet.tasks import workspace_id
+from agentfleet.runtime.files import has_symlink, real_dir, remove_path, write_new
 
 GIT_TIMEOUT_S = 600
 """Wall-clock limit of one git command, in seconds."""
@@ -55,8 +51,8 @@ _ENV_DROP = frozenset({
 })  # fmt: skip
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
-MIRROR_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 CHECKOUT_REFSPECS = ("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
+"""Where a checkout's fetch puts the mirror's branches and tags (its config names them)."""
 EXCLUDED = ("/.agentfleet/inputs/",)
 """Workspace paths that are never part of a patch, even when tracked."""
 BYPRODUCTS = (
@@ -154,46 +150,7 @@ def _failed(args: tuple[str, ...], output: str, code: int) -> NoReturn:
     raise WorkspaceError(f"git {args[0]} failed: {detail}")
 
 
-def fetch_url(url: str) -> str:
-    """The URL as git is given it: local paths made absolute, since git runs in other folders."""
-    if url.startswith(("/", "./", "../", "~")) or url in (".", ".."):
-        return str(Path(url).expanduser().resolve())
-    return url
-
-
 # --- files the agent could have tampered with ------------------------------------------------
-
-
-def remove_path(path: Path) -> None:
-    """Remove a file, symlink or folder (never following a symlink); nothing if absent."""
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        path.unlink()
-    elif path.is_dir():
-        shutil.rmtree(path)
-
-
-def real_dir(path: Path) -> Path:
-    """Make `path` a real folder: whatever stands there that is not one (a symlink) goes."""
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        path.unlink()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def write_new(path: Path, data: str) -> None:
-    """Replace `path` by a new regular file; a symlink standing there is removed, not followed."""
-    remove_path(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(data)
-
-
-def has_symlink(folder: Path) -> bool:
-    """Whether anything under `folder` is a symlink (git never makes one inside `.git`)."""
-    for base, dirs, files in os.walk(folder):
-        if any(os.path.islink(os.path.join(base, name)) for name in (*dirs, *files)):
-            return True
-    return False
 
 
 def _quote(value: str) -> str:
@@ -235,82 +192,7 @@ def restore_gitdir(gitdir: Path, config: str) -> None:
     write_new(real_dir(gitdir / "info") / "exclude", "# AgentFleet: never part of a patch\n" + lines)
 
 
-# --- mirrors ---------------------------------------------------------------------------------
-
-
-def update_mirror(url: str, mirrors_dir: Path) -> tuple[Path, str]:
-    """The repository's bare mirror, fetched now; ("created" | "fetched") says which it was."""
-    mirrors_dir.mkdir(parents=True, exist_ok=True)
-    name = workspace_id(url)
-    final = mirrors_dir / f"{name}.git"
-    with locked(mirrors_dir / f"{name}.lock"):
-        if final.is_dir():
-            _fetch_mirror(final, url)
-            return final, "fetched"
-        for stale in mirrors_dir.glob(f".tmp-{name}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = mirrors_dir / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
-        try:
-            run_git(mirrors_dir, "init", "--bare", "--quiet", "--", str(tmp))
-            _fetch_mirror(tmp, url)
-            os.rename(tmp, final)  # a crash before this leaves only a .tmp- folder
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return final, "created"
-
-
-def _fetch_mirror(mirror: Path, url: str) -> None:
-    remote = fetch_url(url)
-    run_git(mirror, "fetch", "--prune", "--quiet", "--", remote, *MIRROR_REFSPECS)
-    listing = run_git(mirror, "ls-remote", "--symref", "--", remote, "HEAD").stdout
-    match = re.search(r"^ref: (refs/heads/\S+)\tHEAD$", listing, re.MULTILINE)
-    if match:
-        run_git(mirror, "symbolic-ref", "HEAD", match[1])
-
-
-def resolve_commit(mirror: Path, ref: str | None) -> str | None:
-    """The commit `ref` (a branch, tag or sha; None: the default branch) names in the mirror."""
-    spec = f"{ref or 'HEAD'}^{{commit}}"
-    proc = run_git(mirror, "rev-parse", "--verify", "--quiet", "--end-of-options", spec, check=False)
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
-
-
 # --- checkouts -------------------------------------------------------------------------------
-
-
-def sync_checkout(path: Path, mirror: Path, commit: str, config: str, index: Path) -> None:
-    """Make `path` a clean checkout of `commit`; untracked files go, ignored ones stay.
-
-    Host git reads and writes `index` (ours, outside the workspace); the agent gets a copy."""
-    gitdir = real_dir(path) / ".git"
-    if gitdir.is_symlink() or not gitdir.is_dir():
-        remove_path(gitdir)
-        index.unlink(missing_ok=True)  # it described a repository that is gone
-        run_git(path, "init", "--quiet", "--template=")
-    restore_gitdir(gitdir, config)
-    index.parent.mkdir(parents=True, exist_ok=True)
-    run_git(path, "fetch", "--prune", "--quiet", "--", str(mirror), *CHECKOUT_REFSPECS)
-    run_git(path, "checkout", "--force", "--quiet", "--detach", commit, index=index)
-    run_git(path, "reset", "--hard", "--quiet", commit, index=index)
-    run_git(path, "clean", "-ffdq", index=index)
-    copy_new(index, gitdir / "index")
-
-
-def checkout_token(path: Path) -> str:
-    """A random name for this incarnation of the checkout at `path`, kept in its `.git`."""
-    state = path / ".git" / "agentfleet.json"
-    try:  # the agent can write this file: read only a small regular file, never a FIFO or a link
-        fd = os.open(state, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as fh:
-            token = json.loads(fh.read(4096) if stat.S_ISREG(os.fstat(fd).st_mode) else b"")["token"]
-        if isinstance(token, str) and token:
-            return token
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    token = uuid.uuid4().hex
-    write_new(state, json.dumps({"token": token}))
-    return token
 
 
 def guard_checkout(path: Path, base_commit: str, config: str) -> None:
@@ -388,11 +270,3 @@ def commit_and_push(path: Path, base: str, index: Path, branch: str, message: st
     commit = run_git(path, "commit-tree", tree, "-p", base, "-F", "-", input=message).stdout.strip()
     # forced: the branch belongs to one task, and a retried attempt pushes it again
     run_git(path, "push", "--quiet", "--", remote, f"+{commit}:refs/heads/{branch}")
-
-
-def copy_new(src: Path, dest: Path) -> None:
-    """Replace `dest` by a new regular file with `src`'s bytes; a symlink there is removed, not followed."""
-    remove_path(dest)
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "wb") as out, src.open("rb") as data:
-        shutil.copyfileobj(data, out)

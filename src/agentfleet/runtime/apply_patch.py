@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from agentfleet.errors import AgentFleetError
-from agentfleet.mcp_servers.paths import PathEscapeError, resolve_in_workspace
+from agentfleet.runtime.paths import PathEscapeError, resolve_in_workspace
 
 BEGIN, END, EOF_MARKER = "*** Begin Patch", "*** End Patch", "*** End of File"
 HUNK_LINES = "lines starting with ' ' (context), '-' (remove) or '+' (add)"

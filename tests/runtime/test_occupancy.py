@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agentfleet.agent import occupancy
-from agentfleet.agent.occupancy import occupy
 from agentfleet.errors import WorkspaceError
+from agentfleet.runtime import occupancy
+from agentfleet.runtime.occupancy import occupy
 from agentfleet.settings import Settings
 from polling import wait_for
 

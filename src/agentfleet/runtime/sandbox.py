@@ -1,4 +1,5 @@
-"""Run the agent's shell commands inside bubblewrap, as an unprivileged user, bounded in time and output.
+"""Run the agent's shell commands inside bubblewrap, as an unprivileged user, bounded in time, output
+and resources (the bounded process I/O itself is runtime/capture.py).
 
 The sandbox sees the system directories read-only (/usr, /bin, /sbin, /lib*, /etc), the workspace
 read-write at its real path (the command starts there), private /tmp, /dev/shm, /dev and /proc, a fresh
@@ -13,27 +14,24 @@ other user, bwrap runs directly as that user.
 
 from __future__ import annotations
 
-import codecs
-import contextlib
 import functools
 import logging
 import os
-import selectors
 import shutil
-import signal
 import subprocess
 import tempfile
-import threading
-import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+from pydantic import BaseModel, ConfigDict
+
 from agentfleet.errors import SandboxUnavailableError
+from agentfleet.runtime.capture import ExecResult, execute, kill_all
 from agentfleet.settings import Settings
 
 logger = logging.getLogger(__name__)
+__all__ = ["ExecResult", "Sandbox", "SandboxConfig", "grant_workspace", "kill_all"]
 
 SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SANDBOX_HOME = "/tmp/home"
@@ -47,61 +45,53 @@ PRELUDE = (
     "lim -u {processes}; lim -v {memory_kib}; lim -f {file_kib}; "
     'mkdir -p -m 700 "$HOME" 2>/dev/null; exec /bin/bash -c "$1"'
 )
-CHUNK = 65536
-POLL_S = 0.05
 PROBE_ARGS = "--ro-bind / / --dev /dev --proc /proc --unshare-net --unshare-pid --die-with-parent"
-MARKER_RESERVE = 48  # room for the "… [N bytes omitted] …" marker inside output_limit
 
 
-@dataclass(frozen=True)
-class ExecResult:
-    exit_code: int | None  # None when killed by timeout
-    output: str
-    timed_out: bool
-    truncated: bool
-    duration_s: float
+class SandboxConfig(BaseModel):
+    """How commands run: a typed model, so that it crosses to the workspace server as it is."""
 
-    def render(self) -> str:
-        """What the model sees: the output, then how the command ended."""
-        if self.timed_out:
-            status = f"[timed out after {round(self.duration_s)}s]"
-        elif self.exit_code is not None and self.exit_code < 0:
-            status = f"[killed by signal {-self.exit_code}]"
-        else:
-            status = f"[exit code {self.exit_code}]"
-        if self.output and not self.output.endswith("\n"):
-            return f"{self.output}\n{status}"
-        return self.output + status
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-@dataclass(frozen=True)
-class SandboxConfig:
     mode: Literal["bwrap", "none"] = "bwrap"
     allow_unsandboxed: bool = False
+    """Run without isolation where bubblewrap cannot (never silently)."""
     uid: int = 65534
+    """The unprivileged user commands run as, when AgentFleet runs as root."""
     gid: int = 65534
     network: bool = False
     output_limit: int = 16_000
+    """Bytes of output kept, head and tail."""
     max_timeout_s: int = 1800
     extra_ro_binds: tuple[str, ...] = ()
     bwrap_path: str = "bwrap"
-    # Limits on every command (0: none). Processes count per user: as root, every sandbox's user.
     max_processes: int = 512
-    memory_bytes: int = 4 << 30  # address space of each process
-    file_size_bytes: int = 1 << 30  # the largest file a command may write
-    tmp_bytes: int = 1 << 30  # /tmp, a RAM-backed tmpfs
-    shm_bytes: int = 256 << 20  # /dev/shm, likewise
+    """Limits on every command (0: none). Processes count per user: as root, every sandbox's user."""
+    memory_bytes: int = 4 << 30
+    """Address space of each process."""
+    file_size_bytes: int = 1 << 30
+    """The largest file a command may write."""
+    tmp_bytes: int = 1 << 30
+    """/tmp, a RAM-backed tmpfs."""
+    shm_bytes: int = 256 << 20
+    """/dev/shm, likewise."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, network: bool) -> SandboxConfig:
         return cls(
-            mode=settings.sandbox, allow_unsandboxed=settings.allow_unsandboxed,
-            uid=settings.sandbox_uid, gid=settings.sandbox_gid, network=network,
-            output_limit=settings.exec_output_limit, max_timeout_s=settings.exec_max_timeout_s,
-            max_processes=settings.sandbox_max_processes, memory_bytes=settings.sandbox_memory_bytes,
-            file_size_bytes=settings.sandbox_file_size_bytes, tmp_bytes=settings.sandbox_tmp_bytes,
+            mode=settings.sandbox,
+            allow_unsandboxed=settings.allow_unsandboxed,
+            uid=settings.sandbox_uid,
+            gid=settings.sandbox_gid,
+            network=network,
+            output_limit=settings.exec_output_limit,
+            max_timeout_s=settings.exec_max_timeout_s,
+            max_processes=settings.sandbox_max_processes,
+            memory_bytes=settings.sandbox_memory_bytes,
+            file_size_bytes=settings.sandbox_file_size_bytes,
+            tmp_bytes=settings.sandbox_tmp_bytes,
             shm_bytes=settings.sandbox_shm_bytes,
-        )  # fmt: skip
+        )
 
     def prelude(self) -> list[str]:
         """`bash -c PRELUDE bash`, to be followed by the command: limits, HOME, then the command."""
@@ -195,98 +185,6 @@ def _network_args(network: bool) -> list[str]:
     return [] if resolv.startswith("/etc/") else ["--ro-bind-try", resolv, resolv]
 
 
-class _Capture:
-    """Keeps the head and the tail of a stream; memory stays within about twice the limit."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(limit, 0)
-        self.head_keep = max(self.limit - MARKER_RESERVE, 0) // 2
-        self.tail_keep = max(self.limit - MARKER_RESERVE - self.head_keep, 0)
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.total = 0
-
-    def feed(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        room = self.limit - len(self.head)
-        if room > 0:
-            self.head += chunk[:room]
-            chunk = chunk[room:]
-        if chunk:
-            self.tail += chunk
-            if len(self.tail) > self.tail_keep:
-                del self.tail[: len(self.tail) - self.tail_keep]
-
-    def text(self) -> tuple[str, bool]:
-        """The decoded output and whether anything was left out."""
-        if self.total <= self.limit:
-            return bytes(self.head).decode("utf-8", "replace"), False
-        rest = bytes(self.head[self.head_keep :]) + bytes(self.tail)
-        tail = rest[max(len(rest) - self.tail_keep, 0) :] if self.tail_keep else b""
-        tail = tail.lstrip(bytes(range(0x80, 0xC0)))  # no torn character at the start of the tail
-        omitted = self.total - self.head_keep - len(tail)
-        head = codecs.getincrementaldecoder("utf-8")("replace").decode(bytes(self.head[: self.head_keep]))
-        return f"{head}\n… [{omitted} bytes omitted] …\n{tail.decode('utf-8', 'replace')}", True
-
-
-def _read_available(fd: int, capture: _Capture, max_reads: int = 16) -> bool:
-    """Read what the pipe holds (a bounded number of chunks); True at end of file."""
-    for _ in range(max_reads):
-        try:
-            chunk = os.read(fd, CHUNK)
-        except BlockingIOError:
-            return False
-        if not chunk:
-            return True
-        capture.feed(chunk)
-    return False
-
-
-def _exited(pid: int) -> bool:
-    """Whether the child has exited, without reaping it (its pid keeps the process group's id taken)."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-
-
-@contextlib.contextmanager
-def _pidfd(pid: int) -> Iterator[int | None]:
-    try:
-        fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        yield None
-        return
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-_running: set[subprocess.Popen[bytes]] = set()
-"""Every command this process has started and not yet reaped (each leads its own process group)."""
-_running_lock = threading.Lock()
-
-
-def kill_all(timeout_s: float = 5.0) -> None:
-    """Kill every running command of this process (each whole process group) and reap them.
-
-    For a process that is ending (cancelled, requeued, its parent gone): with bubblewrap, a
-    command's sandbox and all it started die with bwrap; without it, its process group does."""
-    with _running_lock:
-        procs = list(_running)
-    for proc in procs:
-        _kill_group(proc.pid)
-    for proc in procs:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=timeout_s)
-
-
 class Sandbox:
     """Runs shell commands in `root` under `config`; `env` adds variables to the minimal environment."""
 
@@ -351,55 +249,8 @@ class Sandbox:
         isolated = self._isolated()
         timeout = max(1, min(timeout_s, self.config.max_timeout_s))
         if isolated:
-            return self._execute(self._bwrap_argv(command), self._env(SANDBOX_HOME), "/", timeout)
+            return execute(self._bwrap_argv(command), self._env(SANDBOX_HOME), "/", timeout, self.config.output_limit)
         with tempfile.TemporaryDirectory(prefix="agentfleet-home-") as home:
-            return self._execute([*self.config.prelude(), command], self._env(home), str(self.root), timeout)
-
-    def _execute(self, argv: list[str], env: dict[str, str], cwd: str, timeout: int) -> ExecResult:
-        started = time.monotonic()
-        capture = _Capture(self.config.output_limit)
-        with _running_lock:
-            proc = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-            _running.add(proc)
-        try:
-            timed_out = _pump(proc, started + timeout, capture)
-        finally:
-            _kill_group(proc.pid)  # stragglers too; the unreaped child still holds the group's id
-            proc.wait()
-            with _running_lock:
-                _running.discard(proc)
-            if proc.stdout is not None:
-                proc.stdout.close()
-        output, truncated = capture.text()
-        return ExecResult(
-            exit_code=None if timed_out else proc.returncode, output=output, timed_out=timed_out,
-            truncated=truncated, duration_s=time.monotonic() - started,
-        )  # fmt: skip
-
-
-def _pump(proc: subprocess.Popen[bytes], deadline: float, capture: _Capture) -> bool:
-    """Read the output until the command exits; True when the deadline came first."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    os.set_blocking(fd, False)
-    reading = True
-    with selectors.DefaultSelector() as selector, _pidfd(proc.pid) as pidfd:
-        selector.register(fd, selectors.EVENT_READ)
-        if pidfd is not None:
-            selector.register(pidfd, selectors.EVENT_READ)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return True
-            wait = remaining if pidfd is not None else min(remaining, POLL_S)
-            for key, _ in selector.select(wait):
-                if key.fd == fd and _read_available(fd, capture):
-                    selector.unregister(fd)
-                    reading = False
-            if _exited(proc.pid):
-                if reading:
-                    _read_available(fd, capture)
-                return False
+            return execute(
+                [*self.config.prelude(), command], self._env(home), str(self.root), timeout, self.config.output_limit
+            )

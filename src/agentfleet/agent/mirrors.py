@@ -1,0 +1,110 @@
+"""The cached bare mirrors of the repositories, and making a checkout from one.
+
+A mirror holds only what the remote has (the agent never writes to it); it is fetched under a
+lock per repository (`mirror_lock`, which snapshots take too). A checkout is made clean at a
+commit by the host's hardened git (runtime/git.py) with the host's own index, and the agent gets
+a copy of that index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from agentfleet.locks import locked
+from agentfleet.runtime.files import copy_new, real_dir, remove_path, write_new
+from agentfleet.runtime.git import CHECKOUT_REFSPECS, restore_gitdir, run_git
+from agentfleet.tasks import workspace_id
+
+MIRROR_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+MirrorAction = Literal["created", "fetched"]
+
+
+def mirror_lock(mirrors_dir: Path, name: str) -> Path:
+    """The lock file of the mirror `name` (a workspace id): whoever reads or writes it holds this."""
+    return mirrors_dir / f"{name}.lock"
+
+
+def fetch_url(url: str) -> str:
+    """The URL as git is given it: local paths made absolute, since git runs in other folders."""
+    if url.startswith(("/", "./", "../", "~")) or url in (".", ".."):
+        return str(Path(url).expanduser().resolve())
+    return url
+
+
+def update_mirror(url: str, mirrors_dir: Path) -> tuple[Path, MirrorAction]:
+    """The repository's bare mirror, fetched now, and whether it was created or fetched."""
+    mirrors_dir.mkdir(parents=True, exist_ok=True)
+    name = workspace_id(url)
+    final = mirrors_dir / f"{name}.git"
+    with locked(mirror_lock(mirrors_dir, name)):
+        if final.is_dir():
+            _fetch_mirror(final, url)
+            return final, "fetched"
+        for stale in mirrors_dir.glob(f".tmp-{name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = mirrors_dir / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+        try:
+            run_git(mirrors_dir, "init", "--bare", "--quiet", "--", str(tmp))
+            _fetch_mirror(tmp, url)
+            os.rename(tmp, final)  # a crash before this leaves only a .tmp- folder
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return final, "created"
+
+
+def _fetch_mirror(mirror: Path, url: str) -> None:
+    remote = fetch_url(url)
+    run_git(mirror, "fetch", "--prune", "--quiet", "--", remote, *MIRROR_REFSPECS)
+    listing = run_git(mirror, "ls-remote", "--symref", "--", remote, "HEAD").stdout
+    match = re.search(r"^ref: (refs/heads/\S+)\tHEAD$", listing, re.MULTILINE)
+    if match:
+        run_git(mirror, "symbolic-ref", "HEAD", match[1])
+
+
+def resolve_commit(mirror: Path, ref: str | None) -> str | None:
+    """The commit `ref` (a branch, tag or sha; None: the default branch) names in the mirror."""
+    spec = f"{ref or 'HEAD'}^{{commit}}"
+    proc = run_git(mirror, "rev-parse", "--verify", "--quiet", "--end-of-options", spec, check=False)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def sync_checkout(path: Path, mirror: Path, commit: str, config: str, index: Path) -> None:
+    """Make `path` a clean checkout of `commit`; untracked files go, ignored ones stay.
+
+    Host git reads and writes `index` (ours, outside the workspace); the agent gets a copy."""
+    gitdir = real_dir(path) / ".git"
+    if gitdir.is_symlink() or not gitdir.is_dir():
+        remove_path(gitdir)
+        index.unlink(missing_ok=True)  # it described a repository that is gone
+        run_git(path, "init", "--quiet", "--template=")
+    restore_gitdir(gitdir, config)
+    index.parent.mkdir(parents=True, exist_ok=True)
+    run_git(path, "fetch", "--prune", "--quiet", "--", str(mirror), *CHECKOUT_REFSPECS)
+    run_git(path, "checkout", "--force", "--quiet", "--detach", commit, index=index)
+    run_git(path, "reset", "--hard", "--quiet", commit, index=index)
+    run_git(path, "clean", "-ffdq", index=index)
+    copy_new(index, gitdir / "index")
+
+
+def checkout_token(path: Path) -> str:
+    """A random name for this incarnation of the checkout at `path`, kept in its `.git`."""
+    state = path / ".git" / "agentfleet.json"
+    try:  # the agent can write this file: read only a small regular file, never a FIFO or a link
+        fd = os.open(state, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            token = json.loads(fh.read(4096) if stat.S_ISREG(os.fstat(fd).st_mode) else b"")["token"]
+        if isinstance(token, str) and token:
+            return token
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    token = uuid.uuid4().hex
+    write_new(state, json.dumps({"token": token}))
+    return token
