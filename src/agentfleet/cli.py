@@ -15,8 +15,8 @@ from rich.markup import escape
 
 from agentfleet.cli_client import COMMANDS, workspace_app
 from agentfleet.cli_local import eval_command, llm_app
-from agentfleet.endpoint import model_endpoint
 from agentfleet.errors import describe_validation_error
+from agentfleet.llm.endpoint import model_endpoint
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.render import EventPrinter
 from agentfleet.settings import Settings, load_settings

@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from agentfleet.endpoint import model_endpoint
 from agentfleet.errors import AgentFleetError
+from agentfleet.llm.endpoint import model_endpoint
 from agentfleet.settings import load_settings
 
 err = Console(stderr=True, soft_wrap=True)
@@ -32,7 +32,7 @@ def llm_serve(
     port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one)")] = None,
 ) -> None:
     """Serve the embedded model on 127.0.0.1 with an OpenAI-compatible API until Ctrl-C."""
-    from agentfleet.local.llm import serve_embedded
+    from agentfleet.llm.embedded import serve_embedded
 
     settings = load_settings()
     name = model or settings.embedded_model
@@ -58,7 +58,7 @@ def llm_serve(
 @llm_app.command("status")
 def llm_status() -> None:
     """Which embedded models are installed, assembled and verified."""
-    from agentfleet.local.llm import MODELS, model_status
+    from agentfleet.llm.embedded import MODELS, model_status
 
     settings = load_settings()
     table = Table("model", "packages", "assembled", "verified", "notes")

@@ -22,7 +22,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from agentfleet.local.llm import (
+from agentfleet.llm.embedded import (
     MODELS,
     EmbeddedModel,
     EmbeddedServer,
@@ -255,7 +255,7 @@ def test_a_killed_server_is_not_alive_and_requests_fail_to_connect(small_model: 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
 def test_the_server_exits_by_itself_when_its_parent_dies(small_model: Path) -> None:
     parent_code = (
-        "import os, signal, sys; from pathlib import Path; from agentfleet.local.llm import EmbeddedServer; "
+        "import os, signal, sys; from pathlib import Path; from agentfleet.llm.embedded import EmbeddedServer; "
         "server = EmbeddedServer(Path(sys.argv[1]), n_ctx=1024).start(); print(server.pid, flush=True); "
         "os.kill(os.getpid(), signal.SIGKILL)"
     )

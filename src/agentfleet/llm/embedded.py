@@ -1,6 +1,6 @@
 """The embedded CPU model: GGUF weights shipped as pinned chunk packages, assembled once into the
 model cache and checked against a sha256, then served by llama.cpp in a child process
-(`agentfleet.local.llm_server`) on 127.0.0.1 with an OpenAI-compatible API.
+(`agentfleet.llm.server`) on 127.0.0.1 with an OpenAI-compatible API.
 
 The chunk packages come from an anonymous publisher, so a file whose sha256 does not match the
 pinned one is never loaded.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from agentfleet.local.llm_server import EmbeddedServer, ModelUnavailableError
+from agentfleet.llm.server import EmbeddedServer, ModelUnavailableError
 from agentfleet.settings import Settings
 
 Progress = Callable[[str], None]

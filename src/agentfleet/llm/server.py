@@ -1,6 +1,6 @@
 """The embedded model's server process, both ends of it.
 
-`EmbeddedServer` (the parent's side) starts `python -m agentfleet.local.llm_server`, waits for
+`EmbeddedServer` (the parent's side) starts `python -m agentfleet.llm.server`, waits for
 /health, and stops it. The child runs llama.cpp's OpenAI-compatible server (through xllamacpp) for
 one GGUF file on 127.0.0.1; llama.cpp runs on native threads, which is why it gets its own
 process. The child serves until its stdin reaches end of file: the parent closed it to stop the
@@ -113,7 +113,7 @@ class EmbeddedServer:
         args = ["--model", str(self.model_path), "--port", str(self.port), "--ctx", str(self.n_ctx)]
         args += ["--threads", str(self.threads), "--alias", self.alias]
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "agentfleet.local.llm_server", *args],
+            [sys.executable, "-m", "agentfleet.llm.server", *args],
             stdin=subprocess.PIPE,
             stdout=self._log,
             stderr=self._log,
@@ -196,7 +196,7 @@ class EmbeddedServer:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m agentfleet.local.llm_server", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m agentfleet.llm.server", description=__doc__)
     parser.add_argument("--model", required=True, help="Path of the GGUF file")
     parser.add_argument("--port", type=int, required=True, help="Port on 127.0.0.1")
     parser.add_argument("--ctx", type=int, default=8192, help="Context window in tokens")

@@ -16,7 +16,7 @@ def model_endpoint(settings: Settings, say: Callable[[str], None], model: str | 
     if settings.gpt_oss_url:
         yield settings
         return
-    from agentfleet.local.llm import serve_embedded
+    from agentfleet.llm.embedded import serve_embedded
 
     name = model or settings.embedded_model
     say(f"GPT_OSS_URL is not set: starting the embedded model {name} on this machine (CPU, no key needed)")
