@@ -23,9 +23,9 @@ from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2
 from google.rpc import code_pb2, status_pb2
 
-from agentfleet.testing import fake_cloud_run_resources as res
-from agentfleet.testing.fake_cloud_run_processes import ExecutionRun, TaskSpec
-from agentfleet.testing.fake_cloud_run_resources import RpcError
+from agentfleet.testing.fake_cloud_run import resources as res
+from agentfleet.testing.fake_cloud_run.processes import ExecutionRun, TaskSpec
+from agentfleet.testing.fake_cloud_run.resources import RpcError
 
 MAX_WAIT_S = 30.0
 """The longest WaitOperation holds a call."""

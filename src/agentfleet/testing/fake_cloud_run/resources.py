@@ -16,7 +16,7 @@ import grpc
 import proto
 from google.cloud import run_v2
 
-from agentfleet.testing.fake_cloud_run_processes import ExecutionRun
+from agentfleet.testing.fake_cloud_run.processes import ExecutionRun
 
 JOB_ID = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 LOCATION = re.compile(r"^projects/[^/]+/locations/[^/]+$")

@@ -25,12 +25,9 @@ from Secret Manager, volumes, parallelism, IAM and `validate_only` of RunJob are
 
 from __future__ import annotations
 
-import argparse
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Mapping
 from concurrent import futures
 from pathlib import Path
@@ -38,8 +35,8 @@ from pathlib import Path
 import grpc
 from google.cloud import run_v2
 
-from agentfleet.testing import fake_cloud_run_resources as res
-from agentfleet.testing.fake_cloud_run_service import CloudRunService
+from agentfleet.testing.fake_cloud_run import resources as res
+from agentfleet.testing.fake_cloud_run.service import CloudRunService
 
 
 class FakeCloudRun:
@@ -124,30 +121,3 @@ class FakeCloudRun:
     def log_path(self, execution: str, task_index: int = 0) -> Path:
         """The log of a task of an execution (name or id)."""
         return self.service.log_path(execution, task_index)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m agentfleet.testing.fake_cloud_run", description="Serve a fake Cloud Run Jobs API."
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0: a free port")
-    parser.add_argument("--log-dir", type=Path, help="task logs (default: a temp dir, removed at exit)")
-    parser.add_argument("--grace-s", type=float, default=10.0, help="SIGTERM to SIGKILL on cancel or timeout")
-    parser.add_argument("command", nargs="*", help="argv of every task (default: python -m agentfleet.agent)")
-    args = parser.parse_args(argv)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    fake = FakeCloudRun(
-        command=args.command or None, log_dir=args.log_dir, grace_s=args.grace_s, host=args.host, port=args.port
-    )
-    with fake:
-        print(f"fake Cloud Run Jobs API on {fake.address} (task logs: {fake.log_dir})", flush=True)
-        while not stop.wait(0.5):
-            pass
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
