@@ -41,9 +41,8 @@ DEMO_QUERY ?= Analyze the repository structure and create a summary
 
 .PHONY: demo
 demo: install-models ## Run a real task on the sample repository with the embedded model (no key, no GPU)
-	@repo=$$(mktemp -d -t agentfleet-sample-XXXXXX) && cp -r examples/sample-repo/. "$$repo"/ && \
-	  git -C "$$repo" init -q -b main && git -C "$$repo" add -A && \
-	  git -C "$$repo" -c user.name=demo -c user.email=demo@localhost commit -qm "sample repository" && \
+	@repo=$$(mktemp -d -t agentfleet-sample-XXXXXX) && \
+	  $(PY) -m agentfleet.testing.repos "$$repo" --from examples/sample-repo --message "sample repository" >/dev/null && \
 	  GPT_OSS_URL= $(VENV)/bin/agentfleet run "$(DEMO_QUERY)" --repo "$$repo"
 
 .PHONY: install

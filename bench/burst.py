@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import httpx
-from intake import AUTH, TOKEN, free_port, make_repo, process, silent_listener, stop_agents
+from intake import APP, AUTH, TOKEN, free_port, make_repo, process, silent_listener, stop_agents
 
 from agentfleet.local.server import HTTP_LIMITS
 
@@ -84,7 +84,7 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="agentfleet-bench-burst-"))
     try:
-        body = {"query": "burst", "repo_url": str(make_repo(tmp / "repo"))}
+        body = {"query": "burst", "repo_url": str(make_repo(tmp / "repo", APP))}
         results: dict[str, list[tuple[int, list[float]]]] = {"bare waitress app": [], "agentfleet serve": []}
         for round_ in range(args.rounds):  # alternating order: the first target of a round meets a cold client
             for name in list(results) if round_ % 2 == 0 else list(results)[::-1]:

@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from agentfleet.client import Client
 from agentfleet.tasks import EventKind, TaskEvent
 from agentfleet.testing.cloud_flow import CloudFlow
 from agentfleet.testing.emulators import CloudEmulators, environment
+from agentfleet.testing.repos import make_repo
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
 
 SCRIPT = [reply(None, tool_call("exec", {"command": "ls"})), reply("Listed the files.")]
@@ -58,20 +58,6 @@ class Figures:
             f"{self.name:6} lost {self.lost:3}  duplicate executions {self.duplicates:3}  "
             f"ready→dispatch p50 {self.p(0.5):8.1f} ms  p99 {self.p(0.99):8.1f} ms  wall {self.wall_s:6.1f} s"
         )
-
-
-def make_repos(root: Path, count: int) -> list[Path]:
-    repos = []
-    for i in range(count):
-        repo = root / f"repo{i:02d}"
-        repo.mkdir(parents=True)
-        (repo / "app.py").write_text(f"print('repo {i}')\n")
-        git = ["git", "-C", str(repo)]
-        subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
-        subprocess.run([*git, "add", "-A"], check=True)
-        subprocess.run([*git, "-c", "user.name=b", "-c", "user.email=b@l", "commit", "-qm", "init"], check=True)
-        repos.append(repo)
-    return repos
 
 
 def submit_all(url: str, repos: list[Path], tasks: int, clients: int) -> list[str]:
@@ -168,7 +154,9 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="agentfleet-cloud-bench-"))
     try:
-        repos = make_repos(work / "repos", args.repos)
+        repos = [
+            make_repo(work / "repos" / f"repo{i:02d}", {"app.py": f"print('repo {i}')\n"}) for i in range(args.repos)
+        ]
         with ScriptedLLM(SCRIPT, per_turn=True) as llm:
             figures = [cloud(repos, llm.url, work / "cloud", args)]
             if not args.no_baseline:

@@ -15,7 +15,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,26 +27,11 @@ from pathlib import Path
 import httpx
 
 from agentfleet.client import Client
+from agentfleet.net import free_port
+from agentfleet.testing.repos import make_repo
 from agentfleet.testing.scripted_llm import ScriptedLLM
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 TOKEN = "bench-token"
-
-
-def make_repo(root: Path) -> Path:
-    repo = root / "repo"
-    repo.mkdir()
-    (repo / "app.py").write_text("print('hi')\n")
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
-    subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@l", "commit", "-qm", "init"], cwd=repo, check=True)
-    return repo
 
 
 @contextlib.contextmanager
@@ -92,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="agentfleet-bench-"))
     try:
-        repo = make_repo(tmp)
+        repo = make_repo(tmp / "repo", {"app.py": "print('hi')\n"})
         with ScriptedLLM([{"content": "done"}], repeat_last=True) as llm, serve(tmp / "home", llm.url) as url:
             client = Client(url, token=TOKEN)
             one(client, repo)  # warm the workspace's mirror and checkout

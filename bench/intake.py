@@ -44,7 +44,9 @@ from pathlib import Path
 import httpx
 
 from agentfleet.local.jobs import LocalJobRunner
+from agentfleet.net import free_port
 from agentfleet.settings import Settings
+from agentfleet.testing.repos import make_repo
 
 WARMUP = 16
 Body = Callable[[int], dict[str, str]]
@@ -83,21 +85,7 @@ class Figures:
         return 1000 * ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def make_repo(path: Path) -> Path:
-    path.mkdir(parents=True)
-    (path / "app.py").write_text("print('hi')\n")
-    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run([*git, *args], cwd=path, check=True)
-    return path
-
-
+APP = {"app.py": "print('hi')\n"}
 TOKEN = "bench-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 """Sent to every target alike; the baselines ignore it, `agentfleet serve` requires it."""
@@ -243,7 +231,7 @@ def main() -> None:
         parser.error("use 1-64 clients and between --clients and 10000 requests")
     tmp = Path(tempfile.mkdtemp(prefix="agentfleet-bench-intake-"))
     try:
-        repo = str(make_repo(tmp / "repo"))
+        repo = str(make_repo(tmp / "repo", APP))
 
         def body(i: int) -> dict[str, str]:
             return {"query": f"bench {i}", "repo_url": repo}

@@ -22,19 +22,8 @@ from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.runtime.sandbox import Sandbox, SandboxConfig
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskRequest, TaskStatus
+from agentfleet.testing.repos import make_repo
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
-
-
-def make_repo(root: Path) -> Path:
-    repo = root / "repo"
-    repo.mkdir()
-    for i in range(50):
-        (repo / f"mod{i}.py").write_text(f"VALUE_{i} = {i}\n")
-    env = ["-c", "user.name=bench", "-c", "user.email=bench@localhost"]
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
-    subprocess.run(["git", *env, "commit", "-qm", "init"], cwd=repo, check=True)
-    return repo
 
 
 def commands(steps: int) -> list[str]:
@@ -65,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="agentfleet-bench-"))
     try:
-        repo = make_repo(tmp)
+        repo = make_repo(tmp / "repo", {f"mod{i}.py": f"VALUE_{i} = {i}\n" for i in range(50)})
         settings = Settings(home=tmp / "home", _env_file=None)  # type: ignore[call-arg]
         agent_run(repo, settings, 2)  # warm the workspace (mirror, checkout)
         workspace = settings.workspaces_dir / Task(request=TaskRequest(query="x", repo_url=str(repo))).workspace_id

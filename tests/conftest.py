@@ -11,7 +11,7 @@ import pytest
 
 from agentfleet.settings import Settings
 from agentfleet.testing.emulators import CloudEmulators, emulators_available, environment
-from repos import make_repo
+from agentfleet.testing.repos import make_repo
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from agentfleet.testing.repos import git
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
-from repos import git
 
 BUGGY = {
     "calc.py": "def add(a, b):\n    return a - b\n",

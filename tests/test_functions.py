@@ -8,8 +8,6 @@ import base64
 import json
 import logging
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -31,6 +29,7 @@ from agentfleet.ports import Execution
 from agentfleet.service import Service
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskStatus
+from agentfleet.testing.polling import wait_for
 
 SOURCE = str(Path(__file__).parents[1] / "functions" / "main.py")
 REQUEST = {"query": "fix the failing test", "repo_url": "https://github.com/example/project"}
@@ -115,16 +114,6 @@ def as_event(delivery: Delivery) -> CloudEvent:
     return pubsub_event(delivery.data, delivery.attributes, delivery.message_id)
 
 
-def poll(check: Callable[[], Any], timeout_s: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met before the deadline")
-
-
 # --- dispatch --------------------------------------------------------------------------------------
 
 
@@ -140,7 +129,7 @@ def test_a_dispatch_message_launches_one_execution_and_duplicate_deliveries_laun
     assert stored is not None and stored.status is TaskStatus.DISPATCHED and stored.execution
     runner: LocalJobRunner = service.backends.jobs.inner  # type: ignore[attr-defined]
     execution = stored.execution
-    assert poll(lambda: (e := runner.get(execution)) is not None and e.state == "succeeded")
+    assert wait_for(lambda: (e := runner.get(execution)) is not None and e.state == "succeeded")
 
 
 def test_a_dispatch_message_in_the_attributes_alone_is_dispatched(service: Service) -> None:
@@ -222,7 +211,7 @@ def test_a_redelivery_after_a_failed_start_starts_the_agent(home: Path) -> None:
     assert stored is not None and stored.execution
     runner: LocalJobRunner = service.backends.jobs.inner  # type: ignore[attr-defined]
     execution = stored.execution
-    assert poll(lambda: (e := runner.get(execution)) is not None and e.state == "succeeded", timeout_s=2)
+    assert wait_for(lambda: (e := runner.get(execution)) is not None and e.state == "succeeded", timeout_s=2)
 
 
 def test_each_outcome_is_logged_as_json_with_the_task_id(service: Service, caplog: pytest.LogCaptureFixture) -> None:
@@ -252,7 +241,7 @@ def test_reap_requeues_a_silent_task_and_reports_it_as_json(home: Path) -> None:
         report: dict[str, Any] = response.get_json()
         return report if report["requeued"] else None
 
-    report = poll(reaped)
+    report = wait_for(reaped)
     assert report == {"requeued": [task.id], "failed": [], "rescheduled": []}, "the requeue already published it"
     stored = service.store.get(task.id)
     assert stored is not None and (stored.status, stored.attempt) == (TaskStatus.QUEUED, 2)

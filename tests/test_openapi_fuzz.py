@@ -31,8 +31,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from agentfleet.net import free_port
 from agentfleet.openapi import openapi_document
-from test_serve import free_port, server_process
+from tests.test_serve import server_process
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 TOKEN = "fuzz-token"

@@ -8,7 +8,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,12 @@ import pytest
 
 from agentfleet.client import Client
 from agentfleet.local.token import read_token
+from agentfleet.net import free_port
+from agentfleet.testing.polling import wait_for
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
-from processes import pids_running, unique_sleep_seconds
+from tests.processes import pids_running, unique_sleep_seconds
 
 FILES = {"app.py": "print('hello')\n"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def local_client(url: str, tmp_path: Path) -> Client:
@@ -148,24 +143,14 @@ def test_a_token_protected_server_answers_only_with_the_token(tmp_path, token) -
         assert json.loads(httpx.get(f"{url}/health").text)["status"] == "ok"
 
 
-def wait_until(condition, timeout_s: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)  # the pause between polls
-
-
 def test_a_cancel_during_a_run_stops_the_execution(repo_factory, tmp_path) -> None:
     script = [reply(None, tool_call("exec", {"command": "sleep 600"})), reply("never")]
     with ScriptedLLM(script) as llm, serving(tmp_path, llm.url) as url:
         client = local_client(url, tmp_path)
         task_id = client.submit({"query": "x", "repo_url": str(repo_factory(FILES))})["task_id"]
-        wait_until(lambda: any(e.kind.value == "tool_call" for e in client.events(task_id)), what="the tool call")
+        wait_for(lambda: any(e.kind.value == "tool_call" for e in client.events(task_id)), what="the tool call")
         assert client.cancel(task_id).status.value == "CANCELLED"
-        wait_until(lambda: client.containers()["count"] == 0, timeout_s=30, what="the execution to stop")
+        wait_for(lambda: client.containers()["count"] == 0, timeout_s=30, what="the execution to stop")
         response = httpx.post(f"{url}/tasks/{task_id}/cancel", headers=auth(tmp_path))
         final = client.task(task_id)
     assert final.status.value == "CANCELLED"
@@ -182,12 +167,12 @@ def test_every_accepted_task_ends_after_the_server_is_killed(repo_factory, tmp_p
                 client.submit({"query": f"t{i}", "repo_url": repo})["task_id"]
                 for i, repo in enumerate([repo_a, repo_a, repo_b])
             ]
-            wait_until(lambda: any(client.task(i).status.value == "RUNNING" for i in ids), what="a running task")
+            wait_for(lambda: any(client.task(i).status.value == "RUNNING" for i in ids), what="a running task")
             proc.kill()  # SIGKILL: no cleanup at all
             proc.wait()
         with serving(tmp_path, llm.url) as url:
             client = local_client(url, tmp_path)
-            wait_until(lambda: all(client.task(i).status.final for i in ids), timeout_s=90, what="every task to end")
+            wait_for(lambda: all(client.task(i).status.final for i in ids), timeout_s=90, what="every task to end")
             finals = [client.task(i) for i in ids]
             runs = {i: [e for e in client.events(i) if e.data.get("status") == "RUNNING"] for i in ids}
     assert [t.status.value for t in finals] == ["SUCCEEDED"] * 3, [t.error for t in finals]
@@ -232,11 +217,11 @@ def test_a_cancelled_tasks_command_is_dead_before_the_next_task_on_its_workspace
     with ScriptedLLM(script) as llm, serving(tmp_path, llm.url) as url:
         client = local_client(url, tmp_path)
         first = client.submit({"query": "tick", "repo_url": repo})["task_id"]
-        wait_until(lambda: pids_running(marker), what="the command to run")
+        wait_for(lambda: pids_running(marker), what="the command to run")
         client.cancel(first)
-        wait_until(lambda: not pids_running(marker), timeout_s=20, what="the cancelled command to be killed")
+        wait_for(lambda: not pids_running(marker), timeout_s=20, what="the cancelled command to be killed")
         second = client.submit({"query": "look", "repo_url": repo})["task_id"]
-        wait_until(lambda: client.task(second).status.final, timeout_s=60, what="the next task to end")
+        wait_for(lambda: client.task(second).status.final, timeout_s=60, what="the next task to end")
         final = client.task(second)
     assert final.status.value == "SUCCEEDED", final.error
     assert final.result is not None and final.result.patch is None, "nothing of the cancelled task's command"

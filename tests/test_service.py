@@ -21,8 +21,8 @@ from agentfleet.ports import Backends, DispatchMessage
 from agentfleet.service import Service
 from agentfleet.settings import Settings
 from agentfleet.tasks import EventKind, TaskStatus, utcnow
+from agentfleet.testing.polling import wait_for
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
-from polling import wait_for
 
 FILES = {"app.py": "print('hello')\n"}
 

@@ -15,7 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentfleet.client import ApiError, Client
-from agentfleet.local.token import is_loopback, read_token
+from agentfleet.local.token import read_token
+from agentfleet.net import is_loopback
 from agentfleet.render import EventPrinter
 from agentfleet.settings import load_settings
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,10 +27,10 @@ from rich.table import Table
 from agentfleet.agent.runner import run_task
 from agentfleet.errors import AgentFleetError, describe_validation_error
 from agentfleet.local.artifacts import LocalArtifactStore
-from agentfleet.runtime.git import run_git
 from agentfleet.runtime.sandbox import ExecResult, Sandbox, SandboxConfig, grant_workspace
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskOptions, TaskRequest
+from agentfleet.testing.repos import repo_from
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +38,6 @@ TASK_FILE = "task.json"
 REPO_DIR = "repo"
 CHECK_TIMEOUT_S = 120
 REASON_TAIL = 600
-_GIT_IDENTITY = ("-c", "user.name=AgentFleet eval", "-c", "user.email=eval@agentfleet.invalid")
 
 
 class EvalSuiteError(AgentFleetError, ValueError):
@@ -167,11 +165,7 @@ class EvalReport:
 
 def prepare_repo(task: EvalTask, dest: Path) -> Path:
     """A git repository at `dest` holding the task's files in one commit on branch main."""
-    shutil.copytree(task.repo, dest, symlinks=True)
-    run_git(dest, "init", "-q", "-b", "main")
-    run_git(dest, "add", "-A")
-    run_git(dest, *_GIT_IDENTITY, "-c", "commit.gpgsign=false", "commit", "-q", "-m", f"eval task {task.name}")
-    return dest
+    return repo_from(task.repo, dest, f"eval task {task.name}")
 
 
 def run_check(command: str, workdir: Path, settings: Settings) -> ExecResult:

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from agentfleet.agent.runner import run_task
 from agentfleet.local.artifacts import LocalArtifactStore
+from agentfleet.net import free_port
 from agentfleet.settings import Settings
 from agentfleet.tasks import McpServerSpec, Task, TaskOptions, TaskRequest, TaskStatus
+from agentfleet.testing.polling import wait_for
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
-from polling import wait_for
 
 FILES = {"app.py": "print('hello')\n"}
 
@@ -69,9 +70,7 @@ def test_a_tasks_mcp_url_on_loopback_is_never_connected_to(repo_factory, setting
 
 def test_a_configured_shared_server_is_connected_and_its_tools_offered(repo_factory, settings, tmp_path) -> None:
     shared = repo_factory({"shared.txt": "from the shared server\n"}, name="shared")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "agentfleet.mcp_servers.workspace", "--root", str(shared),
          "--transport", "streamable-http", "--port", str(port)],

@@ -19,8 +19,8 @@ from agentfleet.agent.workspace import SetupRun, prepare_workspace
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskEvent, TaskRequest, TaskStatus, snapshot_key
+from agentfleet.testing.repos import commit_files, git
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply
-from repos import commit_files, git
 
 SETUP = "mkdir -p .venv/bin && echo installed >> .venv/done && ln -sf /usr/bin/env .venv/bin/python"
 

@@ -24,7 +24,7 @@ from agentfleet.locks import locked
 from agentfleet.runtime.git import redact_text, run_git
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskRequest, workspace_id
-from repos import commit_files, git, make_repo
+from agentfleet.testing.repos import commit_files, git, make_repo
 
 
 def diff_against_base(checkout: RepoCheckout) -> str:

@@ -6,7 +6,7 @@ import threading
 
 from agentfleet.ports import JobRunner
 from agentfleet.tasks import Task, TaskRequest
-from polling import eventually
+from agentfleet.testing.polling import eventually
 
 
 def task(attempt: int = 1) -> Task:

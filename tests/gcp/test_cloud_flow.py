@@ -25,8 +25,8 @@ from agentfleet.ports import DispatchMessage
 from agentfleet.tasks import EventKind, Task, TaskRequest, TaskStatus
 from agentfleet.testing.cloud_flow import CloudFlow
 from agentfleet.testing.emulators import CloudEmulators
+from agentfleet.testing.polling import wait_for
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
-from polling import wait_for
 
 PATCH = "*** Begin Patch\n*** Update File: app.py\n@@\n-print('hello')\n+print('hello, cloud')\n*** End Patch\n"
 SCRIPT = [reply(None, tool_call("apply_patch", {"patch": PATCH})), reply("Changed the greeting.")]

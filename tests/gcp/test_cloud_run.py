@@ -29,7 +29,7 @@ from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskOptions, TaskRequest, TaskStatus
 from agentfleet.testing.emulators import free_port
 from agentfleet.testing.fake_cloud_run import FakeCloudRun
-from polling import eventually
+from agentfleet.testing.polling import eventually
 
 REPO = "https://example.com/acme/widgets"
 JOB_NAME_RULE = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import agentfleet.gcp.store as store_module
 from agentfleet.gcp.documents import QUERY_SHAPES
 from agentfleet.gcp.errors import CorruptDocumentError
 from agentfleet.gcp.store import FirestoreTaskStore
+from agentfleet.net import free_port
 from agentfleet.settings import Settings
 from agentfleet.tasks import EventKind, Task, TaskRequest, TaskStatus
 
@@ -264,9 +264,7 @@ def test_the_store_builds_each_query_from_its_shape(stores: list[FirestoreTaskSt
 def test_an_unreachable_firestore_is_a_connection_error_and_an_unhealthy_report(
     gcp_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.socket() as sock:  # a loopback port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # a loopback port nobody listens on
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{port}")
     client = firestore.Client(project=gcp_settings.require("project_id"))
     store = FirestoreTaskStore(client, gcp_settings.tasks_collection, timeout_s=1.0)

@@ -16,7 +16,7 @@ from agentfleet.agent.workspace import prepare_workspace
 from agentfleet.gcp.artifacts import GcsArtifactStore
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskRequest, snapshot_key
-from repos import commit_files, git
+from agentfleet.testing.repos import commit_files, git
 
 
 class Machine:

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +31,7 @@ from agentfleet.llm.embedded import (
     serve_embedded,
 )
 from agentfleet.settings import Settings
+from agentfleet.testing.polling import eventually
 
 SMALL = MODELS["qwen2.5-coder-0.5b"]
 HAVE_RUNTIME = importlib.util.find_spec("xllamacpp") is not None
@@ -75,15 +75,6 @@ def small_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def small_model(small_home: Path) -> Path:
     return small_home / "models" / f"{SMALL.name}.gguf"
-
-
-def _wait_until(condition: Callable[[], bool], timeout_s: float = 10) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _exited(pid: int) -> bool:
@@ -241,7 +232,7 @@ def test_a_killed_server_is_not_alive_and_requests_fail_to_connect(small_model: 
     try:
         assert server.pid is not None
         os.kill(server.pid, signal.SIGKILL)
-        assert _wait_until(lambda: not server.alive())
+        assert eventually(lambda: not server.alive())
         with pytest.raises(openai.APIConnectionError):
             _client(server, timeout_s=10).chat.completions.create(
                 model=SMALL.name, messages=[{"role": "user", "content": "hi"}], max_tokens=4
@@ -264,7 +255,7 @@ def test_the_server_exits_by_itself_when_its_parent_dies(small_model: Path) -> N
     )
     assert parent.returncode == -signal.SIGKILL, parent.stderr
     child = int(parent.stdout)
-    assert _wait_until(lambda: _exited(child), timeout_s=30)
+    assert eventually(lambda: _exited(child), timeout_s=30)
 
 
 @needs_runtime

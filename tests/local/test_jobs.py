@@ -14,8 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +26,7 @@ from agentfleet.local.jobs import LocalJobRunner
 from agentfleet.ports import Execution, JobRunner
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskRequest
+from agentfleet.testing.polling import wait_for
 
 T = TypeVar("T")
 
@@ -45,16 +45,6 @@ deadline = time.monotonic() + 120
 while not stop.exists() and time.monotonic() < deadline:
     time.sleep(0.02)
 """
-
-
-def poll(fn: Callable[[], T], timeout_s: float = 30.0) -> T:
-    """Call `fn` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if found := fn():
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"not true within {timeout_s} s")
 
 
 def gone(pid: int) -> bool:
@@ -84,7 +74,7 @@ class Agents:
         return [json.loads(line) for line in self.marker.read_text().splitlines()]
 
     def wait_started(self, count: int = 1) -> list[dict[str, Any]]:
-        return poll(lambda: found if len(found := self.started()) >= count else [])
+        return wait_for(lambda: found if len(found := self.started()) >= count else [])
 
     def stop(self, task: Task) -> None:
         (self.root / f"stop-{task.id}-{task.attempt}").touch()
@@ -132,7 +122,7 @@ def test_launch_starts_the_agent_in_its_own_session_with_its_env_and_a_log(
     assert info["home"] == str(settings.home)
     assert info["sid"] == info["pid"]  # a session of its own: Ctrl-C on the server does not reach it
     log = settings.home / "logs" / f"{task.id}-1.log"
-    poll(lambda: log.exists() and "agent says hello" in log.read_text())
+    wait_for(lambda: log.exists() and "agent says hello" in log.read_text())
     assert runner.health()["active"] == 1
 
 
@@ -165,7 +155,7 @@ def test_a_second_launch_of_the_same_attempt_returns_the_first_execution_and_sta
 
     assert again == first
     agents.stop(task)
-    poll(lambda: not runner.list_active())
+    wait_for(lambda: not runner.list_active())
     assert len(agents.started()) == 1
 
 
@@ -187,7 +177,7 @@ def test_five_concurrent_launches_of_the_same_attempt_start_one_process(runner: 
     assert len(results) == 5 and len({r.name for r in results}) == 1
     agents.wait_started()
     agents.stop(task)
-    poll(lambda: not runner.list_active())
+    wait_for(lambda: not runner.list_active())
     assert len(agents.started()) == 1
 
 
@@ -201,8 +191,8 @@ def test_an_execution_is_active_while_its_process_runs_and_not_after_it_exits(
 
     agents.stop(task)
 
-    poll(lambda: not runner.list_active())
-    poll(lambda: runner.get(execution.name) == execution.model_copy(update={"state": "succeeded"}))
+    wait_for(lambda: not runner.list_active())
+    wait_for(lambda: runner.get(execution.name) == execution.model_copy(update={"state": "succeeded"}))
 
 
 def test_a_new_runner_on_the_same_database_sees_the_running_execution(
@@ -217,7 +207,7 @@ def test_a_new_runner_on_the_same_database_sees_the_running_execution(
     assert names(restarted) == {execution.name}
     assert restarted.launch(task) == execution
     agents.stop(task)
-    poll(lambda: not restarted.list_active())
+    wait_for(lambda: not restarted.list_active())
     assert len(agents.started()) == 1
 
 
@@ -245,7 +235,7 @@ def test_an_execution_launched_by_a_process_that_has_ended_is_listed_and_cancell
 
     assert names(runner) == {name}
     runner.cancel(name)
-    poll(lambda: gone(info["pid"]))
+    wait_for(lambda: gone(info["pid"]))
     assert runner.list_active() == []
 
 
@@ -256,7 +246,7 @@ def test_cancel_stops_the_process_and_the_execution_is_no_longer_active(runner: 
     runner.cancel(execution.name)
 
     assert runner.list_active() == []
-    poll(lambda: gone(info["pid"]))
+    wait_for(lambda: gone(info["pid"]))
     assert runner.get(execution.name) == execution.model_copy(update={"state": "cancelled"})
     runner.cancel(execution.name)  # again: nothing to do
     runner.cancel("agent-no-such-execution")
@@ -269,7 +259,7 @@ def test_cancel_kills_a_process_that_ignores_sigterm_after_the_grace_period(sett
 
     runner.cancel(execution.name)
 
-    poll(lambda: gone(info["pid"]))
+    wait_for(lambda: gone(info["pid"]))
 
 
 def test_the_next_attempt_of_a_task_launches_a_new_execution(runner: LocalJobRunner, agents: Agents) -> None:

@@ -6,8 +6,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -15,18 +13,9 @@ import pytest
 
 from agentfleet.local.queue import SqliteTaskQueue
 from agentfleet.ports import DispatchMessage, TaskQueue
+from agentfleet.testing.polling import wait_for
 
 T = TypeVar("T")
-
-
-def poll(fn: Callable[[], T], timeout_s: float = 10.0) -> T:
-    """Call `fn` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if found := fn():
-            return found
-        time.sleep(0.01)
-    raise AssertionError(f"nothing within {timeout_s} s")
 
 
 @pytest.fixture
@@ -73,7 +62,7 @@ def test_a_leased_message_is_not_pulled_again_until_its_lease_expires(queue: Sql
     [first] = queue.pull(lease_s=0.2)
     assert queue.pull(lease_s=0.2) == []  # leased: invisible
 
-    [again] = poll(lambda: queue.pull(lease_s=60))
+    [again] = wait_for(lambda: queue.pull(lease_s=60))
 
     assert again.message_id == message_id
     assert (first.delivery_attempt, again.delivery_attempt) == (1, 2)
@@ -89,7 +78,7 @@ def test_a_nacked_message_is_visible_again_after_its_delay(queue: SqliteTaskQueu
 
     queue.nack(message_id, delay_s=0.2)
     assert queue.pull() == []
-    [later] = poll(queue.pull)
+    [later] = wait_for(queue.pull)
     assert later.delivery_attempt == 3
 
 
@@ -109,7 +98,7 @@ def test_a_message_survives_the_queue_object_that_published_it(tmp_path: Path) -
             restarted.ack(delivery.message_id)
         return len(seen) == 2
 
-    poll(pull_both)
+    wait_for(pull_both)
     assert seen == {leased: 2, waiting: 1}
 
 

@@ -10,7 +10,7 @@ import httpx
 from agentfleet.backends import build_backends
 from agentfleet.local.server import LocalServer, Loop
 from agentfleet.service import ReapReport, Service
-from polling import wait_for
+from agentfleet.testing.polling import wait_for
 
 
 def test_an_idle_servers_loops_sleep_between_steps(settings) -> None:

@@ -16,8 +16,8 @@ from mcp import Client
 
 from agentfleet.mcp_servers.workspace import Workspace, build_server
 from agentfleet.runtime.sandbox import Sandbox, SandboxConfig, grant_workspace
-from hostile import PLANTS, SECRET_KEY, fired, marker_dir, plant
-from repos import git, make_repo
+from agentfleet.testing.repos import git, make_repo
+from tests.hostile import PLANTS, SECRET_KEY, fired, marker_dir, plant
 
 FILES = {"app.py": "print('hi')\n", "README.md": "# demo\n"}
 

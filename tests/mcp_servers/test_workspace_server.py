@@ -10,6 +10,7 @@ import pytest
 from mcp import Client
 
 from agentfleet.mcp_servers.workspace import Workspace, build_server
+from agentfleet.net import free_port
 from agentfleet.runtime.sandbox import Sandbox, SandboxConfig, grant_workspace
 
 FILES = {
@@ -140,9 +141,7 @@ def test_the_server_runs_over_streamable_http(workspace, tmp_path) -> None:
     import sys
     import time
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [
             sys.executable,

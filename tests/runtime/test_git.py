@@ -17,9 +17,9 @@ from agentfleet.agent.workspace import RepoCheckout, prepare_workspace, push_bra
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskRequest, TaskStatus
+from agentfleet.testing.repos import git, make_repo
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply
-from hostile import PLANTS, SECRET_KEY, fired, marker_dir, plant
-from repos import git, make_repo
+from tests.hostile import PLANTS, SECRET_KEY, fired, marker_dir, plant
 
 
 def checkout(settings: Settings, origin: Path) -> RepoCheckout:

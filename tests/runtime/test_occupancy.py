@@ -13,7 +13,7 @@ from agentfleet.errors import WorkspaceError
 from agentfleet.runtime import occupancy
 from agentfleet.runtime.occupancy import occupy
 from agentfleet.settings import Settings
-from polling import wait_for
+from agentfleet.testing.polling import wait_for
 
 HOLD = (
     "import fcntl, os, sys, time\n"

@@ -7,9 +7,8 @@ import re
 import shutil
 import socket
 import tempfile
-import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,8 @@ import pytest
 from agentfleet.errors import SandboxUnavailableError
 from agentfleet.runtime.sandbox import ExecResult, Sandbox, SandboxConfig, grant_workspace
 from agentfleet.settings import Settings
-from processes import pids_running, unique_sleep_seconds
+from agentfleet.testing.polling import eventually
+from tests.processes import pids_running, unique_sleep_seconds
 
 IS_ROOT = os.geteuid() == 0
 NOT_ROOT = "not running as root, so the drop to the unprivileged sandbox user is not exercised"
@@ -38,15 +38,6 @@ def workspace(tmp_path: Path) -> Path:
 def loopback_port() -> Iterator[int]:
     with socket.create_server(("127.0.0.1", 0)) as server:
         yield server.getsockname()[1]
-
-
-def eventually(predicate: Callable[[], bool], within_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def alive(pid: int) -> bool:

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from agentfleet.runtime.sandbox import Sandbox, SandboxConfig, grant_workspace
-from polling import wait_for
-from processes import pids_running
+from agentfleet.testing.polling import wait_for
+from tests.processes import pids_running
 
 IS_ROOT = os.geteuid() == 0
 UNSANDBOXED = {"mode": "none", "allow_unsandboxed": True}

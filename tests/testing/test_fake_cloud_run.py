@@ -20,7 +20,7 @@ from google.cloud.run_v2.services.jobs.transports import JobsGrpcTransport
 
 from agentfleet.testing.emulators import free_port
 from agentfleet.testing.fake_cloud_run import FakeCloudRun
-from polling import eventually
+from agentfleet.testing.polling import eventually
 
 LOCATION = "projects/demo/locations/europe-west1"
 Override = run_v2.RunJobRequest.Overrides.ContainerOverride

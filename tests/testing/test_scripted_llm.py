@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import openai
 import pytest
 from openai import OpenAI
 
+from agentfleet.net import free_port
 from agentfleet.testing.scripted_llm import ScriptedLLM, load_script, reply, tool_call
 
 USER: list[Any] = [{"role": "user", "content": "fix the bug"}]
@@ -169,12 +169,6 @@ def test_load_script_reads_a_json_list_and_rejects_anything_else(tmp_path: Path)
     assert ScriptedLLM.load_script(good) == [{"content": "a"}, {"content": "b"}]
     with pytest.raises(ValueError, match="JSON list"):
         load_script(bad)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[str], deadline_s: float = 15.0) -> None:

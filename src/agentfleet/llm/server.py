@@ -14,7 +14,6 @@ import contextlib
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from typing import IO, Any
 import httpx
 
 from agentfleet.errors import AgentFleetError
+from agentfleet.net import free_port
 
 HOST = "127.0.0.1"
 EXIT_LOAD_FAILED = 3
@@ -34,12 +34,6 @@ READY = "agentfleet-llm-server: serving"  # printed once llama.cpp has loaded th
 
 class ModelUnavailableError(AgentFleetError, RuntimeError):
     """The embedded model cannot be assembled or started; the message says what to do."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def _cpu_count() -> int:
@@ -86,7 +80,7 @@ class EmbeddedServer:
         startup_timeout_s: float = 120,
     ) -> None:
         self.model_path = model_path
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.url = f"http://{HOST}:{self.port}/v1"
         self.n_ctx = n_ctx
         self.threads = threads or _cpu_count()

@@ -21,7 +21,7 @@ from agentfleet.api import Api
 from agentfleet.errors import ConfigError, RetryableError
 from agentfleet.local import token
 from agentfleet.local.queue import Delivery, SqliteTaskQueue
-from agentfleet.local.token import is_loopback
+from agentfleet.net import is_loopback
 from agentfleet.pubsub import handle_delivery
 from agentfleet.service import Service
 

@@ -8,7 +8,6 @@ requires one: AGENTFLEET_API_TOKEN, or else a random token it keeps in `$AGENTFL
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -38,12 +37,3 @@ def local_token(home: Path) -> str:
         fh.write(token + "\n")
     os.replace(tmp, home / FILE)
     return read_token(home) or token
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

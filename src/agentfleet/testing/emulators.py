@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentfleet.net import free_port
+
 SDK_CANDIDATES = ("/usr/lib/google-cloud-sdk", "/usr/share/google-cloud-sdk", "/opt/google-cloud-sdk")
 FIRESTORE = "platform/cloud-firestore-emulator/cloud_firestore_emulator"
 PUBSUB = "platform/pubsub-emulator/bin/cloud-pubsub-emulator"
@@ -33,12 +34,6 @@ PUBSUB = "platform/pubsub-emulator/bin/cloud-pubsub-emulator"
 
 class EmulatorUnavailableError(RuntimeError):
     """An emulator is not installed here, or did not start; the message says what to install."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def sdk_root() -> Path:

@@ -1,4 +1,4 @@
-"""Waiting for something to become true, with a deadline and no fixed sleeps."""
+"""Waiting for something to become true, with a deadline and no fixed sleeps (tests and benches)."""
 
 from __future__ import annotations
 
