@@ -25,6 +25,14 @@ def repo_factory(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """AGENTFLEET_HOME for code that reads the environment (a function entry point), without a token."""
+    monkeypatch.setenv("AGENTFLEET_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AGENTFLEET_API_TOKEN", raising=False)
+    return tmp_path / "home"
+
+
+@pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home", _env_file=None)  # type: ignore[call-arg]
 

@@ -51,13 +51,6 @@ def orchestrate(api: Api) -> FlaskClient:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("AGENTFLEET_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("AGENTFLEET_API_TOKEN", raising=False)
-    return tmp_path / "home"
-
-
-@pytest.fixture
 def service(home: Path) -> Service:
     return make_service(home)
 

@@ -5,9 +5,6 @@ Real stores, no mocks, no sleeps: time-dependent queries get their cutoff as an 
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -15,6 +12,7 @@ import pytest
 
 from agentfleet.ports import TaskStore
 from agentfleet.tasks import EventKind, Task, TaskRequest, TaskResult, TaskStatus, Usage, utcnow
+from agentfleet.testing.polling import race
 
 T = TypeVar("T")
 WIDGETS = "https://github.com/acme/widgets"
@@ -24,18 +22,6 @@ Q, D, R = TaskStatus.QUEUED, TaskStatus.DISPATCHED, TaskStatus.RUNNING
 
 def new_task(repo: str = WIDGETS, key: str | None = None, **fields: Any) -> Task:
     return Task(request=TaskRequest(query="fix the bug", repo_url=repo, idempotency_key=key), **fields)
-
-
-def race(n: int, fn: Callable[[int], T]) -> list[T]:
-    """Run fn(0..n-1) in n threads released at the same moment; their results in order."""
-    barrier = threading.Barrier(n)
-
-    def run(i: int) -> T:
-        barrier.wait()
-        return fn(i)
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(run, range(n)))
 
 
 def running(store: TaskStore, task: Task) -> Task:

@@ -9,8 +9,6 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +23,7 @@ from agentfleet.gcp.store import FirestoreTaskStore
 from agentfleet.net import free_port
 from agentfleet.settings import Settings
 from agentfleet.tasks import EventKind, Task, TaskRequest, TaskStatus
+from agentfleet.testing.polling import race
 
 T = TypeVar("T")
 INDEXES = Path(store_module.__file__).with_name("firestore_indexes.json")
@@ -35,18 +34,6 @@ def new_task(key: str | None = None) -> Task:
     return Task(
         request=TaskRequest(query="fix the bug", repo_url="https://github.com/acme/widgets", idempotency_key=key)
     )
-
-
-def race(n: int, fn: Callable[[int], T]) -> list[T]:
-    """Run fn(0..n-1) in n threads released at the same moment; their results in order."""
-    barrier = threading.Barrier(n)
-
-    def run(i: int) -> T:
-        barrier.wait()
-        return fn(i)
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(run, range(n)))
 
 
 @pytest.fixture

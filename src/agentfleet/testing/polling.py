@@ -1,10 +1,12 @@
-"""Waiting for something to become true, with a deadline and no fixed sleeps (tests and benches)."""
+"""Waiting for something to become true, with a deadline and no fixed sleeps, and racing threads
+(tests and benches)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -29,3 +31,15 @@ def wait_for(condition: Callable[[], T | None], timeout_s: float = 60.0, what: s
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         threading.Event().wait(0.05)
+
+
+def race(n: int, fn: Callable[[int], T]) -> list[T]:
+    """Run fn(0..n-1) in n threads released at the same moment; their results in order."""
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> T:
+        barrier.wait()
+        return fn(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(run, range(n)))

@@ -8,6 +8,7 @@ google-cloud-run's own proto-plus classes, (de)serialized with their `serialize`
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import string
 import threading
@@ -15,7 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.cloud import run_v2
@@ -26,6 +27,8 @@ from google.rpc import code_pb2, status_pb2
 from agentfleet.testing.fake_cloud_run import resources as res
 from agentfleet.testing.fake_cloud_run.processes import ExecutionRun, TaskSpec
 from agentfleet.testing.fake_cloud_run.resources import RpcError
+
+T = TypeVar("T")
 
 MAX_WAIT_S = 30.0
 """The longest WaitOperation holds a call."""
@@ -211,24 +214,15 @@ class CloudRunService:
 
     def _job(self, name: str) -> run_v2.Job:
         """The stored job (call with the lock held)."""
-        if not res.JOB.match(name):
-            raise res.invalid(f"{name!r} is not a job name: projects/PROJECT/locations/REGION/jobs/JOB")
-        job = self._jobs.get(name)
-        if job is None:
-            raise res.not_found("JOB", name)
-        return job
+        return _stored(self._jobs, name, res.JOB, "JOB", "projects/PROJECT/locations/REGION/jobs/JOB")
 
     def record(self, name: str) -> ExecutionRecord:
         with self.lock:
             return self._record_locked(name)
 
     def _record_locked(self, name: str) -> ExecutionRecord:
-        if not res.EXECUTION.match(name):
-            raise res.invalid(f"{name!r} is not an execution name: projects/P/locations/R/jobs/J/executions/E")
-        record = self._executions.get(name)
-        if record is None:
-            raise res.not_found("EXECUTION", name)
-        return record
+        pattern = "projects/P/locations/R/jobs/J/executions/E"
+        return _stored(self._executions, name, res.EXECUTION, "EXECUTION", pattern)
 
     def _target(self, name: str) -> run_v2.Job | ExecutionRecord:
         with self.lock:
@@ -364,3 +358,13 @@ class CloudRunService:
                 context.abort(exc.code, str(exc))
 
         return answer
+
+
+def _stored(table: Mapping[str, T], name: str, pattern: re.Pattern[str], kind: str, shape: str) -> T:
+    """`table[name]`: INVALID_ARGUMENT when `name` is not of `shape`, NOT_FOUND when it is absent."""
+    if not pattern.match(name):
+        raise res.invalid(f"{name!r} is not {'an' if kind[0] in 'AEIOU' else 'a'} {kind.lower()} name: {shape}")
+    found = table.get(name)
+    if found is None:
+        raise res.not_found(kind, name)
+    return found
