@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agentfleet.agent.runner import run_task
+from agentfleet.agent.work import work_task
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.runtime.sandbox import Sandbox, SandboxConfig
 from agentfleet.settings import Settings
@@ -35,7 +35,7 @@ def agent_run(repo: Path, settings: Settings, steps: int) -> float:
     with ScriptedLLM(script) as llm:
         configured = settings.model_copy(update={"gpt_oss_url": llm.url})
         task = Task(request=TaskRequest(query="bench", repo_url=str(repo), options={"max_steps": steps + 1}))
-        final = run_task(task, configured, LocalArtifactStore(settings.artifacts_dir))
+        final = work_task(task, configured, LocalArtifactStore(settings.artifacts_dir))
     assert final.status is TaskStatus.SUCCEEDED, final.error
     assert final.usage.tool_calls == steps
     return final.usage.wall_s  # the loop's own wall time: model turns + tools

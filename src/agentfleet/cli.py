@@ -62,7 +62,7 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the final task as JSON on stdout")] = False,
 ) -> None:
     """Run one task in this process with the local defaults and show its steps live."""
-    from agentfleet.agent.runner import run_task
+    from agentfleet.agent.work import work_task
 
     settings = load_settings()
     artifacts = LocalArtifactStore(settings.artifacts_dir)
@@ -82,7 +82,7 @@ def run(
     task = Task(request=request)
     with _endpoint(settings) as configured:
         err.print(f"[bold]task {task.id}[/bold] on workspace {task.workspace_id}")
-        final = run_task(task, configured, artifacts, listeners=[EventPrinter(err)])
+        final = work_task(task, configured, artifacts, listeners=[EventPrinter(err)])
     _report(final, artifacts, as_json)
     raise typer.Exit(0 if final.status == TaskStatus.SUCCEEDED else 1)
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rich.markup import escape
 from rich.table import Table
 
-from agentfleet.agent.runner import run_task
+from agentfleet.agent.work import work_task
 from agentfleet.errors import AgentFleetError, describe_validation_error
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.runtime.sandbox import ExecResult, Sandbox, SandboxConfig, grant_workspace
@@ -219,7 +219,7 @@ def run_eval_task(task: EvalTask, settings: Settings, workdir: Path) -> EvalResu
     options = TaskOptions(max_steps=task.max_steps, timeout_s=task.timeout_s, model=settings.model)
     request = TaskRequest(query=task.query, repo_url=str(repo), options=options)
     started = time.monotonic()
-    final = run_task(Task(request=request), settings, LocalArtifactStore(settings.artifacts_dir))
+    final = work_task(Task(request=request), settings, LocalArtifactStore(settings.artifacts_dir))
     wall_s = time.monotonic() - started
     success, reason = _score(task, final, settings)
     usage = final.usage

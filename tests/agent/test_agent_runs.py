@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from agentfleet.agent.runner import run_task
+from agentfleet.agent.work import work_task
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.settings import Settings
 from agentfleet.tasks import EventKind, Task, TaskEvent, TaskRequest, TaskStatus
@@ -32,7 +32,7 @@ def run_scripted(
     with ScriptedLLM(script, repeat_last=repeat_last) as llm:
         configured = settings.model_copy(update={"gpt_oss_url": llm.url})
         request = TaskRequest(query="Fix the failing test", repo_url=str(repo), options=options)
-        task = run_task(Task(request=request), configured, LocalArtifactStore(settings.artifacts_dir))
+        task = work_task(Task(request=request), configured, LocalArtifactStore(settings.artifacts_dir))
         return task, llm.requests
 
 
@@ -153,7 +153,7 @@ def test_an_unreachable_model_fails_the_task_with_a_clear_reason(repo_factory, s
     configured = settings.model_copy(update={"gpt_oss_url": "http://127.0.0.1:9/v1", "llm_retries": 0, "llm_wait_s": 2})
     task = Task(request=TaskRequest(query="x", repo_url=str(repo_factory(BUGGY))))
     events: list[TaskEvent] = []
-    final = run_task(task, configured, LocalArtifactStore(settings.artifacts_dir), listeners=[events.append])
+    final = work_task(task, configured, LocalArtifactStore(settings.artifacts_dir), listeners=[events.append])
     assert final.status is TaskStatus.FAILED
     assert final.error and "cannot reach the model at http://127.0.0.1:9/v1" in final.error
     assert "(AGENTFLEET_LLM_WAIT_S=2)" in final.error, "it waited its budget first"
@@ -175,7 +175,7 @@ def test_every_step_is_an_ordered_event(repo_factory, settings) -> None:
     with ScriptedLLM([reply(None, tool_call("git_status", {})), reply("clean")]) as llm:
         configured = settings.model_copy(update={"gpt_oss_url": llm.url})
         task = Task(request=TaskRequest(query="status?", repo_url=str(repo_factory(BUGGY))))
-        run_task(task, configured, LocalArtifactStore(settings.artifacts_dir), listeners=[seen.append])
+        work_task(task, configured, LocalArtifactStore(settings.artifacts_dir), listeners=[seen.append])
     assert [e.seq for e in seen] == list(range(1, len(seen) + 1))
     kinds = [e.kind for e in seen]
     assert kinds[0] is EventKind.STATUS and kinds[-1] is EventKind.STATUS
@@ -208,7 +208,7 @@ def test_the_sandbox_holds_against_a_hostile_script(repo_factory, settings, tmp_
             configured = settings.model_copy(
                 update={"gpt_oss_url": llm.url, "llm_api_key": SecretStr("sk-hostile-test-key")}
             )
-            task = run_task(
+            task = work_task(
                 Task(request=TaskRequest(query="x", repo_url=str(repo))),
                 configured,
                 LocalArtifactStore(settings.artifacts_dir),
@@ -238,7 +238,7 @@ def test_a_second_run_reuses_the_mirror_and_the_sandboxed_setup(repo_factory, se
         with ScriptedLLM([reply(None, tool_call("exec", {"command": "cat .venv/installed"})), reply("ok")]) as llm:
             configured = settings.model_copy(update={"gpt_oss_url": llm.url})
             task = Task(request=TaskRequest(query="x", repo_url=str(repo)))
-            final = run_task(task, configured, LocalArtifactStore(settings.artifacts_dir), listeners=[seen.append])
+            final = work_task(task, configured, LocalArtifactStore(settings.artifacts_dir), listeners=[seen.append])
             output = next(m["content"] for m in llm.requests[-1]["messages"] if m["role"] == "tool")
         assert final.status is TaskStatus.SUCCEEDED, final.error
         steps = {e.data["step"]: e.data for e in seen if e.kind is EventKind.WORKSPACE}
@@ -258,7 +258,7 @@ def test_a_model_server_that_dies_mid_task_fails_the_task_with_a_reason(repo_fac
             llm.stop()
 
     task = Task(request=TaskRequest(query="x", repo_url=str(repo_factory(BUGGY))))
-    final = run_task(task, configured, LocalArtifactStore(settings.artifacts_dir), listeners=[crash_after_first_tool])
+    final = work_task(task, configured, LocalArtifactStore(settings.artifacts_dir), listeners=[crash_after_first_tool])
     assert final.status is TaskStatus.FAILED
     assert final.error and "cannot reach the model" in final.error
     assert (final.usage.llm_calls, final.usage.tool_calls) == (1, 1), "what was spent before the failure is kept"
@@ -327,7 +327,7 @@ def test_a_model_server_that_restarts_mid_task_does_not_fail_the_task(repo_facto
     task = Task(request=TaskRequest(query="x", repo_url=str(repo_factory(BUGGY))))
     events: list[TaskEvent] = []
     try:
-        final = run_task(
+        final = work_task(
             task,
             configured,
             LocalArtifactStore(settings.artifacts_dir),

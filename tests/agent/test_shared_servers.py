@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from agentfleet.agent.runner import run_task
+from agentfleet.agent.work import work_task
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.net import free_port
 from agentfleet.settings import Settings
@@ -55,7 +55,7 @@ def run(settings: Settings, repo: Path, script: list[dict], servers: list[McpSer
     with ScriptedLLM(script) as llm:
         configured = settings.model_copy(update={"gpt_oss_url": llm.url})
         request = TaskRequest(query="q", repo_url=str(repo), options=TaskOptions(mcp_servers=servers))
-        return run_task(Task(request=request), configured, LocalArtifactStore(settings.artifacts_dir)), llm.requests
+        return work_task(Task(request=request), configured, LocalArtifactStore(settings.artifacts_dir)), llm.requests
 
 
 def test_a_tasks_mcp_url_on_loopback_is_never_connected_to(repo_factory, settings) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from agentfleet.agent.runner import run_task
 from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot
+from agentfleet.agent.work import work_task
 from agentfleet.agent.workspace import SetupRun, prepare_workspace
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.settings import Settings
@@ -231,7 +231,7 @@ def test_the_runner_restores_before_the_workspace_and_saves_after_the_result_eve
         with ScriptedLLM(script) as llm:
             machine = Machine(settings, home, store)
             configured = machine.settings.model_copy(update={"gpt_oss_url": llm.url})
-            return run_task(Task(request=TaskRequest(query="look", repo_url=str(origin))), configured, store)
+            return work_task(Task(request=TaskRequest(query="look", repo_url=str(origin))), configured, store)
 
     def steps(task: Task) -> list[tuple[str, str]]:
         lines = store.get_bytes(f"tasks/{task.id}/events.jsonl").decode().splitlines()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agentfleet.agent.runner import run_task
+from agentfleet.agent.work import work_task
 from agentfleet.agent.workspace import RepoCheckout, prepare_workspace, push_branch, write_changes
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.settings import Settings
@@ -111,7 +111,7 @@ def test_a_setup_that_plants_a_filtered_nested_repository_runs_nothing_on_the_ho
     origin = repo_factory({"README.md": "hello\n", ".agentfleet/setup.sh": setup})
     with ScriptedLLM([reply("Nothing to do.")]) as llm:
         configured = settings.model_copy(update={"gpt_oss_url": llm.url})
-        task = run_task(
+        task = work_task(
             Task(request=TaskRequest(query="look", repo_url=str(origin))),
             configured,
             LocalArtifactStore(settings.artifacts_dir),

@@ -3,7 +3,7 @@
 python -m agentfleet.agent --task-id ID [--attempt N]
 """
 
-from agentfleet.agent.entry import main
+from agentfleet.agent.attempt import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

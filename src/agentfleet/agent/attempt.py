@@ -65,9 +65,9 @@ def run_attempt(task_id: str, attempt: int | None, settings: Settings, backends:
     try:
         # Imported after the claim: the model client and MCP stack take over a second to load,
         # and the task shows RUNNING (and heartbeats) while they do.
-        from agentfleet.agent.runner import run_task
+        from agentfleet.agent.work import work_task
 
-        final = run_task(running, settings, backends.artifacts, listeners=[to_store])
+        final = work_task(running, settings, backends.artifacts, listeners=[to_store])
     finally:
         beat.stopped.set()
     service.finish_attempt(running, final)

@@ -1,6 +1,6 @@
 """Working one task end to end: workspace → tools → agent loop → patch, branch, result.
 
-`run_task` is the agent's top-level handler: every failure becomes a FAILED task with a
+`work_task` is the agent's top-level handler: every failure becomes a FAILED task with a
 reason a person can act on; nothing escapes as a traceback.
 """
 
@@ -55,7 +55,7 @@ class EventRecorder:
         return "".join(e.model_dump_json() + "\n" for e in self.events).encode()
 
 
-def run_task(task: Task, settings: Settings, artifacts: ArtifactStore, listeners: Iterable[Listener] = ()) -> Task:
+def work_task(task: Task, settings: Settings, artifacts: ArtifactStore, listeners: Iterable[Listener] = ()) -> Task:
     """Work `task` to a final state and return it; never raises for a task failure."""
     record = EventRecorder(task.id, listeners)
     task = task.model_copy(update={"status": TaskStatus.RUNNING, "started_at": utcnow()})
