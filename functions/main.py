@@ -1,7 +1,7 @@
 """Cloud Functions entry points (functions-framework): thin shells around agentfleet.
 
 - `orchestrate` (HTTP): the HTTP API, agentfleet.api.Api.
-- `dispatch` (CloudEvent, Pub/Sub messagePublished via Eventarc): agentfleet.pubsub.handle_delivery.
+- `dispatch` (CloudEvent, Pub/Sub messagePublished via Eventarc): agentfleet.api.pubsub.handle_delivery.
 - `reap` (HTTP, called by Cloud Scheduler): Service.reap.
 
 Settings, backends and the Service are built once per instance, at the first call.
@@ -16,10 +16,10 @@ import functions_framework
 from cloudevents.http import CloudEvent
 from werkzeug.wrappers import Response
 
-from agentfleet.api import Api, error_response, reap_response
+from agentfleet.api.http import Api, error_response, reap_response
+from agentfleet.api.pubsub import handle_delivery
 from agentfleet.backends import build_backends
 from agentfleet.logs import configure_logging
-from agentfleet.pubsub import handle_delivery
 from agentfleet.service import Service
 from agentfleet.settings import Settings
 

@@ -21,14 +21,16 @@ from jsonschema import Draft202012Validator
 from werkzeug.test import EnvironBuilder, TestResponse
 from werkzeug.wrappers import Request
 
-from agentfleet.api import ROUTES, Api
+from agentfleet.api import Api
+from agentfleet.api.bodies import MAX_BODY_BYTES
+from agentfleet.api.events import StreamConfig
+from agentfleet.api.http import ROUTES
+from agentfleet.api.openapi import openapi_document
 from agentfleet.backends import build_backends
 from agentfleet.local.jobs import LocalJobRunner
-from agentfleet.openapi import MAX_BODY_BYTES, openapi_document
 from agentfleet.ports import DispatchMessage
 from agentfleet.service import Service
 from agentfleet.settings import Settings
-from agentfleet.sse import StreamConfig
 from agentfleet.tasks import EventKind, TaskEvent, TaskStatus
 
 SOURCE = str(Path(__file__).parents[1] / "functions" / "main.py")

@@ -31,8 +31,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from agentfleet.api.openapi import openapi_document
 from agentfleet.net import free_port
-from agentfleet.openapi import openapi_document
 from tests.test_serve import server_process
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

@@ -18,11 +18,11 @@ from waitress import wasyncore
 from werkzeug.wrappers import Request
 
 from agentfleet.api import Api
+from agentfleet.api.pubsub import handle_delivery
 from agentfleet.errors import ConfigError, RetryableError
 from agentfleet.local import token
 from agentfleet.local.queue import Delivery, SqliteTaskQueue
 from agentfleet.net import is_loopback
-from agentfleet.pubsub import handle_delivery
 from agentfleet.service import Service
 
 logger = logging.getLogger("agentfleet.serve")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from agentfleet.openapi import EventPage
+from agentfleet.api.bodies import EventPage
 from agentfleet.tasks import Task, TaskEvent, utcnow
 
 PAGE = 1000

@@ -17,12 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
-from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from agentfleet import jsontext
-from agentfleet.errors import ConflictError, InvalidRequestError, TaskNotFoundError
-from agentfleet.openapi import (
+from agentfleet.api.bodies import (
     MAX_BODY_BYTES,
     MAX_SEQ,
     Containers,
@@ -33,29 +31,17 @@ from agentfleet.openapi import (
     TaskList,
     WorkspaceResetBody,
 )
-from agentfleet.openapi import openapi_document as _openapi_document
+from agentfleet.api.events import PAGE, StreamConfig, event_page, event_stream
+from agentfleet.api.openapi import openapi_document as _openapi_document
+from agentfleet.api.routes import public_paths, url_map
+from agentfleet.errors import ConflictError, InvalidRequestError, TaskNotFoundError
 from agentfleet.service import Service
-from agentfleet.sse import PAGE, StreamConfig, event_page, event_stream
 from agentfleet.tasks import Task, TaskStatus
 
 logger = logging.getLogger("agentfleet.api")
 
-ROUTES = Map(
-    [
-        Rule("/orchestrate", methods=["POST"], endpoint="submit"),
-        Rule("/tasks", methods=["GET"], endpoint="list_tasks"),
-        Rule("/tasks/<task_id>", methods=["GET"], endpoint="get_task"),
-        Rule("/tasks/<task_id>/events", methods=["GET"], endpoint="events"),
-        Rule("/tasks/<task_id>/cancel", methods=["POST"], endpoint="cancel"),
-        Rule("/containers", methods=["GET"], endpoint="containers"),
-        Rule("/workspaces/<workspace_id>/reset", methods=["POST"], endpoint="reset_workspace"),
-        Rule("/health", methods=["GET"], endpoint="health"),
-        Rule("/openapi.json", methods=["GET"], endpoint="openapi"),
-    ],
-    strict_slashes=False,
-    merge_slashes=False,
-)
-PUBLIC = {"/health", "/health/"}
+ROUTES = url_map()
+PUBLIC = public_paths()
 """Paths served without the bearer token."""
 
 

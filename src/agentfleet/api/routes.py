@@ -1,0 +1,200 @@
+"""The one route table of the HTTP API: routing (a werkzeug Map) and the OpenAPI document's
+paths are both built from it, so a route and its documentation cannot drift apart.
+
+A new route is one `Route` here and one `Api._<endpoint>` handler in http.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from werkzeug.routing import Map, Rule
+
+from agentfleet.api.bodies import (
+    MAX_BODY_BYTES,
+    MAX_SEQ,
+    Containers,
+    EventPage,
+    Health,
+    Submitted,
+    TaskList,
+    WorkspaceResetBody,
+)
+from agentfleet.tasks import Task, TaskRequest, TaskStatus
+
+Schema = type[BaseModel] | dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One documented answer: its body's model (or a plain JSON schema) and what it means."""
+
+    body: Schema
+    description: str
+    stream: str = ""
+    """When the route can also answer text/event-stream: what the stream holds."""
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    """In OpenAPI's form: /tasks/{task_id}."""
+    endpoint: str
+    """The handler: `Api._<endpoint>`."""
+    summary: str
+    replies: dict[int, Reply]
+    errors: dict[int, str] = field(default_factory=dict)
+    """Error statuses (an ErrorBody each) beyond those every route may answer."""
+    parameters: tuple[dict[str, Any], ...] = ()
+    body: type[BaseModel] | None = None
+    public: bool = False
+    """Served without the bearer token."""
+
+    @property
+    def rule(self) -> str:
+        """The path in werkzeug's form: /tasks/<task_id>."""
+        return self.path.replace("{", "<").replace("}", ">")
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+NOT_FOUND = "No task has that id"
+BAD_QUERY = "A query parameter is invalid"
+STREAM = (
+    "Each event as `id: <seq>`, `event: <kind>`, `data: <TaskEvent JSON>`; `: keep-alive` comments during "
+    "silence; a final `event: end` once the task has ended."
+)
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        "/orchestrate",
+        "submit",
+        "Submit a task",
+        replies={
+            202: Reply(Submitted, "The task was created and queued"),
+            200: Reply(Submitted, "The idempotency key was used before, for this request: that task"),
+        },
+        errors={
+            400: "Malformed JSON, unknown fields, wrong types or an invalid request",
+            409: "The idempotency key was used before for a different request",
+            413: f"The body is larger than {MAX_BODY_BYTES} bytes",
+            415: "The body is not application/json",
+        },
+        body=TaskRequest,
+    ),
+    Route(
+        "GET",
+        "/tasks",
+        "list_tasks",
+        "List tasks, newest first",
+        replies={200: Reply(TaskList, "The tasks")},
+        errors={400: BAD_QUERY},
+        parameters=(
+            _query("status", {"type": "string", "enum": [s.value for s in TaskStatus]}, "Only this status"),
+            _query("workspace", {"type": "string"}, "Only this workspace id"),
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "At most"),
+        ),
+    ),
+    Route(
+        "GET",
+        "/tasks/{task_id}",
+        "get_task",
+        "Get a task",
+        replies={200: Reply(Task, "The task")},
+        errors={404: NOT_FOUND},
+        parameters=(_path_param("task_id"),),
+    ),
+    Route(
+        "GET",
+        "/tasks/{task_id}/events",
+        "events",
+        "A task's events: a page of JSON, or a live stream with Accept: text/event-stream",
+        replies={200: Reply(EventPage, "A page of events (JSON), or a Server-Sent Events stream", stream=STREAM)},
+        errors={400: BAD_QUERY, 404: NOT_FOUND},
+        parameters=(
+            _path_param("task_id"),
+            _query(
+                "after", {"type": "integer", "minimum": 0, "maximum": MAX_SEQ, "default": 0}, "Events with seq > after"
+            ),
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000}, "At most"),
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
+                "description": "Resume a stream after this seq (wins over `after`)",
+            },
+        ),
+    ),
+    Route(
+        "POST",
+        "/tasks/{task_id}/cancel",
+        "cancel",
+        "Cancel a task that has not ended",
+        replies={200: Reply(Task, "The cancelled task")},
+        errors={404: NOT_FOUND, 409: "The task has already ended"},
+        parameters=(_path_param("task_id"),),
+    ),
+    Route(
+        "GET",
+        "/containers",
+        "containers",
+        "Active agent executions, by workspace",
+        replies={200: Reply(Containers, "The active executions")},
+    ),
+    Route(
+        "POST",
+        "/workspaces/{workspace_id}/reset",
+        "reset_workspace",
+        "Forget what a workspace keeps between tasks: its checkout (ignored files included), setup markers "
+        "and snapshot; the next task starts from a fresh clone",
+        replies={200: Reply(WorkspaceResetBody, "The workspace was reset")},
+        errors={400: "That is not a workspace id", 409: "A task of the workspace is dispatched or running"},
+        parameters=(_path_param("workspace_id"),),
+    ),
+    Route(
+        "GET",
+        "/health",
+        "health",
+        "Health of the API; each backend's report only with the token",
+        replies={200: Reply(Health, "Every backend is healthy"), 503: Reply(Health, "A backend reports ok: false")},
+        public=True,
+    ),
+    Route(
+        "GET",
+        "/openapi.json",
+        "openapi",
+        "This document",
+        replies={200: Reply({"type": "object"}, "The OpenAPI document")},
+    ),
+)
+"""Every route of the API."""
+COMMON_ERRORS = {
+    401: "Missing or wrong bearer token",
+    403: "A local server: the Host header names another server, or a web page sent the request",
+    500: "Unexpected server error",
+    503: "A backend (store, queue, job runner) cannot be reached; retry after Retry-After seconds",
+}
+PUBLIC_ERRORS = {403: COMMON_ERRORS[403], 500: COMMON_ERRORS[500]}
+
+
+def url_map() -> Map:
+    """The werkzeug routing of the table: each rule's endpoint is the route's handler name."""
+    return Map(
+        [Rule(route.rule, methods=[route.method], endpoint=route.endpoint) for route in ROUTES],
+        strict_slashes=False,
+        merge_slashes=False,
+    )
+
+
+def public_paths() -> frozenset[str]:
+    return frozenset(p for route in ROUTES if route.public for p in (route.path, route.path + "/"))
