@@ -5,23 +5,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from agentfleet.cli.console import err, out, repo_arg
+from agentfleet.cli.render import EventPrinter
 from agentfleet.client import ApiError, Client
 from agentfleet.local.token import read_token
 from agentfleet.net import is_loopback
-from agentfleet.render import EventPrinter
 from agentfleet.settings import load_settings
-
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
 
 Server = Annotated[str, typer.Option("--server", envvar="AGENTFLEET_SERVER", help="AgentFleet server URL")]
 Token = Annotated[
@@ -47,11 +43,6 @@ def _fail(exc: ApiError) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _repo(value: str) -> str:
-    path = Path(value).expanduser()
-    return str(path.resolve()) if path.exists() else value
-
-
 def submit(
     query: Annotated[str, typer.Argument(help="What the agent should do")],
     repo: Annotated[list[str], typer.Option("--repo", help="Repository URL (repeatable)")],
@@ -61,7 +52,7 @@ def submit(
     token: Token = None,
 ) -> None:
     """Submit a task to a server; print its id (and follow it with --wait)."""
-    body = {"query": query, "repo_url": _repo(repo[0]), "repos": [_repo(r) for r in repo[1:]], "ref": ref}
+    body = {"query": query, "repo_url": repo_arg(repo[0]), "repos": [repo_arg(r) for r in repo[1:]], "ref": ref}
     client = _client(server, token)
     try:
         created = client.submit(body)

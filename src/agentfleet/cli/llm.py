@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from agentfleet.cli.console import err, out
 from agentfleet.errors import AgentFleetError
-from agentfleet.llm.endpoint import model_endpoint
 from agentfleet.settings import load_settings
 
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
 llm_app = typer.Typer(help="The embedded CPU model used when GPT_OSS_URL is not set.", no_args_is_help=True)
 
 
-def _say(line: str) -> None:
+def say(line: str) -> None:
     err.print(f"[dim]{escape(line)}[/dim]")
 
 
@@ -39,7 +34,7 @@ def llm_serve(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        with serve_embedded(settings, name, progress=_say, port=port) as server:
+        with serve_embedded(settings, name, progress=say, port=port) as server:
             out.print(server.url)
             err.print(f"serving {name} at {server.url} — Ctrl-C to stop")
             try:
@@ -72,37 +67,3 @@ def llm_status() -> None:
     out.print(table)
     endpoint = settings.gpt_oss_url or "(not set: `agentfleet run` starts the embedded model)"
     out.print(f"GPT_OSS_URL: {endpoint}\nmodel cache: {settings.models_dir}")
-
-
-def eval_command(
-    suite_dir: Annotated[Path, typer.Argument(help="A suite folder such as evals/", exists=True, file_okay=False)],
-    model_url: Annotated[str | None, typer.Option(help="OpenAI-compatible base URL (default: embedded)")] = None,
-    model: Annotated[str | None, typer.Option(help="Model name to send (or embedded model to start)")] = None,
-    profile: Annotated[str | None, typer.Option(help="Model profile: auto, gpt-oss, native, text")] = None,
-    only: Annotated[list[str] | None, typer.Option(help="Run only these tasks (repeatable)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout")] = False,
-) -> None:
-    """Run an evaluation suite and report per task success, steps, tokens and time."""
-    from agentfleet.evals import render_table, run_suite
-
-    settings = load_settings()
-    if model_url:
-        settings = settings.model_copy(update={"gpt_oss_url": model_url})
-    try:
-        with model_endpoint(settings, _say, model) as configured:
-            report = run_suite(
-                suite_dir,
-                configured,
-                model_url=str(configured.gpt_oss_url),
-                model=model or configured.model,
-                profile=profile,
-                only=only or None,
-                progress=lambda r: err.print(f"{'✓' if r.success else '✗'} {r.name} ({r.wall_s:.0f}s)"),
-            )
-    except AgentFleetError as exc:
-        err.print(f"[red]eval failed:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
-    if as_json:
-        out.print_json(json.dumps(report.to_json()))
-    else:
-        out.print(render_table(report))

@@ -1,4 +1,5 @@
-"""The `agentfleet` command line."""
+"""The `agentfleet` command line: `run` and `serve` here; the remote client commands (remote.py),
+`llm` (llm.py) and `eval` (evals.py) beside."""
 
 from __future__ import annotations
 
@@ -10,34 +11,25 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 
-from agentfleet.cli_client import COMMANDS, workspace_app
-from agentfleet.cli_local import eval_command, llm_app
+from agentfleet.cli.console import err, out, repo_arg
+from agentfleet.cli.evals import eval_command
+from agentfleet.cli.llm import llm_app
+from agentfleet.cli.remote import COMMANDS, workspace_app
+from agentfleet.cli.render import EventPrinter
 from agentfleet.errors import describe_validation_error
 from agentfleet.llm.endpoint import model_endpoint
 from agentfleet.local.artifacts import LocalArtifactStore
-from agentfleet.render import EventPrinter
 from agentfleet.settings import Settings, load_settings
 from agentfleet.tasks import Task, TaskRequest, TaskStatus
 
 app = typer.Typer(help="AgentFleet: run AI coding agents on git repositories.", no_args_is_help=True)
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
 
 
 @app.callback()
 def _root() -> None:
     """AgentFleet: run AI coding agents on git repositories."""
-
-
-def _repo_arg(value: str) -> str:
-    """Local paths become absolute, so the same repository always gets the same workspace."""
-    candidate = Path(value).expanduser()
-    if not value.startswith("-") and candidate.exists():
-        return str(candidate.resolve())
-    return value
 
 
 def _upload_inputs(files: list[Path], artifacts: LocalArtifactStore) -> list[str]:
@@ -68,8 +60,8 @@ def run(
     artifacts = LocalArtifactStore(settings.artifacts_dir)
     body = {
         "query": query,
-        "repo_url": _repo_arg(repo[0]),
-        "repos": [_repo_arg(r) for r in repo[1:]],
+        "repo_url": repo_arg(repo[0]),
+        "repos": [repo_arg(r) for r in repo[1:]],
         "ref": ref,
         "files": _upload_inputs(file or [], artifacts),
         "options": {"max_steps": max_steps, "network": network, "push_branch": push_branch},
@@ -167,7 +159,3 @@ def main() -> None:
     except ConfigError as exc:
         err.print(f"[red]{escape(str(exc))}[/red]")
         raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,21 @@
+"""What every command shares: the two consoles, and how a repository argument is read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+err = Console(stderr=True, soft_wrap=True)
+"""Progress, events and errors."""
+out = Console(soft_wrap=True)
+"""The result: what a script reads."""
+
+
+def repo_arg(value: str) -> str:
+    """A repository argument: a local path made absolute (the same repository always gets the same
+    workspace); anything else (a URL) as it is."""
+    candidate = Path(value).expanduser()
+    if not value.startswith("-") and candidate.exists():
+        return str(candidate.resolve())
+    return value
