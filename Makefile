@@ -73,6 +73,11 @@ bench: install ## Run the benchmark scripts under bench/ and print their figures
 	$(PY) bench/idle_cpu.py
 	$(PY) bench/burst.py
 
+.PHONY: functions-wheel
+functions-wheel: install ## Build agentfleet's wheel into functions/wheels/ (what the Cloud Functions install)
+	rm -rf functions/wheels
+	$(PY) -m pip wheel -q --no-deps -w functions/wheels .
+
 .PHONY: clean
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
