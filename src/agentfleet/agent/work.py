@@ -21,6 +21,7 @@ from mcp import StdioServerParameters
 from openai import AsyncOpenAI
 
 from agentfleet.agent.loop import Agent, Limits, Outcome
+from agentfleet.agent.models import model_for
 from agentfleet.agent.profiles import profile_for
 from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot
 from agentfleet.agent.tools import ToolBox, shared_server_url
@@ -175,8 +176,9 @@ async def _loop(
             timeout=settings.llm_timeout_s,
             max_retries=settings.llm_retries,
         ) as llm:
-            agent = Agent(llm, model, tools, profile, _limits(task, settings), record, usage=spent)
-            return await agent.run(_prompt(task, workspace))
+            wait_s, reply_cap = settings.llm_wait_s, settings.llm_max_reply_tokens
+            talker = model_for(llm, model, profile, tools, spent, record, max_reply_tokens=reply_cap, wait_s=wait_s)
+            return await Agent(talker, tools, _limits(task, settings), record, spent).run(_prompt(task, workspace))
 
 
 def _limits(task: Task, settings: Settings) -> Limits:
@@ -185,8 +187,6 @@ def _limits(task: Task, settings: Settings) -> Limits:
         max_steps=options.max_steps or settings.default_max_steps,
         max_tokens=options.max_tokens or settings.default_max_tokens,
         timeout_s=float(options.timeout_s or settings.default_timeout_s),
-        max_reply_tokens=settings.llm_max_reply_tokens,
-        model_wait_s=settings.llm_wait_s,
     )
 
 
