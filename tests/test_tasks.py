@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from agentfleet.errors import describe_validation_error
+from agentfleet.names import normalize_repo_url, workspace_id
 from agentfleet.settings import Settings
-from agentfleet.tasks import Task, TaskRequest, TaskStatus, normalize_repo_url, workspace_id
+from agentfleet.tasks import Task, TaskRequest, TaskStatus
 
 CLOUD = Settings(backend="gcp").validation_context()
 LOCAL = Settings(backend="local").validation_context()

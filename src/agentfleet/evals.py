@@ -6,6 +6,9 @@ repository made from those files, under its own AgentFleet home, then is scored 
 conditions: a shell `check` run in the sandbox in the task's workspace (exit 0 = success) and
 `summary_contains`, regexes that must all match the final summary. The run's own status is
 reported beside the score, not part of it. See evals/README.md for the format.
+
+One unit, over ~300 lines: loading, running, scoring and reporting a suite share its models
+(EvalTask, TaskScore, Report).
 """
 
 from __future__ import annotations
@@ -224,9 +227,16 @@ def run_eval_task(task: EvalTask, settings: Settings, workdir: Path) -> EvalResu
     success, reason = _score(task, final, settings)
     usage = final.usage
     return EvalResult(
-        name=task.name, kind=task.kind, success=success, status=final.status.value, steps=usage.llm_calls,
-        tool_calls=usage.tool_calls, tokens=usage.total_tokens, wall_s=round(wall_s, 2), reason=reason,
-    )  # fmt: skip
+        name=task.name,
+        kind=task.kind,
+        success=success,
+        status=final.status.value,
+        steps=usage.llm_calls,
+        tool_calls=usage.tool_calls,
+        tokens=usage.total_tokens,
+        wall_s=round(wall_s, 2),
+        reason=reason,
+    )
 
 
 def _select(tasks: list[EvalTask], only: list[str] | None) -> list[EvalTask]:
@@ -290,7 +300,14 @@ def render_table(report: EvalReport) -> Table:
     t = report.totals
     table.add_section()
     table.add_row(
-        f"total ({t.tasks})", "", f"{t.succeeded}/{t.tasks}", f"{t.success_rate:.0%}",
-        f"{t.mean_steps:.1f} avg", f"{t.total_tokens:,}", f"{t.mean_wall_s:.1f}s avg", "", style="bold",
-    )  # fmt: skip
+        f"total ({t.tasks})",
+        "",
+        f"{t.succeeded}/{t.tasks}",
+        f"{t.success_rate:.0%}",
+        f"{t.mean_steps:.1f} avg",
+        f"{t.total_tokens:,}",
+        f"{t.mean_wall_s:.1f}s avg",
+        "",
+        style="bold",
+    )
     return table

@@ -1,5 +1,9 @@
-"""Use cases: submit, dispatch, cancel, reap, schedule. Entry points (HTTP, CloudEvents, the CLI,
-the agent process) parse their input, build backends from settings and call one of these.
+"""Use cases: submit, dispatch, start and finish an attempt, cancel, reap, schedule, reset a
+workspace, and the reads the API serves. Entry points (HTTP, CloudEvents, the CLI, the agent
+process) parse their input, build backends from settings and call one of these.
+
+One unit, over ~300 lines: every use case of the control plane, each a method of the one Service
+over the ports (the place a new transition goes).
 """
 
 from __future__ import annotations
@@ -20,21 +24,11 @@ from agentfleet.errors import (
     TaskNotFoundError,
     describe_validation_error,
 )
+from agentfleet.names import WORKSPACE_ID, snapshot_key
 from agentfleet.ports import Backends, DispatchMessage, Execution
 from agentfleet.runtime.workspaces import reset_workspace_files
 from agentfleet.settings import Settings
-from agentfleet.tasks import (
-    LIVE,
-    NOT_FINAL,
-    WORKSPACE_ID,
-    EventKind,
-    Task,
-    TaskEvent,
-    TaskRequest,
-    TaskStatus,
-    snapshot_key,
-    utcnow,
-)
+from agentfleet.tasks import LIVE, NOT_FINAL, EventKind, Task, TaskEvent, TaskRequest, TaskStatus, utcnow
 
 logger = logging.getLogger(__name__)
 

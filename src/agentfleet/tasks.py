@@ -4,20 +4,30 @@
 needs to know whether local repositories are allowed; pass it as pydantic validation context
 (`Settings.validation_context()`). Every entry point that takes input from outside (HTTP, Pub/Sub,
 CLI) passes one; a model built in code without a context is trusted, as data read back from a store.
+
+One unit, over ~300 lines: the task model and its validation, read together by every entry point and
+store (names.py holds the naming rules it uses).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from agentfleet.names import (
+    check_repo_url,
+    input_file_key,
+    normalize_repo_url,
+    redact_url,
+    repo_dirname,
+    workspace_id,
+)
 
 MAX_QUERY_CHARS = 32_000
 DEFAULT_MAX_REPOS = 10
@@ -25,9 +35,6 @@ DEFAULT_MAX_FILES = 50
 TRUSTED: dict[str, Any] = {"allow_local_repos": True, "max_repos": 10_000, "max_files": 10_000, "trusted": True}
 """Validation context for data AgentFleet itself stored (already validated on the way in)."""
 
-WORKSPACE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-"""What a workspace id may be: a plain folder name (workspace_id() makes them; data may not)."""
-_SCP_LIKE = re.compile(r"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*)$")
 _REF_OK = re.compile(r"^[A-Za-z0-9._/@{}^~+-]{1,200}$")
 
 
@@ -37,117 +44,6 @@ def utcnow() -> datetime:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-# --- repository URLs -----------------------------------------------------------------------
-
-
-def redact_url(url: str) -> str:
-    """The URL with any user-info credentials replaced by ***."""
-    parts = urlsplit(url)
-    if parts.scheme and "@" in parts.netloc:
-        host = parts.netloc.rsplit("@", 1)[1]
-        return parts._replace(netloc=f"***@{host}").geturl()
-    return url
-
-
-def _is_local(url: str) -> bool:
-    return url.startswith(("file://", "/", "./", "../", "~")) or url in (".", "..")
-
-
-def check_repo_url(url: str, *, allow_local: bool) -> str:
-    """Return the URL stripped of surrounding space, or raise ValueError saying what to fix."""
-    url = url.strip()
-    if not url:
-        raise ValueError("repository URL is empty")
-    if url.startswith("-"):
-        raise ValueError("repository URL must not start with '-'")
-    if any(ch.isspace() or ord(ch) < 32 for ch in url):
-        raise ValueError("repository URL must not contain spaces or control characters")
-    if _is_local(url):
-        if not allow_local:
-            raise ValueError(
-                "local paths and file:// URLs are not allowed here; use an https://, ssh:// "
-                "or git@host:path URL (set AGENTFLEET_ALLOW_LOCAL_REPOS=true to allow them)"
-            )
-        return url
-    if _SCP_LIKE.match(url):
-        return url
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "ssh"):
-        raise ValueError(
-            f"repository URL scheme {parts.scheme or '(none)'!r} is not supported; "
-            "use https://, ssh:// or git@host:path"
-        )
-    if not parts.hostname:
-        raise ValueError("repository URL has no host")
-    if parts.password or (parts.scheme == "https" and parts.username):
-        raise ValueError(
-            f"repository URL {redact_url(url)} embeds credentials; remove them and configure "
-            "a git credential for the host instead"
-        )
-    return url
-
-
-def normalize_repo_url(url: str) -> str:
-    """A canonical form: same repository written differently → same string."""
-    url = url.strip()
-    if _is_local(url):
-        path = url.removeprefix("file://")
-        return "local" + str(Path(path).expanduser().resolve()).rstrip("/")
-    match = _SCP_LIKE.match(url)
-    if match:
-        host, path = match["host"], match["path"]
-    else:
-        parts = urlsplit(url)
-        host, path = parts.hostname or "", parts.path
-        if parts.port and parts.port not in (22, 443):
-            host = f"{host}:{parts.port}"
-    path = re.sub(r"/+", "/", path).strip("/").removesuffix(".git").rstrip("/")
-    return f"{host.lower()}/{path.lower() if host else path}"
-
-
-def workspace_id(url: str) -> str:
-    """Readable slug + short hash; fits a Cloud Run job name as `agent-<id>` (≤ 63 chars)."""
-    norm = normalize_repo_url(url)
-    tail = "-".join(norm.split("/")[-2:])
-    slug = re.sub(r"[^a-z0-9]+", "-", tail.lower()).strip("-")[:40].strip("-") or "repo"
-    digest = hashlib.sha256(norm.encode()).hexdigest()[:10]
-    return f"{slug}-{digest}"
-
-
-def repo_dirname(url: str) -> str:
-    """The folder a repository gets inside a multi-repository workspace."""
-    name = normalize_repo_url(url).rsplit("/", 1)[-1]
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "repo"
-
-
-# --- artifact keys -----------------------------------------------------------------------------
-
-
-def check_artifact_key(key: str) -> str:
-    """`key` when it is a relative path without '..'; ValueError otherwise (every store checks alike)."""
-    parts = PurePosixPath(key).parts
-    if not key or key.startswith("/") or ".." in parts or "\x00" in key or "\\" in key:
-        raise ValueError(f"artifact key {key!r} must be a relative path without '..'")
-    return key
-
-
-def input_file_key(item: str) -> str:
-    """The artifact key an input file names: itself, or for gs://bucket/key the key; ValueError
-    saying what to give when it names no file or is not a valid key."""
-    key = item.split("/", 3)[3] if item.startswith("gs://") and item.count("/") >= 3 else item
-    if key.startswith("gs://") or PurePosixPath(key).name in ("", ".", ".."):
-        raise ValueError(f"input file {item!r} names no file; give an artifact key or gs://bucket/key")
-    try:
-        return check_artifact_key(key)
-    except ValueError:
-        raise ValueError(f"input file {item!r} is not a valid artifact key (a relative path without '..')") from None
-
-
-def snapshot_key(workspace_id: str) -> str:
-    """The artifact key of a workspace's snapshot (agent/snapshot.py)."""
-    return f"snapshots/{workspace_id}.tar.gz"
 
 
 def _check_text(value: Any, where: str = "body") -> None:
@@ -357,6 +253,10 @@ class EventKind(StrEnum):
     TOOL_RESULT = "tool_result"
     LOG = "log"
     ERROR = "error"
+
+
+Emit = Callable[[EventKind, dict[str, Any]], None]
+"""Where a step of the work reports an event (the attempt's recorder numbers and stores it)."""
 
 
 class TaskEvent(_Strict):

@@ -17,8 +17,9 @@ from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snap
 from agentfleet.agent.work import work_task
 from agentfleet.agent.workspace import SetupRun, prepare_workspace
 from agentfleet.local.artifacts import LocalArtifactStore
+from agentfleet.names import snapshot_key
 from agentfleet.settings import Settings
-from agentfleet.tasks import Task, TaskEvent, TaskRequest, TaskStatus, snapshot_key
+from agentfleet.tasks import Task, TaskEvent, TaskRequest, TaskStatus
 from agentfleet.testing.repos import commit_files, git
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply
 

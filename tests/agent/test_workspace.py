@@ -21,9 +21,10 @@ from agentfleet.agent.workspace import (
 from agentfleet.errors import InvalidRequestError, WorkspaceError
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.locks import locked
+from agentfleet.names import workspace_id
 from agentfleet.runtime.git import redact_text, run_git
 from agentfleet.settings import Settings
-from agentfleet.tasks import Task, TaskRequest, workspace_id
+from agentfleet.tasks import Task, TaskRequest
 from agentfleet.testing.repos import commit_files, git, make_repo
 
 
@@ -307,8 +308,8 @@ def test_a_git_command_that_runs_too_long_is_stopped(tmp_path) -> None:
 def test_a_reset_forgets_what_persists_and_the_next_task_starts_afresh(origin, settings, tmp_path) -> None:
     from agentfleet.backends import build_backends
     from agentfleet.errors import ConflictError
+    from agentfleet.names import snapshot_key
     from agentfleet.service import Service
-    from agentfleet.tasks import snapshot_key
 
     setup = SubprocessSetup()
     first = Run(settings, setup, repo_url=str(origin), options={"setup": "mkdir -p build && echo ran > build/s"})

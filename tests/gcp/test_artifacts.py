@@ -14,8 +14,9 @@ import pytest
 from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot
 from agentfleet.agent.workspace import prepare_workspace
 from agentfleet.gcp.artifacts import GcsArtifactStore
+from agentfleet.names import snapshot_key
 from agentfleet.settings import Settings
-from agentfleet.tasks import Task, TaskRequest, snapshot_key
+from agentfleet.tasks import Task, TaskRequest
 from agentfleet.testing.repos import commit_files, git
 
 

@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from agentfleet.agent.models import EVENT_TEXT_LIMIT, Emit, Model, Reply, ToolCall, clip
+from agentfleet.agent.models import EVENT_TEXT_LIMIT, Model, Reply, ToolCall, clip
 from agentfleet.agent.tools import ToolBox
 from agentfleet.errors import LLMUnavailableError
-from agentfleet.tasks import EventKind, Usage
+from agentfleet.tasks import Emit, EventKind, Usage
 
 NUDGE = (
     "You repeated the same tool call with the same arguments. Do something different, "

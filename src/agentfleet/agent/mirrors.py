@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Literal
 
 from agentfleet.locks import locked
+from agentfleet.names import is_local, workspace_id
 from agentfleet.runtime.files import copy_new, real_dir, remove_path, write_new
 from agentfleet.runtime.git import CHECKOUT_REFSPECS, restore_gitdir, run_git
-from agentfleet.tasks import workspace_id
 
 MIRROR_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 MirrorAction = Literal["created", "fetched"]
@@ -33,7 +33,7 @@ def mirror_lock(mirrors_dir: Path, name: str) -> Path:
 
 def fetch_url(url: str) -> str:
     """The URL as git is given it: local paths made absolute, since git runs in other folders."""
-    if url.startswith(("/", "./", "../", "~")) or url in (".", ".."):
+    if is_local(url) and not url.startswith("file://"):  # a path, which git would read from its own folder
         return str(Path(url).expanduser().resolve())
     return url
 

@@ -16,7 +16,6 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,9 +26,8 @@ from agentfleet.agent.profiles import ModelProfile
 from agentfleet.agent.textcalls import TextCall, recover_tool_calls
 from agentfleet.agent.tools import ToolBox
 from agentfleet.errors import LLMUnavailableError
-from agentfleet.tasks import EventKind, Usage
+from agentfleet.tasks import Emit, EventKind, Usage
 
-Emit = Callable[[EventKind, dict[str, Any]], None]
 EVENT_TEXT_LIMIT = 2000
 WAIT_FIRST_S, WAIT_MAX_S = 1.0, 30.0
 """Backoff while the model is away: the first pause, and the longest."""

@@ -16,6 +16,9 @@ links to anything but an earlier file of the archive, members reached through a 
 symlinks outside the checkout (or inside a `.git`) refuse the whole archive. Symlinks inside the
 checkout may point anywhere (a .venv's `bin/python` points at /usr/bin): they are written as
 links, never written through, and the agent can make the same ones itself.
+
+One unit, over ~300 lines: restoring, the archive's safety checks, saving and the fingerprint all
+rest on one layout of what is archived.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import tarfile
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -38,12 +41,12 @@ from typing import Any
 from agentfleet.agent.mirrors import mirror_lock
 from agentfleet.errors import WorkspaceError
 from agentfleet.locks import locked
+from agentfleet.names import WORKSPACE_ID, snapshot_key, workspace_id
 from agentfleet.ports import ArtifactStore
 from agentfleet.runtime.files import remove_path
 from agentfleet.settings import Settings
-from agentfleet.tasks import WORKSPACE_ID, Task, snapshot_key, workspace_id
+from agentfleet.tasks import Emit, EventKind, Task
 
-Emit = Callable[[str, dict[str, Any]], None]
 CONTENT_HASHED = 64 * 1024
 """Files up to this size are fingerprinted by content (git rewrites HEAD and FETCH_HEAD unchanged)."""
 SKIPPED = (".agentfleet/inputs",)
@@ -106,9 +109,9 @@ def restore_snapshot(task: Task, settings: Settings, artifacts: ArtifactStore, e
         try:
             version = artifacts.get_file_version(key, archive)
         except KeyError:
-            emit("workspace", {"step": "snapshot", "action": "none"})
+            emit(EventKind.WORKSPACE, {"step": "snapshot", "action": "none"})
         except OSError as exc:  # ConnectionError included: start without it
-            emit("workspace", {"step": "snapshot", "action": "failed", "error": f"download: {exc}"})
+            emit(EventKind.WORKSPACE, {"step": "snapshot", "action": "failed", "error": f"download: {exc}"})
         else:
             _unpack(archive, home, layout, emit, started)
     return SnapshotState(key, version, _fingerprint(home, layout.fingerprinted))
@@ -123,13 +126,13 @@ def _unpack(archive: Path, home: Path, layout: _Layout, emit: Emit, started: flo
             with layout.lock(home, root):
                 _swap_in(staging / root, home / root)
     except (UnsafeArchiveError, tarfile.FilterError) as exc:
-        emit("workspace", {**event, "action": "refused", "reason": f"unsafe archive: {exc}"})
+        emit(EventKind.WORKSPACE, {**event, "action": "refused", "reason": f"unsafe archive: {exc}"})
     except _CORRUPT as exc:
-        emit("workspace", {**event, "action": "corrupt", "reason": f"{exc.__class__.__name__}: {exc}"})
+        emit(EventKind.WORKSPACE, {**event, "action": "corrupt", "reason": f"{exc.__class__.__name__}: {exc}"})
     except OSError as exc:
-        emit("workspace", {**event, "action": "failed", "error": f"extract: {exc}"})
+        emit(EventKind.WORKSPACE, {**event, "action": "failed", "error": f"extract: {exc}"})
     else:
-        emit("workspace", {**event, "action": "restored", "duration_s": _since(started)})
+        emit(EventKind.WORKSPACE, {**event, "action": "restored", "duration_s": _since(started)})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -205,7 +208,7 @@ def save_snapshot(state: SnapshotState, task: Task, settings: Settings, artifact
     layout, home = _layout(task, settings), settings.home
     started = time.monotonic()
     if _fingerprint(home, layout.fingerprinted) == state.fingerprint:
-        emit("workspace", {"step": "snapshot", "action": "unchanged"})
+        emit(EventKind.WORKSPACE, {"step": "snapshot", "action": "unchanged"})
         return "unchanged"
     home.mkdir(parents=True, exist_ok=True)
     with _temp_file(home) as archive:
@@ -214,13 +217,15 @@ def save_snapshot(state: SnapshotState, task: Task, settings: Settings, artifact
             size = archive.stat().st_size
             version = artifacts.put_file_if(state.key, archive, version=state.version)
         except (OSError, tarfile.TarError) as exc:  # ConnectionError included: the task is unaffected
-            emit("workspace", {"step": "snapshot", "action": "failed", "error": f"upload: {exc}"})
+            emit(EventKind.WORKSPACE, {"step": "snapshot", "action": "failed", "error": f"upload: {exc}"})
             return "failed"
     event = {"step": "snapshot", "bytes": size, "duration_s": _since(started)}
     if version is None:
-        emit("workspace", {**event, "action": "superseded", "reason": "another task saved this workspace first"})
+        emit(
+            EventKind.WORKSPACE, {**event, "action": "superseded", "reason": "another task saved this workspace first"}
+        )
         return "superseded"
-    emit("workspace", {**event, "action": "saved"})
+    emit(EventKind.WORKSPACE, {**event, "action": "saved"})
     return "saved"
 
 

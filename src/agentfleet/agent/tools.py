@@ -19,8 +19,9 @@ from mcp.types import TextContent, Tool
 
 from agentfleet.agent.profiles import ModelProfile
 from agentfleet.errors import ConfigError
+from agentfleet.names import redact_url
 from agentfleet.settings import Settings
-from agentfleet.tasks import McpServerSpec, redact_url
+from agentfleet.tasks import McpServerSpec
 
 
 def shared_server_url(spec: McpServerSpec, settings: Settings) -> str:

@@ -11,7 +11,6 @@ import itertools
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,9 +22,10 @@ from openai import AsyncOpenAI
 from agentfleet.agent.loop import Agent, Limits, Outcome
 from agentfleet.agent.models import model_for
 from agentfleet.agent.profiles import profile_for
+from agentfleet.agent.result import finish
 from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot
 from agentfleet.agent.tools import ToolBox, shared_server_url
-from agentfleet.agent.workspace import PreparedWorkspace, SetupRun, prepare_workspace, push_branch, write_changes
+from agentfleet.agent.workspace import PreparedWorkspace, SetupRun, prepare_workspace
 from agentfleet.errors import AgentFleetError, ConfigError
 from agentfleet.ports import ArtifactStore
 from agentfleet.runtime.filewalk import entry, iter_files
@@ -46,7 +46,7 @@ class EventRecorder:
         self.listeners = list(listeners)
         self.events: list[TaskEvent] = []
 
-    def __call__(self, kind: EventKind | str, data: dict[str, Any]) -> None:
+    def __call__(self, kind: EventKind, data: dict[str, Any]) -> None:
         event = TaskEvent(task_id=self.task_id, seq=len(self.events) + 1, kind=EventKind(kind), data=data)
         self.events.append(event)
         for listener in self.listeners:
@@ -149,7 +149,7 @@ async def _work(
         grant_workspace(workspace.root, config.uid, config.gid)
         outcome = await _loop(task, settings, workspace, occupancy, record, spent)
         occupancy.wait_processes_gone()  # the server and its commands are gone before git reads the checkout
-        return _finish(task, workspace, artifacts, outcome, record, settings.max_patch_bytes)
+        return finish(task, workspace, artifacts, outcome, record, settings.max_patch_bytes)
 
 
 async def _loop(
@@ -231,78 +231,3 @@ def _prompt(task: Task, workspace: PreparedWorkspace) -> str:
         lines += ["", "Files:", *(f"- {f}" for f in files[:100])]
         lines[-1] += more
     return "\n".join(lines)
-
-
-def _finish(
-    task: Task,
-    workspace: PreparedWorkspace,
-    artifacts: ArtifactStore,
-    outcome: Outcome,
-    record: EventRecorder,
-    max_patch_bytes: int,
-) -> tuple[TaskResult, str | None]:
-    """The result: the patch kept as an artifact (when under `max_patch_bytes`), the diff stat,
-    the branch when pushed, and notes on what the patch leaves out."""
-    multi = len(workspace.repos) > 1
-    stats, notes, branch, total = [], [], None, 0
-    with tempfile.NamedTemporaryFile(prefix="agentfleet-patch-") as patch:
-        for repo in workspace.repos:
-            name = repo.path.name
-            mark = patch.tell()
-            patch.write(f"# repository: {name}\n".encode() if multi else b"")
-            changes = write_changes(repo, patch, limit=max(max_patch_bytes - total, 0))
-            total += changes.patch_bytes
-            if changes.nested:
-                notes.append(_nested_note(name if multi else "", changes.nested))
-            if not changes.patch_bytes:
-                patch.seek(mark)
-                patch.truncate()
-                continue
-            stats.append(f"# {name}\n{changes.stat}" if multi else changes.stat)
-            if task.request.options.push_branch:
-                branch = f"agentfleet/{task.id}"
-                push_branch(repo, branch, _commit_message(task))
-                record(EventKind.LOG, {"message": f"pushed branch {branch}", "repo": repo.url})
-        patch.flush()
-        too_big = total > max_patch_bytes
-        key = None
-        if total and not too_big:
-            key = artifacts.put_file(f"tasks/{task.id}/patch.diff", Path(patch.name))
-    error = f"stopped: {outcome.stopped_by}" if outcome.failed else None
-    if too_big:
-        notes.append(_too_big_note(total, max_patch_bytes, branch))
-        error = error or (None if branch else notes[-1])
-    for note in notes:
-        record(EventKind.LOG, {"message": note})
-    result = TaskResult(
-        summary=outcome.summary or "(the model gave no final answer)",
-        patch=key,
-        diff_stat="\n".join(stats).strip(),
-        branch=branch,
-        artifacts=[key] if key else [],
-        notes=notes,
-        usage=outcome.usage,
-    )
-    return result, error
-
-
-def _nested_note(repo: str, nested: list[str]) -> str:
-    where = f" of {repo}" if repo else ""
-    shown = ", ".join(nested[:10]) + (f" and {len(nested) - 10} more" if len(nested) > 10 else "")
-    return (
-        f"left out of the patch{where}: nested repositories {shown} (a folder with a .git of its own is "
-        "another repository; commit changes there upstream, or add it to .gitignore)"
-    )
-
-
-def _too_big_note(size: int, limit: int, branch: str | None) -> str:
-    where = f"; the change is on branch {branch}" if branch else ""
-    return (
-        f"the patch is {size:,} bytes, over the limit of {limit:,} (AGENTFLEET_MAX_PATCH_BYTES), so it was not "
-        f"kept{where}. Large or generated files usually belong in .gitignore; the diff stat shows which files"
-    )
-
-
-def _commit_message(task: Task) -> str:
-    first = task.request.query.strip().splitlines()[0][:72]
-    return f"AgentFleet task {task.id}: {first}"

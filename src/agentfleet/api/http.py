@@ -3,6 +3,9 @@
 Framework-level (werkzeug requests and responses) and free of cloud specifics: functions/main.py
 mounts `Api` as the `orchestrate` Cloud Function. Every 4xx/5xx is JSON `{"error": "..."}`
 saying what to fix; an unexpected exception is logged and answered with a bare 500.
+
+One unit, over ~300 lines: the one `Api` and the input rules its handlers share (bodies, query
+parameters, cursors); the routes themselves are routes.py.
 """
 
 from __future__ import annotations

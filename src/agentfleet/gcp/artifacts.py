@@ -31,13 +31,18 @@ from google.cloud.storage import Blob, Client
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
 from agentfleet.gcp.errors import StorageUnavailableError, translate
+from agentfleet.names import check_artifact_key
 from agentfleet.settings import Settings
-from agentfleet.tasks import check_artifact_key
 
 VERSION_ATTEMPTS = 5
 """How often `get_file_version` tries again when the object is replaced while it downloads."""
-_FAILURES = (gexc.GoogleAPIError, auth_exceptions.TransportError, requests.RequestException, InvalidResponse,
-             DataCorruption)  # fmt: skip
+_FAILURES = (
+    gexc.GoogleAPIError,
+    auth_exceptions.TransportError,
+    requests.RequestException,
+    InvalidResponse,
+    DataCorruption,
+)
 """What the client raises when the service fails us (a local file error stays an OSError)."""
 
 

@@ -61,8 +61,13 @@ def utc(value: datetime) -> datetime:
 def _copies(task: Task) -> dict[str, Any]:
     """The task's fields that the queries filter and sort on, as TaskDoc stores them."""
     alive = task.heartbeat_at or task.updated_at
-    return {"status": task.status, "attempt": task.attempt, "workspace_id": task.workspace_id,
-            "created_at": utc(task.created_at), "alive_at": utc(alive)}  # fmt: skip
+    return {
+        "status": task.status,
+        "attempt": task.attempt,
+        "workspace_id": task.workspace_id,
+        "created_at": utc(task.created_at),
+        "alive_at": utc(alive),
+    }
 
 
 class TaskDoc(BaseModel):

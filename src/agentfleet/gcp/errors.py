@@ -43,9 +43,15 @@ StorageUnavailableError = GcpUnavailableError
 
 TIMEOUTS = (gexc.DeadlineExceeded, gexc.RetryError, TimeoutError)
 UNAVAILABLE = (
-    gexc.ServerError, gexc.TooManyRequests, gexc.Aborted, OSError, auth_exceptions.TransportError,
-    requests.RequestException, InvalidResponse, DataCorruption,
-)  # fmt: skip
+    gexc.ServerError,
+    gexc.TooManyRequests,
+    gexc.Aborted,
+    OSError,
+    auth_exceptions.TransportError,
+    requests.RequestException,
+    InvalidResponse,
+    DataCorruption,
+)
 """What a Google client raises when the service fails us rather than refuses (a 5xx, a 429, a
 lost connection, a broken transfer)."""
 PERMISSION = (gexc.PermissionDenied, gexc.Unauthenticated)

@@ -16,6 +16,9 @@ against the task, so a document someone edited by hand fails loudly instead of h
 - Every query is built from a QueryShape (gcp/documents.py, the schema in one place).
 - Unavailability surfaces as GcpUnavailableError (a ConnectionError; GcpTimeoutError is also a
   TimeoutError), after bounded retries: callers retry, nothing hangs.
+
+One unit, over ~300 lines: one class, the Firestore TaskStore, with its schema in documents.py and
+its errors in errors.py.
 """
 
 from __future__ import annotations
@@ -221,8 +224,9 @@ class FirestoreTaskStore:
                 return False
             beaten = TaskDoc.of(task.model_copy(update={"heartbeat_at": utcnow()}))
             try:
-                ref.update(beaten.fields(), option=self.client.write_option(last_update_time=snap.update_time),
-                           **self._write)  # fmt: skip
+                ref.update(
+                    beaten.fields(), option=self.client.write_option(last_update_time=snap.update_time), **self._write
+                )
             except gexc.FailedPrecondition:  # changed since the read: look again
                 _backoff(round_)
                 continue

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from agentfleet.locks import locked
-from agentfleet.tasks import check_artifact_key
+from agentfleet.names import check_artifact_key
 
 
 def _version(st: os.stat_result) -> str:

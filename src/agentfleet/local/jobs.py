@@ -8,6 +8,8 @@ of its process, and a reused pid is not taken for the agent.
 
 The agent runs in its own session (`start_new_session=True`): Ctrl-C on the server does not
 reach it, and it stays resumable. `cancel` signals its whole process group.
+
+One unit, over ~300 lines: the local JobRunner and the /proc liveness checks only it needs.
 """
 
 from __future__ import annotations
@@ -59,13 +61,39 @@ _children_lock = threading.Lock()
 _HAS_PROC = Path("/proc/self/stat").exists()
 
 
-PASSED_ENV = frozenset({
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV",
-    "PYTHONUNBUFFERED", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
-    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "SSH_AUTH_SOCK",
-    "GIT_SSH_COMMAND", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CONFIG",
-    "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
-})  # fmt: skip
+PASSED_ENV = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "PYTHONPATH",
+        "VIRTUAL_ENV",
+        "PYTHONUNBUFFERED",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "SSH_AUTH_SOCK",
+        "GIT_SSH_COMMAND",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "GOOGLE_CLOUD_PROJECT",
+        "CLOUDSDK_CONFIG",
+        "XDG_DATA_HOME",
+        "XDG_CONFIG_HOME",
+        "XDG_CACHE_HOME",
+    }
+)
 """What an agent takes of its launcher's environment: how to run programs and reach the network."""
 PASSED_ENV_SUFFIXES = ("_EMULATOR_HOST",)
 PASSED_ENV_PREFIXES = ("LC_",)

@@ -8,6 +8,9 @@ The whole patch is parsed and every path checked before anything is touched; ope
 apply in order, and one that fails leaves the earlier ones applied (as Codex does). Lines match
 exactly first, then ignoring trailing whitespace, then surrounding whitespace, then reading
 typographic dashes, quotes and spaces as ASCII. Matched context lines keep the file's text.
+
+One unit, over ~300 lines: the patch format's parser, applier and fuzzy seek, as Codex's own
+implementation splits them, small enough to read together.
 """
 
 from __future__ import annotations

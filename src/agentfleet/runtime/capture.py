@@ -143,9 +143,14 @@ def execute(argv: list[str], env: dict[str, str], cwd: str, timeout: float, outp
     capture = _Capture(output_limit)
     with _running_lock:
         proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         _running.add(proc)
     try:
         timed_out = _pump(proc, started + timeout, capture)
@@ -158,9 +163,12 @@ def execute(argv: list[str], env: dict[str, str], cwd: str, timeout: float, outp
             proc.stdout.close()
     output, truncated = capture.text()
     return ExecResult(
-        exit_code=None if timed_out else proc.returncode, output=output, timed_out=timed_out,
-        truncated=truncated, duration_s=time.monotonic() - started,
-    )  # fmt: skip
+        exit_code=None if timed_out else proc.returncode,
+        output=output,
+        timed_out=timed_out,
+        truncated=truncated,
+        duration_s=time.monotonic() - started,
+    )
 
 
 def _pump(proc: subprocess.Popen[bytes], deadline: float, capture: _Capture) -> bool:

@@ -18,6 +18,9 @@ from it that can make it run a program or lie about the work:
 - replace refs (`refs/replace/`) cannot swap the base commit (GIT_NO_REPLACE_OBJECTS).
 Attributes in the working tree can only name drivers that config defines, and ours defines none.
 git that acts on the checkout for the agent (git_status, git_diff) runs inside the sandbox.
+
+One unit, over ~300 lines: every git the host runs on a workspace goes through here, so the
+hardening is in one place to read and to test.
 """
 
 from __future__ import annotations
@@ -39,16 +42,44 @@ GIT_TIMEOUT_S = 600
 """Wall-clock limit of one git command, in seconds."""
 
 _SAFE_CONFIG = (
-    "-c", "safe.directory=*", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
-    "-c", "protocol.ext.allow=never", "-c", "diff.external=", "-c", "submodule.recurse=false",
-    "-c", "diff.ignoreSubmodules=all", "-c", "status.submoduleSummary=false",
-    "-c", "fetch.recurseSubmodules=false", "-c", "push.recurseSubmodules=no",
-    "-c", "core.untrackedCache=false", "-c", "commit.gpgSign=false",
-)  # fmt: skip
-_ENV_DROP = frozenset({
-    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_PREFIX", "GIT_CEILING_DIRECTORIES",
-})  # fmt: skip
+    "-c",
+    "safe.directory=*",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "protocol.ext.allow=never",
+    "-c",
+    "diff.external=",
+    "-c",
+    "submodule.recurse=false",
+    "-c",
+    "diff.ignoreSubmodules=all",
+    "-c",
+    "status.submoduleSummary=false",
+    "-c",
+    "fetch.recurseSubmodules=false",
+    "-c",
+    "push.recurseSubmodules=no",
+    "-c",
+    "core.untrackedCache=false",
+    "-c",
+    "commit.gpgSign=false",
+)
+_ENV_DROP = frozenset(
+    {
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_COMMON_DIR",
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_NAMESPACE",
+        "GIT_PREFIX",
+        "GIT_CEILING_DIRECTORIES",
+    }
+)
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 CHECKOUT_REFSPECS = ("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
@@ -56,9 +87,17 @@ CHECKOUT_REFSPECS = ("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/t
 EXCLUDED = ("/.agentfleet/inputs/",)
 """Workspace paths that are never part of a patch, even when tracked."""
 BYPRODUCTS = (
-    ".venv/", "venv/", "node_modules/", "__pycache__/", "*.py[cod]", ".pytest_cache/",
-    ".mypy_cache/", ".ruff_cache/", ".tox/", ".nox/",
-)  # fmt: skip
+    ".venv/",
+    "venv/",
+    "node_modules/",
+    "__pycache__/",
+    "*.py[cod]",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    ".tox/",
+    ".nox/",
+)
 """Ignored in every checkout (info/exclude) whatever its .gitignore says: new files there never
 enter a patch, and setup results there (environments, packages) survive `git clean`."""
 _DIFF = ("diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", "--ignore-submodules=all")
@@ -92,10 +131,17 @@ def run_git(
     `index`: the index file to use instead of `.git/index`."""
     argv = ["git", *_SAFE_CONFIG, *args]
     with subprocess.Popen(
-        argv, cwd=cwd, env=_env(index), text=True, encoding="utf-8", errors="surrogateescape",
+        argv,
+        cwd=cwd,
+        env=_env(index),
+        text=True,
+        encoding="utf-8",
+        errors="surrogateescape",
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-    ) as proc:  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    ) as proc:
         try:
             out, err = proc.communicate(input, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -116,10 +162,18 @@ def stream_git(
     argv = ["git", *_SAFE_CONFIG, *args]
     deadline = time.monotonic() + timeout
     total = 0
-    with tempfile.TemporaryFile() as errors, subprocess.Popen(
-        argv, cwd=cwd, env=_env(index), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
-        start_new_session=True,
-    ) as proc:  # fmt: skip
+    with (
+        tempfile.TemporaryFile() as errors,
+        subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=_env(index),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            start_new_session=True,
+        ) as proc,
+    ):
         assert proc.stdout is not None
         try:
             while chunk := _read_before(proc.stdout, deadline):
@@ -183,9 +237,13 @@ def restore_gitdir(gitdir: Path, config: str) -> None:
     """
     check_gitdir(gitdir)
     for name in (
-        "commondir", "info/attributes", "info/grafts", "objects/info/alternates", "objects/info/http-alternates",
+        "commondir",
+        "info/attributes",
+        "info/grafts",
+        "objects/info/alternates",
+        "objects/info/http-alternates",
         "config.worktree",
-    ):  # fmt: skip
+    ):
         remove_path(gitdir / name)
     write_new(gitdir / "config", config)
     lines = "".join(f"{path}\n" for path in (*EXCLUDED, *BYPRODUCTS))

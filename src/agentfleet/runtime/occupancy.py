@@ -13,20 +13,18 @@ same before the host reads the checkout at the end.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from agentfleet.errors import WorkspaceError
 from agentfleet.locks import acquire, locked
 from agentfleet.settings import Settings
+from agentfleet.tasks import Emit, EventKind
 
 PROCESSES_WAIT_S = 60.0
 """How long the processes of an earlier attempt may take to end before the attempt gives up."""
-
-Emit = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ class Occupancy:
         timeout_s = PROCESSES_WAIT_S
 
         def waiting() -> None:
-            self.emit("workspace", {"step": "wait", "for": "the processes of an earlier attempt to end"})
+            self.emit(EventKind.WORKSPACE, {"step": "wait", "for": "the processes of an earlier attempt to end"})
 
         try:
             with locked(self.procs, timeout_s=timeout_s, on_wait=waiting):
@@ -68,7 +66,7 @@ def occupy(settings: Settings, workspace_id: str, emit: Emit) -> Iterator[Occupa
     """Hold the workspace for one attempt: after any attempt before it, and after its processes."""
 
     def waiting() -> None:
-        emit("workspace", {"step": "wait", "for": "the attempt working in this workspace to end"})
+        emit(EventKind.WORKSPACE, {"step": "wait", "for": "the attempt working in this workspace to end"})
 
     fd = acquire(attempt_lock(settings, workspace_id), on_wait=waiting)
     try:

@@ -236,13 +236,31 @@ class Sandbox:
         setenv = [a for k, v in self._env(SANDBOX_HOME).items() for a in ("--setenv", k, v)]
         drop = _privilege_drop(config.uid, config.gid) if _is_root() else []
         return [
-            bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            *_network_args(config.network), *_system_binds(),
-            "--dev", "/dev", "--proc", "/proc", *_tmpfs("/tmp", config.tmp_bytes),
-            *_tmpfs("/dev/shm", config.shm_bytes), *_mounts(ws, config.extra_ro_binds), "--chdir", ws,
-            "--clearenv", *setenv, *_as_root_args(),
-            "--", *drop, *config.prelude(), command,
-        ]  # fmt: skip
+            bwrap,
+            "--die-with-parent",
+            "--new-session",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            *_network_args(config.network),
+            *_system_binds(),
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            *_tmpfs("/tmp", config.tmp_bytes),
+            *_tmpfs("/dev/shm", config.shm_bytes),
+            *_mounts(ws, config.extra_ro_binds),
+            "--chdir",
+            ws,
+            "--clearenv",
+            *setenv,
+            *_as_root_args(),
+            "--",
+            *drop,
+            *config.prelude(),
+            command,
+        ]
 
     def run(self, command: str, timeout_s: int = 120) -> ExecResult:
         """Run `command` with bash; stdin is empty, stdout and stderr are merged and capped."""

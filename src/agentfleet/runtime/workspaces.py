@@ -12,10 +12,10 @@ from pathlib import Path
 
 from agentfleet.errors import WorkspaceError
 from agentfleet.locks import locked
+from agentfleet.names import WORKSPACE_ID
 from agentfleet.runtime.files import remove_path
 from agentfleet.runtime.occupancy import attempt_lock
 from agentfleet.settings import Settings
-from agentfleet.tasks import WORKSPACE_ID
 
 
 def host_index(settings: Settings, checkout: Path) -> Path:

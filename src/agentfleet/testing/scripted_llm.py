@@ -6,6 +6,8 @@ OpenAI shape (``content``, ``tool_calls``), optionally with ``delay_s`` to answe
 ``{"error": {"status": 503, "message": "..."}}`` to fail that request.
 
     python -m agentfleet.testing.scripted_llm --port 0 --script script.json --record log.jsonl
+
+One unit, over ~300 lines: one server (handler, script cursor, streaming) and its command line.
 """
 
 from __future__ import annotations
