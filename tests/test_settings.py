@@ -38,3 +38,8 @@ def test_the_readme_configuration_table_names_every_setting_and_nothing_else() -
     documented = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`", table, flags=re.MULTILINE))
     fields = {name.upper() if name in SEED_NAMES else f"AGENTFLEET_{name.upper()}" for name in Settings.model_fields}
     assert documented == fields, f"missing: {sorted(fields - documented)}; not settings: {sorted(documented - fields)}"
+
+
+def test_every_setting_is_described_where_it_is_declared() -> None:
+    undescribed = [name for name, field in Settings.model_fields.items() if not field.description]
+    assert undescribed == []

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DispatchOutcome:
-    action: str  # "launched" | "duplicate" | "waiting" | "unknown" | "failed"
+    action: Literal["launched", "duplicate", "waiting", "unknown", "failed"]
     task_id: str
     execution: str | None = None
     detail: str = ""
@@ -44,7 +44,8 @@ class DispatchOutcome:
 @dataclass(frozen=True)
 class WorkspaceReset:
     workspace_id: str
-    removed: list[str]  # "checkout", "setup markers", "snapshot": what there was to remove
+    removed: list[str]
+    """What there was to remove: "checkout", "setup markers", "snapshot"."""
 
 
 @dataclass

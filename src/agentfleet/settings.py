@@ -33,29 +33,37 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="AGENTFLEET_", env_file=".env", extra="ignore", populate_by_name=True)
 
-    backend: Literal["local", "gcp"] = "local"
+    backend: Literal["local", "gcp"] = Field("local", description="Which implementations: local (embedded) or gcp")
     home: Path = Field(default_factory=_default_home, description="Local data: mirrors, workspaces, artifacts")
 
     # Seed names.
-    project_id: str | None = Field(None, validation_alias=_seed("PROJECT_ID"))
-    region: str = Field("us-central1", validation_alias=_seed("REGION"))
-    gcs_bucket: str | None = Field(None, validation_alias=_seed("GCS_BUCKET"))
-    llm_api_key: SecretStr = Field(SecretStr("not-needed"), validation_alias=_seed("LLM_API_KEY"))
-    database_url: str | None = Field(None, validation_alias=_seed("DATABASE_URL"))
-    gpt_oss_url: str | None = Field(None, validation_alias=_seed("GPT_OSS_URL"))
+    project_id: str | None = Field(None, validation_alias=_seed("PROJECT_ID"), description="Google Cloud project")
+    region: str = Field("us-central1", validation_alias=_seed("REGION"), description="Google Cloud region")
+    gcs_bucket: str | None = Field(
+        None, validation_alias=_seed("GCS_BUCKET"), description="Bucket of artifacts and workspace snapshots"
+    )
+    llm_api_key: SecretStr = Field(
+        SecretStr("not-needed"), validation_alias=_seed("LLM_API_KEY"), description="API key of the model endpoint"
+    )
+    database_url: str | None = Field(
+        None, validation_alias=_seed("DATABASE_URL"), description="Database of the shared database MCP server"
+    )
+    gpt_oss_url: str | None = Field(
+        None, validation_alias=_seed("GPT_OSS_URL"), description="OpenAI-compatible base URL; unset: the embedded model"
+    )
 
     # The model.
-    model: str = "openai/gpt-oss-20b"
+    model: str = Field("openai/gpt-oss-20b", description="Model name sent to the endpoint")
     model_profile: str = Field("auto", description="Tool protocol profile; 'auto' picks by model name")
     llm_max_reply_tokens: int | None = Field(None, ge=16, description="Cap on one model reply (None: the server's)")
-    llm_timeout_s: float = 300.0
-    llm_retries: int = 2
+    llm_timeout_s: float = Field(300.0, gt=0, description="Timeout of one model request")
+    llm_retries: int = Field(2, ge=0, description="The model client's own quick retries of a failed request")
     llm_wait_s: float = Field(
         600.0, ge=0, description="How long a task waits for a model that is away (scaled to zero, overloaded)"
     )
 
     # The embedded local model, started when GPT_OSS_URL is not set.
-    embedded_model: str = "qwen2.5-coder-1.5b"
+    embedded_model: str = Field("qwen2.5-coder-1.5b", description="Embedded model started when GPT_OSS_URL is unset")
     embedded_ctx: int = Field(8192, ge=512, le=131_072, description="Context window of the embedded model")
     embedded_threads: int = Field(0, ge=0, description="CPU threads for the embedded model; 0: all cores")
 
@@ -63,11 +71,11 @@ class Settings(BaseSettings):
     allow_local_repos: bool | None = Field(
         None, description="Accept local paths and file:// URLs; default: yes for local, no for gcp"
     )
-    max_repos: int = 10
-    max_files: int = 50
-    default_max_steps: int = 50
-    default_timeout_s: int = 3600
-    default_max_tokens: int = 2_000_000
+    max_repos: int = Field(10, ge=1, description="Repositories one task may name")
+    max_files: int = Field(50, ge=0, description="Input files one task may name")
+    default_max_steps: int = Field(50, ge=1, description="Step limit when a task sets none")
+    default_timeout_s: int = Field(3600, ge=10, description="Wall-time limit when a task sets none")
+    default_max_tokens: int = Field(2_000_000, ge=1, description="Token limit when a task sets none")
     max_patch_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Largest patch kept as an artifact; a bigger one is refused"
     )
@@ -86,9 +94,9 @@ class Settings(BaseSettings):
     # The control plane.
     max_concurrent_per_workspace: int = Field(1, ge=1, description="Executions at once per workspace")
     max_attempts: int = Field(3, ge=1, description="Attempts before a silent task is FAILED")
-    heartbeat_interval_s: float = Field(10.0, gt=0)
+    heartbeat_interval_s: float = Field(10.0, gt=0, description="Agent heartbeat period")
     heartbeat_timeout_s: float = Field(60.0, gt=0, description="Silence after which the reaper acts")
-    reap_interval_s: float = Field(15.0, gt=0)
+    reap_interval_s: float = Field(15.0, gt=0, description="How often `agentfleet serve` runs the reaper")
     api_token: SecretStr | None = Field(None, description="Bearer token the HTTP API requires")
 
     # Google Cloud (AGENTFLEET_BACKEND=gcp). The clients honour FIRESTORE_EMULATOR_HOST,
@@ -98,8 +106,8 @@ class Settings(BaseSettings):
     pubsub_topic: str = Field("agentfleet-tasks", description="Pub/Sub topic the dispatch function listens on")
     job_image: str | None = Field(None, description="Agent container image of the Cloud Run Jobs")
     job_service_account: str | None = Field(None, description="Service account the agent jobs run as")
-    job_cpu: str = "2"
-    job_memory: str = "4Gi"
+    job_cpu: str = Field("2", description="CPUs of one agent execution")
+    job_memory: str = Field("4Gi", description="Memory of one agent execution")
     job_timeout_s: int = Field(3600, ge=60, description="Cloud Run task timeout of one execution")
     job_max_retries: int = Field(0, ge=0, le=10, description="Cloud Run's own retries (the reaper retries too)")
     cloud_run_endpoint: str | None = Field(
@@ -111,22 +119,22 @@ class Settings(BaseSettings):
     )
 
     # The sandbox.
-    sandbox: Literal["bwrap", "none"] = "bwrap"
-    allow_unsandboxed: bool = False
-    sandbox_uid: int = 65534
-    sandbox_gid: int = 65534
-    exec_output_limit: int = 16_000
-    exec_max_timeout_s: int = 1800
+    sandbox: Literal["bwrap", "none"] = Field("bwrap", description="bwrap, or none (needs allow_unsandboxed)")
+    allow_unsandboxed: bool = Field(False, description="Run commands without isolation where bubblewrap is missing")
+    sandbox_uid: int = Field(65534, ge=1, description="Unprivileged user commands run as when AgentFleet is root")
+    sandbox_gid: int = Field(65534, ge=1, description="Its group")
+    exec_output_limit: int = Field(16_000, ge=100, description="Characters of command output kept (head and tail)")
+    exec_max_timeout_s: int = Field(1800, ge=1, description="The most a single command may run")
     sandbox_max_processes: int = Field(512, ge=0, description="Processes the sandbox user may run (0: no limit)")
     sandbox_memory_bytes: int = Field(4 << 30, ge=0, description="Address space of each sandboxed process (0: none)")
     sandbox_file_size_bytes: int = Field(1 << 30, ge=0, description="Largest file a command may write (0: no limit)")
     sandbox_tmp_bytes: int = Field(1 << 30, ge=0, description="Size of the sandbox's RAM-backed /tmp (0: no limit)")
     sandbox_shm_bytes: int = Field(256 << 20, ge=0, description="Size of the sandbox's /dev/shm (0: no limit)")
-    setup_timeout_s: int = 1800
+    setup_timeout_s: int = Field(1800, ge=1, description="The most the setup step may run")
 
     # Git.
-    git_author_name: str = "AgentFleet"
-    git_author_email: str = "agentfleet@localhost"
+    git_author_name: str = Field("AgentFleet", description="Author and committer of a pushed branch")
+    git_author_email: str = Field("agentfleet@localhost", description="Their e-mail")
 
     @field_validator("api_token")
     @classmethod

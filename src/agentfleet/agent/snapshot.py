@@ -36,7 +36,7 @@ from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from agentfleet.agent.mirrors import mirror_lock
 from agentfleet.errors import WorkspaceError
@@ -202,9 +202,14 @@ class _MemberCheck:
 # --- save ----------------------------------------------------------------------------------------
 
 
-def save_snapshot(state: SnapshotState, task: Task, settings: Settings, artifacts: ArtifactStore, emit: Emit) -> str:
-    """Upload the workspace's snapshot if it changed since restore: "saved" | "unchanged" |
-    "superseded" (another agent saved first; ours is dropped) | "failed" (an event; no raise)."""
+SaveResult = Literal["saved", "unchanged", "superseded", "failed"]
+
+
+def save_snapshot(
+    state: SnapshotState, task: Task, settings: Settings, artifacts: ArtifactStore, emit: Emit
+) -> SaveResult:
+    """Upload the workspace's snapshot if it changed since restore: saved, unchanged, superseded
+    (another agent saved first; ours is dropped) or failed (an event; no raise)."""
     layout, home = _layout(task, settings), settings.home
     started = time.monotonic()
     if _fingerprint(home, layout.fingerprinted) == state.fingerprint:
