@@ -86,3 +86,22 @@ def test_no_two_parts_of_the_package_import_each_other() -> None:
 def test_the_cycle_finder_finds_cycles_and_only_them() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_readme_structure_tree_names_every_module() -> None:
+    readme = (SRC.parents[1] / "README.md").read_text()
+    tree = readme.split("## Structure", 1)[1].split("## Make targets", 1)[0]
+    named, folder = set(), ""
+    for line in tree.splitlines():
+        entry = line.strip().split(" ", 1)[0]
+        if line.startswith("  ") and not line.startswith("    ") and entry.endswith("/"):
+            folder = entry
+        elif line.startswith("  ") and entry.endswith((".py", ".json")):
+            named.add((folder if line.startswith("    ") else "") + entry)
+    named.update(f"testing/fake_cloud_run/{m}" for m in ("service.py", "resources.py", "processes.py"))
+    modules = {
+        path.relative_to(SRC).as_posix()
+        for path in SRC.rglob("*.py")
+        if path.name != "__main__.py" and (path.name != "__init__.py" or path.parent.name == "cli")
+    }
+    assert modules - named == set(), "modules the README's tree does not name"
