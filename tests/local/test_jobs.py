@@ -51,7 +51,8 @@ def gone(pid: int) -> bool:
     """No such process, or only its zombie (an orphan waiting for an init that may not reap it)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # The entry can vanish between open and read: the kernel answers ESRCH then.
         return True
     return stat[stat.rindex(")") + 2] in "ZX"
 
