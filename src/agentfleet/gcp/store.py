@@ -63,8 +63,10 @@ R = TypeVar("R")
 REFUSED_FIX = (
     "check AGENTFLEET_FIRESTORE_DATABASE and that the service account may use Firestore (roles/datastore.user)"
 )
-_TRIES = 8
-"""Rounds of optimistic retry (seq taken, precondition failed, transaction aborted) before giving up."""
+_TRIES = 16
+"""Rounds of optimistic retry (seq taken, precondition failed, transaction aborted) before giving up:
+about 10 s of backoff in all, so eight writers racing on a loaded machine all get through."""
+_BACKOFF_MAX_S = 1.0
 
 
 def _google_errors(method: Callable[P, R]) -> Callable[P, R]:
@@ -82,7 +84,7 @@ def _google_errors(method: Callable[P, R]) -> Callable[P, R]:
 
 
 def _backoff(round_: int) -> None:
-    time.sleep(random.uniform(0, 0.02 * 2**round_))  # jitter between optimistic retries
+    time.sleep(random.uniform(0, min(_BACKOFF_MAX_S, 0.02 * 2**round_)))  # jitter between optimistic retries
 
 
 class FirestoreTaskStore:
