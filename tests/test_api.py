@@ -159,6 +159,55 @@ def test_a_workspace_is_reset_unless_a_task_of_it_is_running(client: FlaskClient
     assert status == 400 and "is not one" in body["error"]
 
 
+def test_an_input_file_is_uploaded_raw_or_as_a_form_and_a_task_names_it(client: FlaskClient, service: Service) -> None:
+    raw = client.post("/files?name=repo1_readme.md", data=b"# one\n", content_type="application/octet-stream")
+    assert raw.status_code == 201, raw.get_json()
+    assert raw.get_json() == {"key": "inputs/repo1_readme.md", "name": "repo1_readme.md", "size": 6}
+    form = client.post("/files", data={"file": (io.BytesIO(b"# two\n"), "repo2_readme.md")})
+    assert form.status_code == 201 and form.get_json()["key"] == "inputs/repo2_readme.md"
+    batch = client.post("/files?name=b1/notes.txt", data=b"n", content_type="text/plain")
+    assert batch.get_json()["key"] == "inputs/b1/notes.txt"
+    assert service.backends.artifacts.get_bytes("inputs/repo2_readme.md") == b"# two\n"
+    seed = {
+        "query": "Compare the README files from multiple repositories",
+        "files": ["repo1_readme.md", "repo2_readme.md"],
+    }
+    submitted = client.post("/orchestrate", json=seed)
+    assert submitted.status_code == 202, submitted.get_json()
+    task = service.task(submitted.get_json()["task_id"])
+    assert task.workspace_id == f"scratch-{task.id}" and task.request.files == seed["files"]
+
+
+@pytest.mark.parametrize(
+    ("url", "data", "content_type", "status", "says"),
+    [
+        ("/files", b"x", "application/octet-stream", 400, "add ?name="),
+        ("/files?name=../etc/passwd", b"x", "application/octet-stream", 400, "is not allowed"),
+        ("/files?name=.env", b"x", "application/octet-stream", 400, "is not allowed"),
+        ("/files?name=a/b/c.md", b"x", "application/octet-stream", 400, "at most one folder"),
+        ("/files?name=x.md", {"other": (io.BytesIO(b"x"), "x.md")}, None, 400, "no `file` part"),
+    ],
+)
+def test_a_bad_upload_gets_a_400_saying_what_to_fix(
+    client: FlaskClient, url: str, data: Any, content_type: str | None, status: int, says: str
+) -> None:
+    answer = client.post(url, data=data, content_type=content_type) if content_type else client.post(url, data=data)
+    assert answer.status_code == status and says in answer.get_json()["error"]
+
+
+def test_an_upload_over_the_limit_is_a_413(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("agentfleet.api.http.MAX_UPLOAD_BYTES", 1000)
+    answer = client.post("/files?name=big.bin", data=b"x" * 5000, content_type="application/octet-stream")
+    assert answer.status_code == 413 and "larger than 1000 bytes" in answer.get_json()["error"]
+
+
+def test_a_task_needs_a_repository_or_input_files(client: FlaskClient) -> None:
+    answer = client.post("/orchestrate", json={"query": "do something"})
+    assert answer.status_code == 400 and "or input files" in answer.get_json()["error"]
+    pushed = client.post("/orchestrate", json={"query": "x", "files": ["a.md"], "options": {"push_branch": True}})
+    assert pushed.status_code == 400 and "push_branch needs a repository" in pushed.get_json()["error"]
+
+
 def test_a_task_is_read_back_and_tasks_are_listed_by_status_and_workspace(client: FlaskClient) -> None:
     _, one = call(client, "POST", "/orchestrate", json=REQUEST)
     _, two = call(client, "POST", "/orchestrate", json={**REQUEST, "repo_url": "https://github.com/example/other"})

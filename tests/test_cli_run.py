@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from agentfleet.testing.repos import git
-from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
+from agentfleet.testing.scripted_llm import ScriptedLLM, look, reply, tool_call
 
 BUGGY = {
     "calc.py": "def add(a, b):\n    return a - b\n",
@@ -34,7 +34,6 @@ def agentfleet(
         "HOME": os.environ.get("HOME", "/root"),
         "AGENTFLEET_HOME": str(tmp_path / "home"),
         "GPT_OSS_URL": llm_url,
-        "AGENTFLEET_LLM_RETRIES": "0",
         "LLM_API_KEY": "sk-cli-test",
         **(extra_env or {}),
     }
@@ -84,6 +83,38 @@ def test_run_prints_the_summary_and_diff_stat_without_json(repo_factory, tmp_pat
     assert proc.returncode == 0, proc.stderr
     assert "Fixed add()" in proc.stdout
     assert "calc.py | 2 +-" in proc.stdout
+
+
+def test_run_reports_what_was_done_the_checks_and_a_missing_change(repo_factory, tmp_path) -> None:
+    with ScriptedLLM(SCRIPT) as llm:
+        proc = agentfleet(
+            tmp_path,
+            "run",
+            "Fix it",
+            "--repo",
+            str(repo_factory(BUGGY)),
+            "--check",
+            "python3 test_calc.py",
+            llm_url=llm.url,
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert "changed: 1 file(s): calc.py" in proc.stderr
+    assert "check 1: `python3 test_calc.py` ✓ passed (exit 0" in proc.stderr
+    assert "tool calls: 3 (read_file ×1, apply_patch ×1, exec ×1)" in proc.stderr
+    unchanged = [look(), reply("It looks fine to me: add() adds.")]
+    with ScriptedLLM(unchanged) as llm:
+        proc = agentfleet(tmp_path, "run", "Fix the failing test", "--repo", str(repo_factory(BUGGY)), llm_url=llm.url)
+    assert "no changes made" in proc.stderr and "the task asked for a change" in proc.stderr
+
+
+def test_run_shows_progress_while_the_model_writes_a_long_reply(repo_factory, tmp_path) -> None:
+    slow = {"content": "The project has one module, calc.py, with add(); its test fails.", "stream_delay_s": 0.35}
+    with ScriptedLLM([look(), slow]) as llm:
+        proc = agentfleet(tmp_path, "run", "Summarize calc", "--repo", str(repo_factory(BUGGY)), llm_url=llm.url)
+    assert proc.returncode == 0, proc.stderr
+    progress = [line for line in proc.stderr.splitlines() if "model writing:" in line]
+    assert len(progress) >= 2, proc.stderr
+    assert progress[-1].rstrip().endswith(" s") and "tokens" in progress[-1]
 
 
 def test_input_files_and_several_repositories_reach_the_workspace(repo_factory, tmp_path) -> None:
@@ -151,7 +182,7 @@ def test_eval_scores_a_suite_against_any_endpoint(tmp_path) -> None:
     (suite / "say-hi" / "task.json").write_text(
         json.dumps({"query": "What does hello.txt say?", "kind": "summarize", "summary_contains": ["\\bhi\\b"]})
     )
-    with ScriptedLLM([reply("It says hi.")]) as llm:
+    with ScriptedLLM([look(), reply("It says hi.")]) as llm:
         proc = agentfleet(tmp_path, "eval", str(suite), "--model-url", llm.url, "--json", llm_url="")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)

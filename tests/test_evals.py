@@ -21,7 +21,7 @@ from agentfleet.evals import (
     run_suite,
 )
 from agentfleet.settings import Settings
-from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
+from agentfleet.testing.scripted_llm import ScriptedLLM, look, reply, tool_call
 
 SHIPPED = Path(__file__).resolve().parents[1] / "evals"
 CALC = {
@@ -60,9 +60,11 @@ def test_the_harness_scores_successes_and_failures_and_totals_them(suite: Path, 
         reply(None, tool_call("apply_patch", {"patch": FIX})),
         reply(None, tool_call("exec", {"command": "python3 test_calc.py"})),
         reply("add() subtracted; it adds now."),
+        look(),
         reply("I looked around and changed nothing."),
         reply(None, tool_call("read_file", {"path": "calc.py"})),
         reply("A tiny library that adds two numbers."),
+        look(),
         reply("It is a web server."),
     ]
     seen: list[EvalResult] = []
@@ -79,14 +81,14 @@ def test_the_harness_scores_successes_and_failures_and_totals_them(suite: Path, 
     assert not wrong.success and "summary lacks /add/, /numbers/" in wrong.reason
     totals = report.totals
     assert (totals.tasks, totals.succeeded, totals.success_rate) == (4, 2, 0.5)
-    assert totals.mean_steps == (3 + 1 + 2 + 1) / 4
+    assert totals.mean_steps == (3 + 2 + 2 + 2) / 4
     assert totals.total_tokens == sum(r.tokens for r in report.results) > 0
     assert json.loads(json.dumps(report.to_json()))["totals"]["succeeded"] == 2
     assert not settings.home.exists(), "each task ran under a home of its own"
 
 
 def test_the_table_shows_each_task_and_the_totals(suite: Path, settings: Settings) -> None:
-    with ScriptedLLM([reply("Adds two numbers."), reply("No idea.")]) as llm:
+    with ScriptedLLM([look(), reply("Adds two numbers."), look(), reply("No idea.")]) as llm:
         report = run_suite(suite, settings, model_url=llm.url, only=["c-summary-right", "d-summary-wrong"])
     table = render_table(report)
     assert table.row_count == 3
@@ -98,7 +100,7 @@ def test_the_table_shows_each_task_and_the_totals(suite: Path, settings: Setting
 
 
 def test_an_unreachable_model_fails_every_task_with_the_reason(suite: Path, settings: Settings) -> None:
-    configured = settings.model_copy(update={"llm_retries": 0, "llm_wait_s": 0})  # no waiting for it to come back
+    configured = settings.model_copy(update={"llm_wait_s": 0})  # no waiting for it to come back
     report = run_suite(suite, configured, model_url="http://127.0.0.1:9/v1", only=["a-fix-applied", "c-summary-right"])
     assert [r.success for r in report.results] == [False, False]
     assert all(r.status == "FAILED" for r in report.results)
@@ -107,7 +109,7 @@ def test_an_unreachable_model_fails_every_task_with_the_reason(suite: Path, sett
 
 def test_a_task_that_crashes_the_harness_is_a_failure_and_the_suite_goes_on(suite: Path, settings: Settings) -> None:
     write_task(suite, "0-broken", FIX_TASK, {**CALC, ".git": "not a git directory\n"})
-    with ScriptedLLM([reply("Adds two numbers.")]) as llm:
+    with ScriptedLLM([look(), reply("Adds two numbers.")]) as llm:
         report = run_suite(suite, settings, model_url=llm.url, only=["0-broken", "c-summary-right"])
     broken, after = report.results
     assert not broken.success and broken.status == "ERROR" and broken.reason.startswith("harness error:")

@@ -21,7 +21,7 @@ from agentfleet.client import Client
 from agentfleet.local.token import read_token
 from agentfleet.net import free_port
 from agentfleet.testing.polling import wait_for
-from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
+from agentfleet.testing.scripted_llm import ScriptedLLM, look, reply, tool_call
 from tests.processes import pids_running, unique_sleep_seconds
 
 FILES = {"app.py": "print('hello')\n"}
@@ -52,7 +52,6 @@ def server_process(
         "HOME": os.environ.get("HOME", "/root"),
         "AGENTFLEET_HOME": str(tmp_path / "home"),
         "GPT_OSS_URL": llm_url,
-        "AGENTFLEET_LLM_RETRIES": "0",
         "AGENTFLEET_REAP_INTERVAL_S": "1",
         **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
         **env,
@@ -158,9 +157,9 @@ def test_a_cancel_during_a_run_stops_the_execution(repo_factory, tmp_path) -> No
 
 
 def test_every_accepted_task_ends_after_the_server_is_killed(repo_factory, tmp_path) -> None:
-    slow_answer = {"delay_s": 2.0, "content": "done"}
+    slow_answer = {"delay_s": 2.0, "content": "Done: app.py prints hello."}
     repo_a, repo_b = str(repo_factory(FILES, name="a")), str(repo_factory(FILES, name="b"))
-    with ScriptedLLM([slow_answer], repeat_last=True) as llm:
+    with ScriptedLLM([look(), slow_answer], repeat_last=True, per_turn=True) as llm:
         with server_process(tmp_path, llm.url) as (url, proc):
             client = local_client(url, tmp_path)
             ids = [
@@ -209,10 +208,47 @@ def test_the_cli_client_submits_waits_and_lists(repo_factory, tmp_path) -> None:
     assert missing.returncode == 1 and "HTTP 404" in missing.stderr
 
 
+def test_the_seeds_files_only_example_runs_in_a_scratch_workspace_of_the_uploaded_files(tmp_path) -> None:
+    """The seed's third example as written: upload two files, submit `files` with no repository."""
+    compare = (
+        "*** Begin Patch\n*** Add File: comparison.md\n+Both READMEs describe a parser; repo2 adds a CLI.\n"
+        "*** End Patch"
+    )
+    script = [
+        reply(None, tool_call("exec", {"command": "ls; cat repo1_readme.md repo2_readme.md"})),
+        reply(None, tool_call("apply_patch", {"patch": compare})),
+        reply("Both describe a parser; repo2 also has a CLI. The comparison is in comparison.md."),
+    ]
+    with ScriptedLLM(script) as llm, serving(tmp_path, llm.url) as url:
+        headers = auth(tmp_path)
+        for name, text in [("repo1_readme.md", "# parser\n"), ("repo2_readme.md", "# parser with a CLI\n")]:
+            stored = httpx.post(f"{url}/files", params={"name": name}, content=text.encode(), headers=headers)
+            assert stored.status_code == 201, stored.text
+        seed = {
+            "query": "Compare the README files from multiple repositories",
+            "files": ["repo1_readme.md", "repo2_readme.md"],
+        }
+        created = httpx.post(f"{url}/orchestrate", json=seed, headers=headers).json()
+        client = local_client(url, tmp_path)
+        wait_for(lambda: client.task(created["task_id"]).status.final, timeout_s=60, what="the task to end")
+        task = client.task(created["task_id"])
+        listing = next(m["content"] for m in llm.requests[1]["messages"] if m["role"] == "tool")
+    assert task.status.value == "SUCCEEDED", task.error
+    assert "repo1_readme.md\nrepo2_readme.md" in listing and "# parser with a CLI" in listing
+    assert task.result is not None and task.result.changed == ["comparison.md"]
+    patch = (tmp_path / "home" / "artifacts" / task.result.patch).read_text()
+    assert "+Both READMEs describe a parser" in patch and "repo1_readme.md" not in patch
+    assert not (tmp_path / "home" / "workspaces" / task.workspace_id).exists(), "a scratch workspace is removed after"
+
+
 def test_a_cancelled_tasks_command_is_dead_before_the_next_task_on_its_workspace_runs(repo_factory, tmp_path) -> None:
     marker = unique_sleep_seconds()
     ticker = f"(while true; do echo tick >> app.py; sleep 0.05; done) & sleep {marker}"
-    script = [reply(None, tool_call("exec", {"command": ticker, "timeout_s": 600})), reply("Nothing to change.")]
+    script = [
+        reply(None, tool_call("exec", {"command": ticker, "timeout_s": 600})),
+        look(),
+        reply("Nothing to change."),
+    ]
     repo = str(repo_factory(FILES))
     with ScriptedLLM(script) as llm, serving(tmp_path, llm.url) as url:
         client = local_client(url, tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -61,6 +62,18 @@ class Client:
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self._call("POST", "/orchestrate", json=body)
         return result
+
+    def upload(self, path: Path, name: str) -> str:
+        """Upload the file at `path` as the input file `name` (POST /files); its key."""
+        with path.open("rb") as fh:
+            result = self._call(
+                "POST",
+                "/files",
+                params={"name": name},
+                content=fh.read(),
+                headers={"Content-Type": "application/octet-stream"},
+            )
+        return str(result["key"])
 
     def task(self, task_id: str) -> Task:
         return Task.model_validate(self._call("GET", f"/tasks/{task_id}"))

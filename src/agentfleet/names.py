@@ -107,10 +107,33 @@ def check_artifact_key(key: str) -> str:
     return key
 
 
+INPUTS_PREFIX = "inputs/"
+"""Where uploaded input files live (POST /files); a bare file name means one there."""
+
+
+_UPLOAD_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ +-]{0,127}$")
+
+
+def upload_key(name: str) -> str:
+    """The artifact key of an uploaded input file called `name` (`file.md`, or `batch/file.md` to
+    keep uploads apart); ValueError saying what a name may be."""
+    parts = name.split("/")
+    if len(parts) > 2 or not all(_UPLOAD_PART.match(part) for part in parts):
+        raise ValueError(
+            f"file name {name[:100]!r} is not allowed: use letters, digits, '.', '_', '-', '+' and spaces, not "
+            "starting with '.' or '-', at most 128 characters, with at most one folder ('batch/name.md')"
+        )
+    return f"{INPUTS_PREFIX}{name}"
+
+
 def input_file_key(item: str) -> str:
-    """The artifact key an input file names: itself, or for gs://bucket/key the key; ValueError
-    saying what to give when it names no file or is not a valid key."""
-    key = item.split("/", 3)[3] if item.startswith("gs://") and item.count("/") >= 3 else item
+    """The artifact key an input file names: a bare name (no '/') the upload of that name under
+    inputs/, a key itself, gs://bucket/key its key; ValueError saying what to give when it names no
+    file or is not a valid key."""
+    if item.startswith("gs://"):
+        key = item.split("/", 3)[3] if item.count("/") >= 3 else item
+    else:
+        key = item if "/" in item else f"{INPUTS_PREFIX}{item}"
     if key.startswith("gs://") or PurePosixPath(key).name in ("", ".", ".."):
         raise ValueError(f"input file {item!r} names no file; give an artifact key or gs://bucket/key")
     try:

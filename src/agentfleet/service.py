@@ -12,6 +12,7 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -24,7 +25,7 @@ from agentfleet.errors import (
     TaskNotFoundError,
     describe_validation_error,
 )
-from agentfleet.names import WORKSPACE_ID, snapshot_key
+from agentfleet.names import WORKSPACE_ID, snapshot_key, upload_key
 from agentfleet.ports import Backends, DispatchMessage, Execution
 from agentfleet.runtime.workspaces import reset_workspace_files
 from agentfleet.settings import Settings
@@ -46,6 +47,13 @@ class WorkspaceReset:
     workspace_id: str
     removed: list[str]
     """What there was to remove: "checkout", "setup markers", "snapshot"."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    key: str
+    name: str
+    size: int
 
 
 @dataclass
@@ -99,6 +107,19 @@ class Service:
             )
             return False
         return True
+
+    # --- input files --------------------------------------------------------------------
+
+    def upload_input(self, name: str, path: Path) -> Upload:
+        """Keep the file at `path` as the input file `name` (POST /files): its key, which a task's
+        `files` names (a bare name means the upload of that name). A new upload of a name replaces it."""
+        try:
+            key = upload_key(name)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        size = path.stat().st_size
+        self.backends.artifacts.put_file(key, path)
+        return Upload(key=key, name=name, size=size)
 
     # --- dispatch -----------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ DATABASE_URL, GPT_OSS_URL); everything else is prefixed AGENTFLEET_.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Collection
 from pathlib import Path
@@ -56,10 +57,20 @@ class Settings(BaseSettings):
     model: str = Field("openai/gpt-oss-20b", description="Model name sent to the endpoint")
     model_profile: str = Field("auto", description="Tool protocol profile; 'auto' picks by model name")
     llm_max_reply_tokens: int | None = Field(None, ge=16, description="Cap on one model reply (None: the server's)")
-    llm_timeout_s: float = Field(300.0, gt=0, description="Timeout of one model request")
-    llm_retries: int = Field(2, ge=0, description="The model client's own quick retries of a failed request")
+    llm_timeout_s: float = Field(
+        300.0, gt=0, description="Seconds the model may stay silent in one request (the embedded model: at least 1800)"
+    )
     llm_wait_s: float = Field(
         600.0, ge=0, description="How long a task waits for a model that is away (scaled to zero, overloaded)"
+    )
+    llm_stream: bool = Field(
+        True, description="Stream replies (progress while the model writes); off for servers without it"
+    )
+    progress_interval_s: float = Field(
+        1.0, ge=0.2, description="How often a progress event reports a reply being written"
+    )
+    llm_embedded: bool = Field(
+        False, description="Set by the command that started the embedded model: messages then name it, not GPT_OSS_URL"
     )
 
     # The embedded local model, started when GPT_OSS_URL is not set.
@@ -131,6 +142,19 @@ class Settings(BaseSettings):
     sandbox_tmp_bytes: int = Field(1 << 30, ge=0, description="Size of the sandbox's RAM-backed /tmp (0: no limit)")
     sandbox_shm_bytes: int = Field(256 << 20, ge=0, description="Size of the sandbox's /dev/shm (0: no limit)")
     setup_timeout_s: int = Field(1800, ge=1, description="The most the setup step may run")
+    setup_network: bool = Field(
+        True, description="Let the setup step reach the network (the agent's commands: per task)"
+    )
+    setup_env: dict[str, str] = Field(
+        default_factory=dict, description="Environment of the setup step only, JSON (a private index, a token)"
+    )
+    default_setup: bool = Field(
+        True, description="Set up a recognised Python or Node project that has no setup of its own (see README)"
+    )
+    check_timeout_s: int = Field(900, ge=1, description="The most one run of an acceptance check may take")
+    check_retries: int = Field(
+        2, ge=0, le=10, description="Times a failed acceptance check sends the agent back to work"
+    )
 
     # Git.
     git_author_name: str = Field("AgentFleet", description="Author and committer of a pushed branch")
@@ -207,6 +231,8 @@ class Settings(BaseSettings):
                 value = value.get_secret_value()
             elif isinstance(value, bool):
                 value = "true" if value else "false"
+            elif isinstance(value, dict | list):
+                value = json.dumps(value)
             env[name.upper() if name in SEED_NAMES else f"AGENTFLEET_{name.upper()}"] = str(value)
         return env
 

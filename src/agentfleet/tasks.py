@@ -30,6 +30,8 @@ from agentfleet.names import (
 )
 
 MAX_QUERY_CHARS = 32_000
+SCRATCH_PREFIX = "scratch-"
+"""The workspace of a task with input files and no repository: its own, made afresh (`scratch-<task id>`)."""
 DEFAULT_MAX_REPOS = 10
 DEFAULT_MAX_FILES = 50
 TRUSTED: dict[str, Any] = {"allow_local_repos": True, "max_repos": 10_000, "max_files": 10_000, "trusted": True}
@@ -108,7 +110,15 @@ class TaskOptions(_Strict):
     model: str | None = Field(None, max_length=200)
     network: bool = False
     push_branch: bool = False
-    setup: str | None = Field(None, max_length=10_000)
+    setup: str | None = Field(
+        None, max_length=10_000, description="Setup script run in the sandbox before the agent (with network)"
+    )
+    check: str | None = Field(
+        None,
+        max_length=10_000,
+        description="Acceptance check: a command run in the sandbox after the agent; the task succeeds only when "
+        "it passes (default: each repository's .agentfleet/check)",
+    )
     mcp_servers: list[McpServerSpec] = Field(default_factory=list, max_length=20)
 
 
@@ -153,7 +163,7 @@ class TaskRequest(_Strict):
     @classmethod
     def _files(cls, value: list[str]) -> list[str]:
         for item in value:
-            if not item.strip() or item.startswith("-") or "\x00" in item:
+            if not item.strip() or item.startswith("-") or any(ord(ch) < 32 for ch in item):
                 raise ValueError(f"input file {item!r} is not a valid artifact key or gs:// URI")
             input_file_key(item)
         return value
@@ -163,8 +173,10 @@ class TaskRequest(_Strict):
         ctx = info.context if info.context is not None else TRUSTED
         allow_local = bool(ctx.get("allow_local_repos", False))
         specs = list(self.repo_specs())
-        if not specs:
-            raise ValueError("give a repository: repo_url or repos")
+        if not specs and not self.files:
+            raise ValueError("give a repository (repo_url or repos), or input files for a task without one")
+        if not specs and self.options.push_branch:
+            raise ValueError("push_branch needs a repository to push to; a task with only input files has none")
         max_repos = int(ctx.get("max_repos", DEFAULT_MAX_REPOS))
         if len(specs) > max_repos:
             raise ValueError(f"{len(specs)} repositories given; the limit is {max_repos}")
@@ -198,8 +210,10 @@ class TaskRequest(_Strict):
         return specs
 
     @property
-    def primary_repo(self) -> str:
-        return self.repo_specs()[0].url
+    def primary_repo(self) -> str | None:
+        """The first repository; None for a task with input files only (a scratch workspace)."""
+        specs = self.repo_specs()
+        return specs[0].url if specs else None
 
 
 # --- task, events, results ---------------------------------------------------------------------
@@ -235,10 +249,35 @@ class Usage(_Strict):
         return self.prompt_tokens + self.completion_tokens
 
 
+class CheckRun(_Strict):
+    """One run of an acceptance check."""
+
+    command: str
+    where: str = Field(".", description="The folder it ran in, relative to the workspace")
+    exit_code: int | None
+    """None: it did not end by itself (timed out or killed)."""
+    passed: bool
+    output: str = Field("", description="The tail of its output")
+    duration_s: float = 0.0
+
+
+class ToolCallRecord(_Strict):
+    """One tool call the agent made, as the result shows it."""
+
+    step: int
+    name: str
+    arguments: str = Field("", description="Its arguments, clipped")
+    is_error: bool = False
+
+
 class TaskResult(_Strict):
     summary: str
     patch: str | None = None
     diff_stat: str = ""
+    changed: list[str] = Field(default_factory=list, description="Files the patch changes")
+    change_requested: bool = Field(False, description="The query asks for a change to the files")
+    checks: list[CheckRun] = Field(default_factory=list, description="Each run of the acceptance checks, in order")
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list, description="The agent's tool calls (the first 200)")
     branch: str | None = None
     artifacts: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list, description="What the patch leaves out, and why")
@@ -251,6 +290,9 @@ class EventKind(StrEnum):
     LLM = "llm"
     TOOL_CALL = "tool_call"
     TOOL_RESULT = "tool_result"
+    CHECK = "check"
+    PROGRESS = "progress"
+    """The model is generating: tokens so far, seconds since the request (about once a second)."""
     LOG = "log"
     ERROR = "error"
 
@@ -290,7 +332,8 @@ class Task(_Strict):
     @model_validator(mode="after")
     def _workspace(self) -> Task:
         if not self.workspace_id:
-            self.workspace_id = workspace_id(self.request.primary_repo)
+            repo = self.request.primary_repo
+            self.workspace_id = workspace_id(repo) if repo else f"{SCRATCH_PREFIX}{self.id}"
         return self
 
 

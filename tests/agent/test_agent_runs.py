@@ -150,7 +150,7 @@ def test_a_tool_timeout_and_a_huge_output_come_back_bounded(repo_factory, settin
 
 
 def test_an_unreachable_model_fails_the_task_with_a_clear_reason(repo_factory, settings) -> None:
-    configured = settings.model_copy(update={"gpt_oss_url": "http://127.0.0.1:9/v1", "llm_retries": 0, "llm_wait_s": 2})
+    configured = settings.model_copy(update={"gpt_oss_url": "http://127.0.0.1:9/v1", "llm_wait_s": 2})
     task = Task(request=TaskRequest(query="x", repo_url=str(repo_factory(BUGGY))))
     events: list[TaskEvent] = []
     final = work_task(task, configured, LocalArtifactStore(settings.artifacts_dir), listeners=[events.append])
@@ -164,8 +164,7 @@ def test_a_model_that_goes_away_and_comes_back_is_waited_for(repo_factory, setti
     """A GPU model service scaled to zero: requests fail until it is back, and the task goes on."""
     away = {"error": {"status": 503, "message": "no instance yet"}}
     script = [away, reply(None, tool_call("exec", {"command": "echo hi"})), away, away, reply("Done.")]
-    configured = settings.model_copy(update={"llm_retries": 0})
-    task, _ = run_scripted(script, repo_factory(BUGGY), configured)
+    task, _ = run_scripted(script, repo_factory(BUGGY), settings)
     assert task.status is TaskStatus.SUCCEEDED, task.error
     assert task.result and task.result.summary == "Done."
 
@@ -251,7 +250,7 @@ def test_a_second_run_reuses_the_mirror_and_the_sandboxed_setup(repo_factory, se
 
 def test_a_model_server_that_dies_mid_task_fails_the_task_with_a_reason(repo_factory, settings) -> None:
     llm = ScriptedLLM([reply(None, tool_call("exec", {"command": "echo hi"})), reply("never sent")]).start()
-    configured = settings.model_copy(update={"gpt_oss_url": llm.url, "llm_retries": 0, "llm_wait_s": 0})
+    configured = settings.model_copy(update={"gpt_oss_url": llm.url, "llm_wait_s": 0})
 
     def crash_after_first_tool(event) -> None:
         if event.kind is EventKind.TOOL_RESULT:
@@ -311,7 +310,7 @@ def test_a_patch_over_the_size_limit_is_not_kept_and_the_task_says_why(repo_fact
 
 def test_a_model_server_that_restarts_mid_task_does_not_fail_the_task(repo_factory, settings) -> None:
     llm = ScriptedLLM([reply(None, tool_call("exec", {"command": "echo hi"})), reply("Back and done.")]).start()
-    configured = settings.model_copy(update={"gpt_oss_url": llm.url, "llm_retries": 0})
+    configured = settings.model_copy(update={"gpt_oss_url": llm.url})
     restarted = threading.Event()
 
     def restart_later() -> None:

@@ -21,7 +21,7 @@ from agentfleet.names import snapshot_key
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskEvent, TaskRequest, TaskStatus
 from agentfleet.testing.repos import commit_files, git
-from agentfleet.testing.scripted_llm import ScriptedLLM, reply
+from agentfleet.testing.scripted_llm import ScriptedLLM, look, reply
 
 SETUP = "mkdir -p .venv/bin && echo installed >> .venv/done && ln -sf /usr/bin/env .venv/bin/python"
 
@@ -245,7 +245,7 @@ def test_the_runner_restores_before_the_workspace_and_saves_after_the_result_eve
     assert steps(failed)[0] == ("snapshot", "none") and steps(failed)[-1] == ("snapshot", "saved")
 
     commit_files(origin, {"more.txt": "more\n"}, "more")
-    done = run(tmp_path / "second", [reply("nothing to do")])
+    done = run(tmp_path / "second", [look(), reply("nothing to do")])
     assert done.status is TaskStatus.SUCCEEDED, done.error
     assert [s for s in steps(done) if s[0] in ("snapshot", "mirror")] == [
         ("snapshot", "restored"), ("mirror", "fetched"), ("snapshot", "saved")

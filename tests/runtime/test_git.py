@@ -18,7 +18,7 @@ from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskRequest, TaskStatus
 from agentfleet.testing.repos import git, make_repo
-from agentfleet.testing.scripted_llm import ScriptedLLM, reply
+from agentfleet.testing.scripted_llm import ScriptedLLM, look, reply
 from tests.hostile import PLANTS, SECRET_KEY, fired, marker_dir, plant
 
 
@@ -109,7 +109,7 @@ def test_a_setup_that_plants_a_filtered_nested_repository_runs_nothing_on_the_ho
         'git config filter.x.clean "$PWD/.git/f.sh"\necho "* filter=x" > .gitattributes && echo data > f.txt\n'
     )
     origin = repo_factory({"README.md": "hello\n", ".agentfleet/setup.sh": setup})
-    with ScriptedLLM([reply("Nothing to do.")]) as llm:
+    with ScriptedLLM([look(), reply("Nothing to do.")]) as llm:
         configured = settings.model_copy(update={"gpt_oss_url": llm.url})
         task = work_task(
             Task(request=TaskRequest(query="look", repo_url=str(origin))),

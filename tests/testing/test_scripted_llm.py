@@ -101,7 +101,7 @@ def test_every_request_is_recorded_in_memory_and_in_the_record_file(tmp_path: Pa
 def test_an_exhausted_script_makes_the_client_raise() -> None:
     with ScriptedLLM([reply("only")]) as llm:
         ask(llm)
-        with pytest.raises(openai.InternalServerError, match="script exhausted after 1 replies"):
+        with pytest.raises(openai.BadRequestError, match="script exhausted after 1 replies"):
             ask(llm)
 
 

@@ -1,30 +1,29 @@
 """The agent loop: ask the model, run the tools it calls, append the results, repeat.
 
-History is append-only (the server's prefix cache hits on every turn). The loop ends when the
-model answers without a tool call, or a limit (steps, tokens, wall time) or a loop of identical
-calls stops it; each terminal state is an exception of its own, caught in one place (`run`).
-How a reply is read and how results go back into the history is the Model's (models.py): the
-loop knows no wire format.
+History is append-only (the server's prefix cache hits on every turn). A reply without a tool call
+is a final answer, which the Acceptance reviews (acceptance.py): the checks pass, or the answer is
+a real one, and the loop ends; otherwise the model is told why and goes on, or the task fails. A
+limit (steps, tokens, wall time) or a loop of identical calls stops it too; each terminal state is
+an exception of its own, caught in one place (`run`). How a reply is read and how results go back
+into the history is the Model's (models.py): the loop knows no wire format.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from agentfleet.agent.acceptance import Acceptance
 from agentfleet.agent.models import EVENT_TEXT_LIMIT, Model, Reply, ToolCall, clip
 from agentfleet.agent.tools import ToolBox
 from agentfleet.errors import LLMUnavailableError
-from agentfleet.tasks import Emit, EventKind, Usage
+from agentfleet.tasks import CheckRun, Emit, EventKind, ToolCallRecord, Usage
 
 NUDGE = (
     "You repeated the same tool call with the same arguments. Do something different, "
     "or give your final answer without calling a tool."
-)
-LOOK_FIRST = (
-    "You have not run any command yet. Look at the repository first (list and read the relevant files), then answer."
 )
 FINAL_ANSWER = "Stop using tools now. Give your final answer: summarize what you did and what you found."
 
@@ -36,14 +35,24 @@ class Limits:
     timeout_s: float = 3600.0
 
 
+MAX_CALL_RECORDS = 200
+CALL_ARGUMENTS_SHOWN = 300
+
+
 @dataclass(frozen=True)
 class Outcome:
     summary: str
     stopped_by: str | None
     """None: the model finished; otherwise why the loop was stopped."""
     usage: Usage
-    failed: bool = False
-    """A hard limit (steps, tokens, time) ended the work unfinished."""
+    error: str | None = None
+    """Why the work is not done: a hard limit (steps, tokens, time), a failed check, no answer."""
+    checks: list[CheckRun] = field(default_factory=list)
+    calls: list[ToolCallRecord] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
 
 
 class _Stop(Exception):
@@ -55,11 +64,20 @@ class _Finished(_Stop):
         self.summary = summary
 
 
+class _Rejected(_Stop):
+    """The final answer was reviewed and refused for good: `reason`, the answer kept."""
+
+    def __init__(self, reason: str, summary: str) -> None:
+        self.reason, self.summary = reason, summary
+
+
 class _Stopped(_Stop):
-    """A limit ended the loop: `reason`; whether to ask for a final answer; whether the task failed."""
+    """A limit ended the loop: `reason`; whether to ask for a final answer; whether the task failed
+    (a limit that stops work unfinished); whether the checks may still run (and then decide)."""
 
     ask_final = True
     failed = True
+    may_check = True
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
@@ -75,6 +93,7 @@ class _TokenLimit(_Stopped):
 
 class _TimeLimit(_Stopped):
     ask_final = False
+    may_check = False  # no time is left to run them
 
 
 class _Looping(_Stopped):
@@ -82,23 +101,32 @@ class _Looping(_Stopped):
 
 
 class Agent:
-    def __init__(self, model: Model, tools: ToolBox, limits: Limits, emit: Emit, usage: Usage) -> None:
+    def __init__(
+        self,
+        model: Model,
+        tools: ToolBox,
+        limits: Limits,
+        emit: Emit,
+        usage: Usage,
+        acceptance: Acceptance | None = None,
+    ) -> None:
         """`usage`: where the work's spending is counted (the model counts its calls there too),
-        kept by the caller when the loop raises."""
+        kept by the caller when the loop raises; `acceptance`: what reviews a final answer (by
+        default: no checks, and a non-answer gets one nudge)."""
         self.model, self.tools, self.limits, self.emit, self.usage = model, tools, limits, emit, usage
+        self.acceptance = acceptance if acceptance is not None else Acceptance(emit=emit)
         self.messages: list[dict[str, Any]] = []
+        self.calls: list[ToolCallRecord] = []
         self.steps = 0
         self._last_signature: str | None = None
         self._repeats = 0
-        self._pushed_to_look = False
         self._started = 0.0
 
     async def run(self, task: str) -> Outcome:
         self._started = time.monotonic()
-        self.messages = [
-            {"role": "system", "content": self.model.profile.system_prompt},
-            {"role": "user", "content": task},
-        ]
+        system = self.model.profile.system_prompt
+        self.messages = [{"role": "system", "content": system}, {"role": "user", "content": task}]
+        self.acceptance.instructions += [system, task, NUDGE, FINAL_ANSWER]
         try:
             while True:
                 self._check_limits()
@@ -108,15 +136,33 @@ class Agent:
                 except TimeoutError:
                     raise _TimeLimit(f"time limit of {self.limits.timeout_s:g}s reached") from None
         except _Finished as done:
-            return self._outcome(done.summary, None, failed=False)
+            return self._outcome(done.summary, None, None)
+        except _Rejected as refused:
+            self.emit(EventKind.LOG, {"message": f"not done: {refused.reason}"})
+            return self._outcome(refused.summary, None, refused.reason)
         except _Stopped as stop:
             self.emit(EventKind.LOG, {"message": f"stopped: {stop.reason}"})
             summary = await self._final_answer() if stop.ask_final else ""
-            return self._outcome(summary, stop.reason, failed=stop.failed)
+            return self._outcome(summary, stop.reason, await self._after_stop(stop, summary))
 
-    def _outcome(self, summary: str, stopped_by: str | None, failed: bool) -> Outcome:
+    async def _after_stop(self, stop: _Stopped, summary: str) -> str | None:
+        """Why the work is not done after a limit stopped the loop, or None. With checks, they run
+        a last time and decide (unless no time is left); without, an unfinished stop is a failure and
+        any other needs a real final answer."""
+        limit = f"stopped: {stop.reason}"
+        if self.acceptance.checks:
+            if not stop.may_check:
+                return limit
+            verdict = await self.acceptance.review(summary, tool_calls=self.usage.tool_calls, last_chance=True)
+            return None if verdict.accepted else (f"{limit}; {verdict.reason}" if stop.failed else verdict.reason)
+        if stop.failed:
+            return limit
+        verdict = await self.acceptance.review(summary, tool_calls=self.usage.tool_calls, last_chance=True)
+        return None if verdict.accepted else f"{limit}; {verdict.reason}"
+
+    def _outcome(self, summary: str, stopped_by: str | None, error: str | None) -> Outcome:
         self.usage.wall_s = round(self._elapsed(), 3)
-        return Outcome(summary, stopped_by, self.usage, failed)
+        return Outcome(summary, stopped_by, self.usage, error, list(self.acceptance.runs), list(self.calls))
 
     def _elapsed(self) -> float:
         return time.monotonic() - self._started
@@ -140,11 +186,15 @@ class Agent:
             )
             return
         if not reply.calls:
-            if self.usage.tool_calls < self.model.profile.min_tool_calls and not self._pushed_to_look:
-                self._pushed_to_look = True
-                self._say(LOOK_FIRST)
+            answer = reply.content.strip()
+            verdict = await self.acceptance.review(answer, tool_calls=self.usage.tool_calls)
+            if verdict.accepted:
+                raise _Finished(answer)
+            if verdict.feedback is not None:
+                self._say(verdict.feedback)
+                self._last_signature, self._repeats = None, 0  # the same call again is the next try, not a loop
                 return
-            raise _Finished(reply.content.strip())
+            raise _Rejected(verdict.reason or "the final answer was refused", answer)
         for call in reply.calls:
             await self._run(call)
         self._detect_loop(reply.calls)
@@ -177,6 +227,7 @@ class Agent:
             {"step": self.steps, "name": call.name, "arguments": clip(call.raw, EVENT_TEXT_LIMIT)},
         )
         started = time.monotonic()
+        record = ToolCallRecord(step=self.steps, name=call.name, arguments=clip(call.raw, CALL_ARGUMENTS_SHOWN))
         if call.arguments is None:
             text, is_error = f"the arguments are not a valid JSON object: {clip(call.raw, 200)}", True
         else:
@@ -192,6 +243,8 @@ class Agent:
                 "elapsed_s": round(time.monotonic() - started, 3),
             },
         )
+        if len(self.calls) < MAX_CALL_RECORDS:
+            self.calls.append(record.model_copy(update={"is_error": is_error}))
         self.messages.append(self.model.observation(call, text, is_error))
 
     def _detect_loop(self, calls: list[ToolCall]) -> None:

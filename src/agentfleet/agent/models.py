@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import httpx
 import openai
 from openai import AsyncOpenAI
 
@@ -87,8 +89,20 @@ class Model(Protocol):
         ...
 
 
+@dataclass
+class Completion:
+    """One reply as the endpoint sent it, whole or streamed: its text, its tool calls as
+    (id, name, raw arguments), and the tokens it counted (None: the server did not say)."""
+
+    content: str = ""
+    calls: list[tuple[str, str, str]] = field(default_factory=list)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
 class OpenAIModel:
-    """One chat completion against an OpenAI-compatible endpoint, for the protocols below."""
+    """One chat completion against an OpenAI-compatible endpoint, for the protocols below: streamed
+    (a progress event about once a second while the model writes) unless `stream` is off."""
 
     def __init__(
         self,
@@ -101,30 +115,30 @@ class OpenAIModel:
         *,
         max_reply_tokens: int | None = None,
         wait_s: float = 600.0,
+        stream: bool = True,
+        progress_s: float = 1.0,
+        embedded: bool = False,
     ) -> None:
         """`usage`: where the calls and tokens are counted; `wait_s`: how long to wait for a model
-        that is away; `max_reply_tokens`: the cap on one reply when the profile sets none."""
+        that is away; `max_reply_tokens`: the cap on one reply when the profile sets none;
+        `embedded`: the endpoint is the embedded model this machine started (messages say so)."""
         self.llm, self.name, self.profile, self.tools = llm, name, profile, tools
         self.usage, self.emit = usage, emit
         self.max_reply_tokens = profile.max_reply_tokens or max_reply_tokens
-        self.wait_s = wait_s
+        self.wait_s, self.stream, self.progress_s, self.embedded = wait_s, stream, progress_s, embedded
 
     async def query(self, messages: list[dict[str, Any]], *, tools: bool) -> Reply:
         started = time.monotonic()
-        response = await self._complete(self._request(messages, tools))
-        if not response.choices:
-            raise LLMUnavailableError("the model endpoint returned a reply with no choices")
-        message = response.choices[0].message
-        self._count_usage(response, message, messages)
-        calls, error, recovered = self._calls(message)
-        usage = response.usage
+        completion = await self._complete(self._request(messages, tools))
+        self._count_usage(completion, messages)
+        calls, error, recovered = self._calls(completion)
         return Reply(
-            content=message.content or "",
+            content=completion.content,
             calls=calls,
             parse_error=error,
             recovered=recovered,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
             elapsed_s=round(time.monotonic() - started, 3),
         )
 
@@ -136,7 +150,7 @@ class OpenAIModel:
             kwargs["max_tokens"] = self.max_reply_tokens
         return kwargs
 
-    def _calls(self, message: Any) -> tuple[list[ToolCall], str | None, int]:
+    def _calls(self, completion: Completion) -> tuple[list[ToolCall], str | None, int]:
         """(calls, parse error, how many were recovered from text) of a reply."""
         raise NotImplementedError
 
@@ -147,16 +161,18 @@ class OpenAIModel:
         calls = [_recovered(c) for c in recovery.calls[:most]]
         return calls, recovery.error, len(calls)
 
-    async def _complete(self, kwargs: dict[str, Any]) -> Any:
+    async def _complete(self, kwargs: dict[str, Any]) -> Completion:
         """One completion. While the model is away (unreachable, overloaded, starting: a GPU service
         scaled to zero takes minutes to come back), wait with backoff up to `wait_s`, saying so in
-        the events, then fail."""
+        the events, then fail. A model that stays silent past the request timeout fails at once."""
         waiting_since: float | None = None
         delay = WAIT_FIRST_S
         while True:
             try:
-                return await self.llm.chat.completions.create(**kwargs)
-            except (openai.APIConnectionError, openai.APIStatusError) as exc:
+                return await (self._streamed(kwargs) if self.stream else self._whole(kwargs))
+            except (openai.APITimeoutError, httpx.TimeoutException):
+                raise LLMUnavailableError(self._silent()) from None
+            except (openai.APIConnectionError, openai.APIStatusError, httpx.TransportError) as exc:
                 reason = self._model_away(exc)
             now = time.monotonic()
             waiting_since = now if waiting_since is None else waiting_since
@@ -168,26 +184,90 @@ class OpenAIModel:
             await asyncio.sleep(delay)
             delay = min(delay * 2, WAIT_MAX_S)
 
-    def _model_away(self, exc: openai.APIConnectionError | openai.APIStatusError) -> str:
+    async def _whole(self, kwargs: dict[str, Any]) -> Completion:
+        response = await self.llm.chat.completions.create(**kwargs)
+        if not response.choices:
+            raise LLMUnavailableError("the model endpoint returned a reply with no choices")
+        message = response.choices[0].message
+        calls = [
+            (tc.id, tc.function.name, tc.function.arguments)
+            for tc in (message.tool_calls or [])
+            if tc.type == "function"
+        ]
+        usage = response.usage
+        return Completion(
+            message.content or "",
+            calls,
+            usage.prompt_tokens if usage else None,
+            usage.completion_tokens if usage else None,
+        )
+
+    async def _streamed(self, kwargs: dict[str, Any]) -> Completion:
+        """The reply streamed: pieces of text and of tool calls put together as they come, and a
+        progress event (pieces so far ≈ tokens, seconds so far) at most every `progress_s`."""
+        started = last = time.monotonic()
+        text: list[str] = []
+        calls: dict[int, list[str]] = {}
+        pieces, usage, choices = 0, None, 0
+        stream = await self.llm.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
+        async with stream:
+            async for chunk in stream:
+                usage = chunk.usage or usage
+                for choice in chunk.choices[:1]:
+                    choices += 1
+                    delta = choice.delta
+                    if delta.content:
+                        text.append(delta.content)
+                        pieces += 1
+                    for tc in delta.tool_calls or []:
+                        entry = calls.setdefault(tc.index, ["", "", ""])
+                        entry[0] = tc.id or entry[0]
+                        if tc.function is not None:
+                            entry[1] += tc.function.name or ""
+                            entry[2] += tc.function.arguments or ""
+                            pieces += 1
+                now = time.monotonic()
+                if now - last >= self.progress_s:
+                    last = now
+                    self.emit(EventKind.PROGRESS, {"tokens": pieces, "elapsed_s": round(now - started, 1)})
+        if not choices:
+            raise LLMUnavailableError("the model endpoint returned a reply with no choices")
+        made = [(c[0] or f"call_{uuid.uuid4().hex[:12]}", c[1], c[2]) for _, c in sorted(calls.items())]
+        return Completion(
+            "".join(text),
+            made,
+            usage.prompt_tokens if usage else None,
+            usage.completion_tokens if usage else None,
+        )
+
+    def _where(self) -> str:
+        return f"the embedded model ({self.llm.base_url})" if self.embedded else f"the model at {self.llm.base_url}"
+
+    def _silent(self) -> str:
+        timeout = self.llm.timeout
+        seconds = f"{timeout:g} s" if isinstance(timeout, int | float) else "the request timeout"
+        hint = "; a CPU model is slow on long prompts: raise it, or give the task less to read" if self.embedded else ""
+        return f"{self._where()} did not answer within {seconds} (AGENTFLEET_LLM_TIMEOUT_S){hint}"
+
+    def _model_away(self, exc: Exception) -> str:
         """Why the model did not answer, when waiting may help; raises when it cannot."""
-        base = str(self.llm.base_url)
-        if isinstance(exc, openai.APITimeoutError):
-            return f"the model at {base} did not answer within the request timeout (AGENTFLEET_LLM_TIMEOUT_S)"
-        if isinstance(exc, openai.APIConnectionError):
-            return f"cannot reach the model at {base} ({exc.__class__.__name__}); check GPT_OSS_URL and the server"
-        message = f"the model at {base} answered HTTP {exc.status_code}: {clip(str(exc.message), 300)}"
+        if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+            hint = "; it may have stopped (see its log)" if self.embedded else "; is the server running at that URL?"
+            return f"cannot reach {self._where()} ({_connection_failure(exc)}){hint}"
+        assert isinstance(exc, openai.APIStatusError)
+        message = f"{self._where()} answered HTTP {exc.status_code}: {clip(str(exc.message), 300)}"
         if exc.status_code in AWAY_STATUSES:
             return message
         raise LLMUnavailableError(message) from exc
 
-    def _count_usage(self, response: Any, message: Any, messages: list[dict[str, Any]]) -> None:
+    def _count_usage(self, completion: Completion, messages: list[dict[str, Any]]) -> None:
         self.usage.llm_calls += 1
-        if response.usage:
-            self.usage.prompt_tokens += response.usage.prompt_tokens or 0
-            self.usage.completion_tokens += response.usage.completion_tokens or 0
+        if completion.prompt_tokens is not None or completion.completion_tokens is not None:
+            self.usage.prompt_tokens += completion.prompt_tokens or 0
+            self.usage.completion_tokens += completion.completion_tokens or 0
         else:  # some servers omit usage: estimate at 4 characters a token
             self.usage.prompt_tokens += len(json.dumps(messages)) // 4
-            self.usage.completion_tokens += len(message.content or "") // 4 + 1
+            self.usage.completion_tokens += len(completion.content) // 4 + 1
 
 
 class NativeToolsModel(OpenAIModel):
@@ -200,15 +280,11 @@ class NativeToolsModel(OpenAIModel):
             kwargs["tool_choice"] = "auto" if tools else "none"
         return kwargs
 
-    def _calls(self, message: Any) -> tuple[list[ToolCall], str | None, int]:
-        native = [
-            ToolCall(tc.id, tc.function.name, _loads(tc.function.arguments), tc.function.arguments)
-            for tc in (message.tool_calls or [])
-            if tc.type == "function"
-        ]
+    def _calls(self, completion: Completion) -> tuple[list[ToolCall], str | None, int]:
+        native = [ToolCall(id_, name, _loads(raw), raw) for id_, name, raw in completion.calls]
         if native or not self.profile.recover_text_calls:
             return native, None, 0
-        return self._recover(message.content, None, None)
+        return self._recover(completion.content, None, None)
 
     def assistant_message(self, reply: Reply) -> dict[str, Any]:
         entry: dict[str, Any] = {"role": "assistant", "content": reply.content}
@@ -231,10 +307,10 @@ class TextActionModel(OpenAIModel):
             kwargs["stop"] = list(self.profile.stop)
         return kwargs
 
-    def _calls(self, message: Any) -> tuple[list[ToolCall], str | None, int]:
+    def _calls(self, completion: Completion) -> tuple[list[ToolCall], str | None, int]:
         if not self.profile.recover_text_calls:
             return [], None, 0
-        return self._recover(message.content, self.profile.shell_tool, 1)
+        return self._recover(completion.content, self.profile.shell_tool, 1)
 
     def assistant_message(self, reply: Reply) -> dict[str, Any]:
         return {"role": "assistant", "content": reply.content}
@@ -249,6 +325,24 @@ def model_for(
     """The Model of `profile`'s protocol."""
     kind = NativeToolsModel if profile.protocol == "native" else TextActionModel
     return kind(llm, name, profile, tools, usage, emit, **options)
+
+
+def _connection_failure(exc: BaseException) -> str:
+    """What went wrong under a connection error, from its chain of causes: refused, a name that
+    does not resolve, a reset; else the innermost exception's kind."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for item in chain:
+        if isinstance(item, ConnectionRefusedError) or "connection refused" in str(item).lower():
+            return "connection refused"
+        if isinstance(item, socket.gaierror) or "name or service not known" in str(item).lower():
+            return "the host name does not resolve"
+        if isinstance(item, ConnectionResetError):
+            return "the connection was reset"
+    return chain[-1].__class__.__name__
 
 
 def _loads(raw: str | None) -> dict[str, Any] | None:

@@ -71,7 +71,6 @@ class ModelProfile(BaseModel):
     shell_tool: str = "exec"
     temperature: float | None = None
     max_reply_tokens: int | None = None
-    min_tool_calls: int = Field(0, description="Tool calls expected before a final answer; fewer get one nudge")
     stop: tuple[str, ...] = Field(default=(), description="Stop sequences, e.g. the closing fence of a bash block")
 
     def mcp_name(self, model_name: str) -> str:
@@ -94,7 +93,6 @@ PROFILES: dict[str, ModelProfile] = {
         temperature=0.2,
         max_reply_tokens=512,
         stop=("\n```\n",),
-        min_tool_calls=1,
     ),
 }
 

@@ -1,11 +1,13 @@
-"""The result of a task's work: the patch kept as an artifact (when under the size limit), the
-diff stat, the branch when one is pushed, and notes on what the patch leaves out."""
+"""The result of a task's work: what was done (the files changed, the checks run, the tool calls
+made), the patch kept as an artifact (when under the size limit), the diff stat, the branch when one
+is pushed, and notes on what the patch leaves out."""
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
+from agentfleet.agent.answers import asks_for_change
 from agentfleet.agent.loop import Outcome
 from agentfleet.agent.workspace import PreparedWorkspace, push_branch, write_changes
 from agentfleet.ports import ArtifactStore
@@ -23,7 +25,7 @@ def finish(
     """The result: the patch kept as an artifact (when under `max_patch_bytes`), the diff stat,
     the branch when pushed, and notes on what the patch leaves out."""
     multi = len(workspace.repos) > 1
-    stats, notes, branch, total = [], [], None, 0
+    stats, notes, branch, total, changed = [], [], None, 0, []
     with tempfile.NamedTemporaryFile(prefix="agentfleet-patch-") as patch:
         for repo in workspace.repos:
             name = repo.path.name
@@ -38,6 +40,7 @@ def finish(
                 patch.truncate()
                 continue
             stats.append(f"# {name}\n{changes.stat}" if multi else changes.stat)
+            changed += [f"{name}/{path}" if multi else path for path in changes.files]
             if task.request.options.push_branch:
                 branch = f"agentfleet/{task.id}"
                 push_branch(repo, branch, _commit_message(task))
@@ -47,7 +50,7 @@ def finish(
         key = None
         if total and not too_big:
             key = artifacts.put_file(f"tasks/{task.id}/patch.diff", Path(patch.name))
-    error = f"stopped: {outcome.stopped_by}" if outcome.failed else None
+    error = outcome.error
     if too_big:
         notes.append(_too_big_note(total, max_patch_bytes, branch))
         error = error or (None if branch else notes[-1])
@@ -57,6 +60,10 @@ def finish(
         summary=outcome.summary or "(the model gave no final answer)",
         patch=key,
         diff_stat="\n".join(stats).strip(),
+        changed=changed,
+        change_requested=asks_for_change(task.request.query),
+        checks=outcome.checks,
+        tool_calls=outcome.calls,
         branch=branch,
         artifacts=[key] if key else [],
         notes=notes,

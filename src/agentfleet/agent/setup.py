@@ -1,8 +1,11 @@
 """The setup step of a workspace: the task's `options.setup`, or each repository's
-`.agentfleet/setup.sh`, run (in the sandbox, by the caller's runner) once per hash of the script and
-the lockfiles at the root of its checkouts. A marker per hash, outside the workspace, records the
-run with the checkouts' tokens, so a checkout made afresh runs setup again; its results (ignored
-files such as `.venv/`) stay in the workspace for the next task.
+`.agentfleet/setup.sh`, or for a repository with neither that is recognisably a Python or Node
+project the default setup (a `.venv` with the project, its test extras and pytest; `npm ci`). Each
+runs (in the sandbox, by the caller's runner, with network by default) once per hash of the script
+and the lockfiles at the root of its checkouts. A marker per hash, outside the workspace, records
+the run with the checkouts' tokens, so a checkout made afresh runs setup again; its results
+(ignored files such as `.venv/`) stay in the workspace for the next task. A failed default setup
+is reported and the agent works without it; a failed setup someone wrote fails the task.
 """
 
 from __future__ import annotations
@@ -49,17 +52,100 @@ RunSetup = Callable[[Path, str], SetupRun]
 
 @dataclass(frozen=True)
 class _SetupStep:
-    where: str  # "options.setup" or "<folder>/.agentfleet/setup.sh"
+    where: str  # "options.setup", "<folder>/.agentfleet/setup.sh" or "<folder>: default setup (…)"
     cwd: Path
     script: str
     checkouts: tuple[Path, ...]
+    required: bool = True
+    """A failure fails the task; the default setup's only says so."""
+
+
+PYTHON_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", "requirements.txt")
+NODE_MARKERS = ("package.json",)
+DEFAULT_PYTHON_SETUP = r"""# AgentFleet's default Python setup (the repository has no .agentfleet/setup.sh):
+# a .venv with the project, its test extras and pytest, first on the agent's PATH.
+# AGENTFLEET_DEFAULT_SETUP=false turns it off.
+set -eu
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_PROGRESS_BAR=off
+[ -x .venv/bin/python ] || python3 -m venv .venv
+py=.venv/bin/python
+for req in requirements.txt requirements-dev.txt requirements-test.txt requirements_test.txt \
+    test-requirements.txt dev-requirements.txt requirements/test.txt requirements/dev.txt; do
+  if [ -f "$req" ]; then echo "+ pip install -r $req"; "$py" -m pip install -q -r "$req"; fi
+done
+plan=$("$py" - <<'PLAN'
+import configparser, os
+wanted = ("test", "tests", "testing")
+extras, groups, installable = set(), [], os.path.exists("setup.py")
+if os.path.exists("pyproject.toml"):
+    try:
+        import tomllib
+        with open("pyproject.toml", "rb") as fh:
+            data = tomllib.load(fh)
+    except Exception:
+        data = {}
+    project, poetry = data.get("project") or {}, (data.get("tool") or {}).get("poetry") or {}
+    installable = installable or bool(project) or "build-system" in data or bool(poetry)
+    extras |= set(project.get("optional-dependencies") or {}) | set(poetry.get("extras") or {})
+    for name, items in (data.get("dependency-groups") or {}).items():
+        if name in wanted + ("dev",):
+            groups += [item for item in items if isinstance(item, str)]
+if os.path.exists("setup.cfg"):
+    cfg = configparser.ConfigParser()
+    cfg.read("setup.cfg")
+    installable = installable or cfg.has_section("metadata") or cfg.has_section("options")
+    if cfg.has_section("options.extras_require"):
+        extras |= set(cfg.options("options.extras_require"))
+print("install" if installable else "skip")
+print(",".join(sorted(e for e in extras if e in wanted)))
+print("\n".join(groups))
+PLAN
+)
+install=$(printf '%s\n' "$plan" | sed -n 1p)
+extras=$(printf '%s\n' "$plan" | sed -n 2p)
+printf '%s\n' "$plan" | sed -n '3,$p' | grep . > .venv/agentfleet-groups.txt || true
+if [ "$install" = install ]; then
+  echo "+ pip install -e .${extras:+[$extras]}"
+  "$py" -m pip install -q -e ".${extras:+[$extras]}"
+fi
+if [ -s .venv/agentfleet-groups.txt ]; then
+  echo "+ pip install the test dependency groups"; "$py" -m pip install -q -r .venv/agentfleet-groups.txt
+fi
+"$py" -c "import pytest" 2>/dev/null || { echo "+ pip install pytest"; "$py" -m pip install -q pytest; }
+"$py" -m pytest --version
+"""
+DEFAULT_NODE_SETUP = r"""# AgentFleet's default Node setup (the repository has no .agentfleet/setup.sh):
+# its packages in node_modules, whose .bin comes first on the agent's PATH.
+# AGENTFLEET_DEFAULT_SETUP=false turns it off.
+set -eu
+command -v npm >/dev/null || { echo "npm is not installed in the sandbox: no Node setup"; exit 0; }
+if [ -f package-lock.json ] || [ -f npm-shrinkwrap.json ]; then
+  echo "+ npm ci"; npm ci --no-audit --no-fund
+else
+  echo "+ npm install"; npm install --no-audit --no-fund
+fi
+"""
+
+
+def default_setup(checkout: Path) -> tuple[str, str] | None:
+    """(kind, script) of the default setup for a checkout with no setup of its own: Python when a
+    Python project's files are at its root, else Node for a package.json; None for neither."""
+
+    def has(names: tuple[str, ...]) -> bool:
+        return any((checkout / name).is_file() and not (checkout / name).is_symlink() for name in names)
+
+    if has(PYTHON_MARKERS):
+        return "Python", DEFAULT_PYTHON_SETUP
+    if has(NODE_MARKERS):
+        return "Node", DEFAULT_NODE_SETUP
+    return None
 
 
 def run_setups(
     task: Task, settings: Settings, root: Path, checkouts: list[Path], emit: Emit, run_setup: RunSetup | None
 ) -> SetupAction:
     """Run each setup step whose script or lockfiles changed since it last ran in these checkouts."""
-    steps = _setup_steps(task, root, checkouts)
+    steps = _setup_steps(task, root, checkouts, settings.default_setup)
     if not steps or run_setup is None:
         reason = {"reason": "no setup runner here"} if steps else {}
         emit(EventKind.WORKSPACE, {"step": "setup", "action": "none", **reason})
@@ -69,14 +155,21 @@ def run_setups(
     return "ran" if "ran" in actions else "reused"
 
 
-def _setup_steps(task: Task, root: Path, checkouts: list[Path]) -> list[_SetupStep]:
-    """`options.setup` once at the root, or else each repository's own `.agentfleet/setup.sh`."""
-    if task.request.options.setup:
-        return [_SetupStep("options.setup", root, task.request.options.setup, tuple(checkouts))]
+def _setup_steps(task: Task, root: Path, checkouts: list[Path], defaults: bool) -> list[_SetupStep]:
+    """`options.setup` once at the root ('' or blank: none at all), or else each repository's own
+    `.agentfleet/setup.sh`, or its default setup (when `defaults`)."""
+    option = task.request.options.setup
+    if option is not None:
+        return [_SetupStep("options.setup", root, option, tuple(checkouts))] if option.strip() else []
     steps = []
     for checkout in checkouts:
         script = checkout / SETUP_SCRIPT
         if not script.is_file() or script.is_symlink():
+            found = default_setup(checkout) if defaults and not script.is_symlink() else None
+            if found is not None:
+                kind, text = found
+                where = f"{checkout.relative_to(root).as_posix() or '.'}: default {kind} setup"
+                steps.append(_SetupStep(where, checkout, text, (checkout,), required=False))
             continue
         where = (checkout.relative_to(root) / SETUP_SCRIPT).as_posix()
         data = read_small(script, MAX_SETUP_SCRIPT_BYTES)
@@ -122,6 +215,17 @@ def _setup_once(step: _SetupStep, root: Path, cache: Path, emit: Emit, run_setup
     started = time.monotonic()
     run = run_setup(step.cwd, step.script)
     duration = round(time.monotonic() - started, 3)
+    if run.exit_code != 0 and not step.required:
+        emit(EventKind.WORKSPACE, {**event, "action": "failed", "exit_code": run.exit_code, "duration_s": duration})
+        emit(
+            EventKind.LOG,
+            {
+                "message": f"the {step.where} failed (exit code {run.exit_code}); the agent works without it. "
+                "Add .agentfleet/setup.sh to the repository, or give the task a setup",
+                "output": run.output[-2000:],
+            },
+        )
+        return "ran"
     if run.exit_code != 0:
         raise WorkspaceError(
             f"setup ({step.where}) failed with exit code {run.exit_code}; fix the script or the "

@@ -19,20 +19,22 @@ from typing import Any
 from mcp import StdioServerParameters
 from openai import AsyncOpenAI
 
+from agentfleet.agent.acceptance import Acceptance, CheckSpec, RunCheck, check_specs
 from agentfleet.agent.loop import Agent, Limits, Outcome
 from agentfleet.agent.models import model_for
 from agentfleet.agent.profiles import profile_for
 from agentfleet.agent.result import finish
 from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot
 from agentfleet.agent.tools import ToolBox, shared_server_url
-from agentfleet.agent.workspace import PreparedWorkspace, SetupRun, prepare_workspace
+from agentfleet.agent.workspace import PreparedWorkspace, SetupRun, prepare_workspace, task_input_names
 from agentfleet.errors import AgentFleetError, ConfigError
 from agentfleet.ports import ArtifactStore
 from agentfleet.runtime.filewalk import entry, iter_files
 from agentfleet.runtime.occupancy import Occupancy, occupy
 from agentfleet.runtime.sandbox import Sandbox, SandboxConfig, grant_workspace
+from agentfleet.runtime.workspaces import forget_workspace
 from agentfleet.settings import Settings
-from agentfleet.tasks import EventKind, Task, TaskEvent, TaskResult, TaskStatus, Usage, utcnow
+from agentfleet.tasks import CheckRun, EventKind, Task, TaskEvent, TaskResult, TaskStatus, Usage, utcnow
 
 logger = logging.getLogger(__name__)
 Listener = Callable[[TaskEvent], None]
@@ -91,7 +93,7 @@ def _attempt(
     """The workspace snapshot restored, the work done, the snapshot saved: (result, error)."""
     snapshot: SnapshotState | None = None
     try:
-        if settings.snapshots_enabled:
+        if settings.snapshots_enabled and task.request.primary_repo:  # a scratch workspace keeps nothing
             snapshot = restore_snapshot(task, settings, artifacts, record)
         result, error = asyncio.run(_work(task, settings, artifacts, record, spent))
     except AgentFleetError as exc:
@@ -141,31 +143,42 @@ async def _work(
     config = SandboxConfig.from_settings(settings, network=options.network)
     Sandbox(settings.home, config).check()
     if not settings.gpt_oss_url:
-        raise ConfigError("GPT_OSS_URL is not set; point it at an OpenAI-compatible endpoint (see README)")
+        raise ConfigError(
+            "no model endpoint: set GPT_OSS_URL to an OpenAI-compatible endpoint, or use `agentfleet run`/"
+            "`agentfleet serve`, which start the embedded model when it is unset (see README)"
+        )
     with occupy(settings, task.workspace_id, record) as occupancy:
         workspace = prepare_workspace(
             task, settings, artifacts, emit=record, run_setup=_setup_runner(settings, config, task)
         )
         grant_workspace(workspace.root, config.uid, config.gid)
-        outcome = await _loop(task, settings, workspace, occupancy, record, spent)
+        config = config.model_copy(update={"path_prepend": tool_paths(workspace)})
+        outcome = await _loop(task, settings, workspace, config, occupancy, record, spent)
         occupancy.wait_processes_gone()  # the server and its commands are gone before git reads the checkout
-        return finish(task, workspace, artifacts, outcome, record, settings.max_patch_bytes)
+        try:
+            return finish(task, workspace, artifacts, outcome, record, settings.max_patch_bytes)
+        finally:
+            if workspace.scratch:
+                forget_workspace(settings, task.workspace_id)
 
 
 async def _loop(
     task: Task,
     settings: Settings,
     workspace: PreparedWorkspace,
+    sandbox: SandboxConfig,
     occupancy: Occupancy,
     record: EventRecorder,
     spent: Usage,
 ) -> Outcome:
-    """The agent loop with its tools: the workspace server, then the shared servers."""
+    """The agent loop with its tools (the workspace server, then the shared servers) and its
+    acceptance checks, all under the agent's own sandbox configuration."""
     options = task.request.options
     model = options.model or settings.model
     profile = profile_for(model, settings.model_profile)
-    sandbox = SandboxConfig.from_settings(settings, network=options.network)
     server = _workspace_server(workspace.root, settings, sandbox, occupancy.procs)
+    checks = check_specs(options.check, workspace.root, [repo.path for repo in workspace.repos])
+    acceptance = Acceptance(checks, _check_runner(sandbox, settings), settings.check_retries, emit=record)
     async with ToolBox(profile, call_timeout_s=settings.exec_max_timeout_s + 60) as tools:
         await tools.connect("workspace", server)
         for spec in options.mcp_servers:
@@ -174,11 +187,23 @@ async def _loop(
             base_url=settings.gpt_oss_url,
             api_key=settings.llm_api_key.get_secret_value(),
             timeout=settings.llm_timeout_s,
-            max_retries=settings.llm_retries,
+            max_retries=0,  # waiting for a model that is away is the Model's, with backoff and events
         ) as llm:
-            wait_s, reply_cap = settings.llm_wait_s, settings.llm_max_reply_tokens
-            talker = model_for(llm, model, profile, tools, spent, record, max_reply_tokens=reply_cap, wait_s=wait_s)
-            return await Agent(talker, tools, _limits(task, settings), record, spent).run(_prompt(task, workspace))
+            talker = model_for(
+                llm,
+                model,
+                profile,
+                tools,
+                spent,
+                record,
+                max_reply_tokens=settings.llm_max_reply_tokens,
+                wait_s=settings.llm_wait_s,
+                stream=settings.llm_stream,
+                progress_s=settings.progress_interval_s,
+                embedded=settings.llm_embedded,
+            )
+            agent = Agent(talker, tools, _limits(task, settings), record, spent, acceptance)
+            return await agent.run(_prompt(task, workspace, checks))
 
 
 def _limits(task: Task, settings: Settings) -> Limits:
@@ -190,12 +215,46 @@ def _limits(task: Task, settings: Settings) -> Limits:
     )
 
 
+def tool_paths(workspace: PreparedWorkspace) -> tuple[str, ...]:
+    """What setup installed for the agent's commands to find first: each checkout's `.venv/bin` and
+    `node_modules/.bin` (real folders, not links)."""
+    found = []
+    for repo in workspace.repos:
+        for sub in (".venv/bin", "node_modules/.bin"):
+            folder = repo.path / sub
+            if folder.is_dir() and not any(p.is_symlink() for p in (folder, folder.parent)) and ":" not in str(folder):
+                found.append(str(folder))
+    return tuple(found)
+
+
+def _check_runner(config: SandboxConfig, settings: Settings) -> RunCheck:
+    def run_check(spec: CheckSpec) -> CheckRun:
+        result = Sandbox(spec.cwd, config).run(spec.command, timeout_s=settings.check_timeout_s)
+        code = None if result.timed_out else result.exit_code
+        output = result.output + (f"\n[timed out after {settings.check_timeout_s}s]" if result.timed_out else "")
+        return CheckRun(
+            command=spec.command,
+            where=spec.where,
+            exit_code=code,
+            passed=code == 0,
+            output=output[-4000:],
+            duration_s=round(result.duration_s, 3),
+        )
+
+    return run_check
+
+
 def _setup_runner(settings: Settings, config: SandboxConfig, task: Task) -> Callable[[Path, str], SetupRun]:
+    """Setup runs in the sandbox like the agent's commands, but with network (AGENTFLEET_SETUP_NETWORK,
+    on by default) and the setup-only environment (AGENTFLEET_SETUP_ENV): the agent's own commands
+    get neither unless the task allows network."""
     workspace_root = settings.workspaces_dir / task.workspace_id
+    setup_config = config.model_copy(update={"network": config.network or settings.setup_network})
 
     def run_setup(cwd: Path, script: str) -> SetupRun:
         grant_workspace(workspace_root, config.uid, config.gid)
-        result = Sandbox(cwd, config).run(script, timeout_s=settings.setup_timeout_s)
+        sandbox = Sandbox(cwd, setup_config, env=settings.setup_env)
+        result = sandbox.run(script, timeout_s=settings.setup_timeout_s)
         code = result.exit_code if result.exit_code is not None else 124
         return SetupRun(exit_code=code, output=result.output)
 
@@ -217,14 +276,19 @@ def _workspace_server(
     return StdioServerParameters(command=sys.executable, args=args, env=env, cwd=str(settings.home))
 
 
-def _prompt(task: Task, workspace: PreparedWorkspace) -> str:
+def _prompt(task: Task, workspace: PreparedWorkspace, checks: list[CheckSpec]) -> str:
     lines = [task.request.query.strip(), "", "Workspace:"]
     for repo in workspace.repos:
         where = repo.path.relative_to(workspace.root).as_posix() or "."
         lines.append(f"- {where}: {repo.url} at {repo.base_commit[:12]}")
     inputs = workspace.root / ".agentfleet" / "inputs"
-    if inputs.is_dir():
+    if workspace.scratch:
+        lines.append("Input files (at the workspace root): " + ", ".join(task_input_names(task)))
+    elif inputs.is_dir():
         lines.append("Input files: " + ", ".join(f".agentfleet/inputs/{p.name}" for p in sorted(inputs.iterdir())))
+    for spec in checks:
+        where = "" if spec.where == "." else f" (run in {spec.where})"
+        lines.append(f"Acceptance check{where}: `{spec.command}` must pass; the task is done only when it does.")
     files = [entry(workspace.root, f) for f in itertools.islice(iter_files(workspace.root, workspace.root), 101)]
     if files:
         more = "\n- … (more files: use list_files)" if len(files) > 100 else ""

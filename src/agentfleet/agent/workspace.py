@@ -13,6 +13,7 @@ checked for symlinks and its config rewritten before each use (runtime/git.py).
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -51,13 +52,18 @@ class PreparedWorkspace:
     root: Path
     repos: list[RepoCheckout]
     setup: SetupAction
+    scratch: bool = False
+    """Made for this task alone (input files, no repository): removed after it."""
 
 
 def prepare_workspace(
     task: Task, settings: Settings, artifacts: ArtifactStore, *, emit: Emit, run_setup: RunSetup | None
 ) -> PreparedWorkspace:
-    """Check out every repository of `task` at its base commit, run or reuse setup, copy inputs."""
+    """Check out every repository of `task` at its base commit, run or reuse setup, copy inputs.
+    A task with input files and no repository gets a scratch workspace instead."""
     specs = task.request.repo_specs()
+    if not specs:
+        return _prepare_scratch(task, settings, artifacts, emit)
     multi = len(specs) > 1
     root = _workspace_root(settings, task.workspace_id, multi, emit)
     paths = [root / repo_dirname(spec.url) if multi else root for spec in specs]
@@ -115,6 +121,59 @@ def _prepare_repo(spec: RepoSpec, path: Path, settings: Settings, emit: Emit) ->
     return RepoCheckout(shown, path, commit, spec.ref, fetch_url=remote, git_config=config, index=index)
 
 
+# --- a scratch workspace -------------------------------------------------------------------------
+
+SCRATCH_URL = "scratch (the task's input files)"
+
+
+def _prepare_scratch(task: Task, settings: Settings, artifacts: ArtifactStore, emit: Emit) -> PreparedWorkspace:
+    """A fresh workspace holding the task's input files at its root, committed as the base: the
+    patch is then what the agent adds or changes. Its mirror is made here, from the files alone."""
+    root = _workspace_root(settings, task.workspace_id, False, emit)
+    remove_path(root)
+    root = real_dir(root)
+    mirror = settings.mirrors_dir / f"{task.workspace_id}.git"
+    remove_path(mirror)
+    settings.mirrors_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="agentfleet-inputs-") as tmp:
+        files = _fetch_inputs(task.request.files, Path(tmp), artifacts)
+        author = (settings.git_author_name, settings.git_author_email)
+        commit = git.commit_files(mirror, files, "the task's input files", author)
+    config = checkout_config(str(mirror), settings.git_author_name, settings.git_author_email)
+    index = host_index(settings, root)
+    sync_checkout(root, mirror, commit, config, index)
+    emit(EventKind.WORKSPACE, {"step": "scratch", "files": [name for name, _ in files], "commit": commit})
+    emit(EventKind.WORKSPACE, {"step": "files", "count": len(files)})
+    checkout = RepoCheckout(SCRATCH_URL, root, commit, None, fetch_url=str(mirror), git_config=config, index=index)
+    return PreparedWorkspace(root=root, repos=[checkout], setup="none", scratch=True)
+
+
+def task_input_names(task: Task) -> list[str]:
+    """The names the task's input files have in its workspace."""
+    return [PurePosixPath(input_file_key(item)).name for item in task.request.files]
+
+
+def _fetch_inputs(items: list[str], into: Path, artifacts: ArtifactStore) -> list[tuple[str, Path]]:
+    """Each input file fetched into `into` under its base name: (name, path) in the given order."""
+    fetched: list[tuple[str, Path]] = []
+    for item in items:
+        try:
+            key = input_file_key(item)
+        except ValueError as exc:
+            raise WorkspaceError(str(exc)) from None
+        name = PurePosixPath(key).name
+        if (into / name).exists():
+            raise WorkspaceError(f"two input files are named {name!r}; rename one of them")
+        try:
+            artifacts.get_file(key, into / name)
+        except KeyError:
+            raise WorkspaceError(f"input file {item!r} was not found; upload it first (POST /files)") from None
+        except ValueError as exc:
+            raise WorkspaceError(f"input file {item!r} is not a valid artifact key: {exc}") from None
+        fetched.append((name, into / name))
+    return fetched
+
+
 # --- input files -------------------------------------------------------------------------------
 
 
@@ -123,20 +182,7 @@ def _copy_inputs(files: list[str], root: Path, artifacts: ArtifactStore, emit: E
     inputs = real_dir(root / ".agentfleet") / "inputs"  # a symlinked .agentfleet is removed first
     remove_path(inputs)
     inputs.mkdir()
-    for item in files:
-        try:
-            key = input_file_key(item)
-        except ValueError as exc:
-            raise WorkspaceError(str(exc)) from None
-        name = PurePosixPath(key).name
-        if (inputs / name).exists():
-            raise WorkspaceError(f"two input files are named {name!r}; rename one of them")
-        try:
-            artifacts.get_file(key, inputs / name)
-        except KeyError:
-            raise WorkspaceError(f"input file {item!r} was not found; upload it first") from None
-        except ValueError as exc:
-            raise WorkspaceError(f"input file {item!r} is not a valid artifact key: {exc}") from None
+    _fetch_inputs(files, inputs, artifacts)
     emit(EventKind.WORKSPACE, {"step": "files", "count": len(files)})
 
 
@@ -149,6 +195,8 @@ class Changes:
 
     patch_bytes: int
     stat: str
+    files: list[str]
+    """The paths the patch changes."""
     nested: list[str]
     """Nested repositories (folders with a `.git` of their own) left out of the patch."""
 
@@ -161,7 +209,8 @@ def write_changes(checkout: RepoCheckout, dest: IO[bytes], limit: int) -> Change
     nested = git.stage_worktree(checkout.path, index)
     size = git.write_diff(checkout.path, checkout.base_commit, index, nested, dest, limit)
     stat = git.diff_stat(checkout.path, checkout.base_commit, index, nested) if size else ""
-    return Changes(patch_bytes=size, stat=stat.rstrip("\n"), nested=nested)
+    files = git.changed_files(checkout.path, checkout.base_commit, index, nested) if size else []
+    return Changes(patch_bytes=size, stat=stat.rstrip("\n"), files=files, nested=nested)
 
 
 def push_branch(checkout: RepoCheckout, branch: str, message: str) -> None:

@@ -11,6 +11,8 @@ from agentfleet.ports import Execution
 from agentfleet.tasks import Task, TaskEvent, TaskStatus
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_UPLOAD_BYTES = 32 * 1024 * 1024
+"""The largest input file POST /files takes (the request limit of Cloud Functions)."""
 """The largest request body the API reads (1 MiB)."""
 MAX_SEQ = 2**63 - 1
 """The largest event seq a client may pass (`after`, `Last-Event-ID`): the stores' 64-bit integers."""
@@ -52,6 +54,12 @@ class EventPage(_Body):
 class Containers(_Body):
     workspaces: dict[str, list[Execution]] = Field(description="Active executions by workspace id")
     count: int
+
+
+class Uploaded(_Body):
+    key: str = Field(description="The artifact key; a task's `files` names it (or the bare name)")
+    name: str
+    size: int = Field(description="Bytes stored")
 
 
 class WorkspaceResetBody(_Body):

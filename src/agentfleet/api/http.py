@@ -13,25 +13,29 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from pydantic import BaseModel
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
 from agentfleet import jsontext
 from agentfleet.api.bodies import (
     MAX_BODY_BYTES,
     MAX_SEQ,
+    MAX_UPLOAD_BYTES,
     Containers,
     ErrorBody,
     Health,
     Submitted,
     TaskLinks,
     TaskList,
+    Uploaded,
     WorkspaceResetBody,
 )
 from agentfleet.api.events import PAGE, StreamConfig, event_page, event_stream
@@ -180,6 +184,14 @@ class Api:
         body = Submitted(task_id=task.id, status=task.status, workspace_id=task.workspace_id, links=links)
         return json_response(body, 202 if created else 200, {"Location": links.self})
 
+    def _upload_file(self, request: Request) -> Response:
+        with tempfile.NamedTemporaryFile(prefix="agentfleet-upload-") as tmp:
+            name = read_upload(request, tmp)
+            tmp.flush()
+            stored = self.service.upload_input(name, Path(tmp.name))
+        body = Uploaded(key=stored.key, name=stored.name, size=stored.size)
+        return json_response(body, 201, {"Location": f"/files/{stored.key}"})
+
     def _get_task(self, request: Request, task_id: str) -> Response:
         return json_response(self._task(task_id))
 
@@ -253,6 +265,36 @@ def read_json_body(request: Request) -> Any:
     if not isinstance(body, dict):
         raise HttpError(400, f"the body must be a JSON object, not {type(body).__name__}")
     return body
+
+
+def read_upload(request: Request, dest: IO[bytes]) -> str:
+    """Copy an uploaded file into `dest` (at most MAX_UPLOAD_BYTES) and return its name: the raw
+    body named by ?name=, or the `file` part of multipart/form-data (named by ?name= or its filename)."""
+    too_large = HttpError(413, f"the file is larger than {MAX_UPLOAD_BYTES} bytes; split it or link to it")
+    if request.content_length is not None and request.content_length > MAX_UPLOAD_BYTES + 64 * 1024:
+        raise too_large
+    name = request.args.get("name") or ""
+    if request.mimetype == "multipart/form-data":
+        request.max_content_length = MAX_UPLOAD_BYTES + 64 * 1024
+        try:
+            part = request.files.get("file")
+        except RequestEntityTooLarge:
+            raise too_large from None
+        if part is None:
+            raise HttpError(400, "no `file` part in the form; send the file as a part named 'file'")
+        name = name or (part.filename or "")
+        source: IO[bytes] = part.stream
+    else:
+        source = request.stream
+    if not name:
+        raise HttpError(400, "the file has no name: add ?name=<file name> to the URL")
+    copied = 0
+    while chunk := source.read(1 << 20):
+        copied += len(chunk)
+        if copied > MAX_UPLOAD_BYTES:
+            raise too_large
+        dest.write(chunk)
+    return name
 
 
 def int_param(request: Request, name: str, *, default: int, minimum: int, maximum: int | None = None) -> int:

@@ -72,6 +72,13 @@ def _operation(route: Route, refs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": refs[route.body.__name__]}},
         }
+    if route.upload:
+        binary = {"type": "string", "format": "binary"}
+        multipart = {"type": "object", "properties": {"file": binary}, "required": ["file"]}
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": binary}, "multipart/form-data": {"schema": multipart}},
+        }
     if route.public:
         operation["security"] = []
     return operation

@@ -15,11 +15,13 @@ from werkzeug.routing import Map, Rule
 from agentfleet.api.bodies import (
     MAX_BODY_BYTES,
     MAX_SEQ,
+    MAX_UPLOAD_BYTES,
     Containers,
     EventPage,
     Health,
     Submitted,
     TaskList,
+    Uploaded,
     WorkspaceResetBody,
 )
 from agentfleet.tasks import Task, TaskRequest, TaskStatus
@@ -50,6 +52,8 @@ class Route:
     """Error statuses (an ErrorBody each) beyond those every route may answer."""
     parameters: tuple[dict[str, Any], ...] = ()
     body: type[BaseModel] | None = None
+    upload: bool = False
+    """The body is a file: raw bytes, or multipart/form-data."""
     public: bool = False
     """Served without the bearer token."""
 
@@ -90,6 +94,20 @@ ROUTES: tuple[Route, ...] = (
             415: "The body is not application/json",
         },
         body=TaskRequest,
+    ),
+    Route(
+        "POST",
+        "/files",
+        "upload_file",
+        "Upload an input file: the raw body with ?name=, or multipart/form-data with a `file` part; a task "
+        "names it in `files` by its key or its bare name (a later upload of a name replaces it)",
+        replies={201: Reply(Uploaded, "The file was stored")},
+        errors={
+            400: "No name, a name that is not allowed, or no `file` part",
+            413: f"The file is larger than {MAX_UPLOAD_BYTES} bytes",
+        },
+        parameters=(_query("name", {"type": "string", "maxLength": 257}, "The file's name (`a.md` or `batch/a.md`)"),),
+        upload=True,
     ),
     Route(
         "GET",

@@ -13,11 +13,11 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from agentfleet.cli.console import err, out, repo_arg
+from agentfleet.cli.console import CHECK_HELP, SETUP_HELP, err, out, repo_arg, task_options
 from agentfleet.cli.evals import eval_command
 from agentfleet.cli.llm import llm_app
 from agentfleet.cli.remote import COMMANDS, workspace_app
-from agentfleet.cli.render import EventPrinter
+from agentfleet.cli.render import EventPrinter, report
 from agentfleet.errors import describe_validation_error
 from agentfleet.llm.endpoint import model_endpoint
 from agentfleet.local.artifacts import LocalArtifactStore
@@ -45,9 +45,13 @@ def _upload_inputs(files: list[Path], artifacts: LocalArtifactStore) -> list[str
 @app.command()
 def run(
     query: Annotated[str, typer.Argument(help="What the agent should do")],
-    repo: Annotated[list[str], typer.Option("--repo", help="Repository URL or local path (repeatable)")],
-    file: Annotated[list[Path] | None, typer.Option("--file", help="Input file to copy in (repeatable)")] = None,
+    repo: Annotated[list[str] | None, typer.Option("--repo", help="Repository URL or local path (repeatable)")] = None,
+    file: Annotated[
+        list[Path] | None, typer.Option("--file", help="Input file (repeatable); without --repo, the whole workspace")
+    ] = None,
     ref: Annotated[str | None, typer.Option(help="Branch, tag or commit to check out")] = None,
+    check: Annotated[str | None, typer.Option("--check", help=CHECK_HELP)] = None,
+    setup: Annotated[str | None, typer.Option("--setup", help=SETUP_HELP)] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many model turns")] = None,
     network: Annotated[bool, typer.Option("--network", help="Let commands reach the network")] = False,
     push_branch: Annotated[bool, typer.Option("--push-branch", help="Push agentfleet/<task-id>")] = False,
@@ -58,13 +62,15 @@ def run(
 
     settings = load_settings()
     artifacts = LocalArtifactStore(settings.artifacts_dir)
+    repos = [repo_arg(r) for r in repo or []]
+    options = task_options(check=check, setup=setup, max_steps=max_steps, network=network, push_branch=push_branch)
     body = {
         "query": query,
-        "repo_url": repo_arg(repo[0]),
-        "repos": [repo_arg(r) for r in repo[1:]],
+        "repo_url": repos[0] if repos else None,
+        "repos": repos[1:],
         "ref": ref,
         "files": _upload_inputs(file or [], artifacts),
-        "options": {"max_steps": max_steps, "network": network, "push_branch": push_branch},
+        "options": options,
     }
     try:
         request = TaskRequest.model_validate(body, context=settings.validation_context())
@@ -74,8 +80,18 @@ def run(
     task = Task(request=request)
     with _endpoint(settings) as configured:
         err.print(f"[bold]task {task.id}[/bold] on workspace {task.workspace_id}")
-        final = work_task(task, configured, artifacts, listeners=[EventPrinter(err)])
-    _report(final, artifacts, as_json)
+        printer = EventPrinter(err)
+        try:
+            final = work_task(task, configured, artifacts, listeners=[printer])
+        finally:
+            printer.close()
+    if as_json:
+        out.print_json(final.model_dump_json())
+        if final.status != TaskStatus.SUCCEEDED:
+            err.print(f"[red]task {final.status.value}:[/red] {escape(final.error or '')}")
+    else:
+        patch = final.result.patch if final.result else None
+        report(final, out, err, artifacts.uri(patch) if patch else None)
     raise typer.Exit(0 if final.status == TaskStatus.SUCCEEDED else 1)
 
 
@@ -125,22 +141,6 @@ def serve(
         with suppress(KeyboardInterrupt):
             server.serve_forever()
     err.print("stopped")
-
-
-def _report(task: Task, artifacts: LocalArtifactStore, as_json: bool) -> None:
-    if as_json:
-        out.print_json(task.model_dump_json())
-    result = task.result
-    if result and not as_json:
-        out.print(result.summary)
-        if result.diff_stat:
-            out.print(f"\n{result.diff_stat}")
-        if result.patch:
-            err.print(f"patch: {artifacts.uri(result.patch)}")
-        if result.branch:
-            err.print(f"branch: {result.branch}")
-    if task.status != TaskStatus.SUCCEEDED:
-        err.print(f"[red]task {task.status.value}:[/red] {task.error}")
 
 
 app.add_typer(llm_app, name="llm")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -19,3 +20,12 @@ def repo_arg(value: str) -> str:
     if not value.startswith("-") and candidate.exists():
         return str(candidate.resolve())
     return value
+
+
+CHECK_HELP = "Acceptance check: a command that must pass for the task to succeed (default: .agentfleet/check)"
+SETUP_HELP = "Setup script run in the sandbox before the agent, with network ('' for none; default: see README)"
+
+
+def task_options(**given: Any) -> dict[str, Any]:
+    """The task's `options` from the command line: only what was given, so the defaults stay the server's."""
+    return {key: value for key, value in given.items() if value not in (None, False)}

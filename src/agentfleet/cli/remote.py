@@ -4,7 +4,9 @@ containers, tasks."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -12,8 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agentfleet.cli.console import err, out, repo_arg
-from agentfleet.cli.render import EventPrinter
+from agentfleet.cli.console import CHECK_HELP, SETUP_HELP, err, out, repo_arg, task_options
+from agentfleet.cli.render import EventPrinter, report
 from agentfleet.client import ApiError, Client
 from agentfleet.local.token import read_token
 from agentfleet.net import is_loopback
@@ -45,22 +47,46 @@ def _fail(exc: ApiError) -> typer.Exit:
 
 def submit(
     query: Annotated[str, typer.Argument(help="What the agent should do")],
-    repo: Annotated[list[str], typer.Option("--repo", help="Repository URL (repeatable)")],
+    repo: Annotated[list[str] | None, typer.Option("--repo", help="Repository URL (repeatable)")] = None,
+    file: Annotated[
+        list[Path] | None,
+        typer.Option("--file", help="Input file to upload (repeatable); without --repo, the workspace"),
+    ] = None,
     ref: Annotated[str | None, typer.Option(help="Branch, tag or commit")] = None,
+    check: Annotated[str | None, typer.Option("--check", help=CHECK_HELP)] = None,
+    setup: Annotated[str | None, typer.Option("--setup", help=SETUP_HELP)] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many model turns")] = None,
+    network: Annotated[bool, typer.Option("--network", help="Let commands reach the network")] = False,
+    push_branch: Annotated[bool, typer.Option("--push-branch", help="Push agentfleet/<task-id>")] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the task until it ends")] = False,
     server: Server = DEFAULT_SERVER,
     token: Token = None,
 ) -> None:
     """Submit a task to a server; print its id (and follow it with --wait)."""
-    body = {"query": query, "repo_url": repo_arg(repo[0]), "repos": [repo_arg(r) for r in repo[1:]], "ref": ref}
+    repos = [repo_arg(r) for r in repo or []]
     client = _client(server, token)
+    options = task_options(check=check, setup=setup, max_steps=max_steps, network=network, push_branch=push_branch)
     try:
-        created = client.submit(body)
+        keys = _upload(client, file or [])
+        body = {"query": query, "repo_url": repos[0] if repos else None, "repos": repos[1:], "ref": ref}
+        created = client.submit({**body, "files": keys, "options": options})
     except ApiError as exc:
         raise _fail(exc) from None
     out.print(created["task_id"])
     if wait:
         watch(created["task_id"], server=server, token=token)
+
+
+def _upload(client: Client, files: list[Path]) -> list[str]:
+    """Upload each file under one new batch folder (so two submits never share a name): their keys."""
+    batch = uuid.uuid4().hex[:12]
+    keys = []
+    for path in files:
+        if not path.is_file():
+            raise typer.BadParameter(f"{path} is not a readable file", param_hint="--file")
+        keys.append(client.upload(path, f"{batch}/{path.name}"))
+        err.print(f"uploaded {path} as {keys[-1]}")
+    return keys
 
 
 def status(task_id: str, server: Server = DEFAULT_SERVER, token: Token = None) -> None:
@@ -81,10 +107,9 @@ def watch(task_id: str, server: Server = DEFAULT_SERVER, token: Token = None) ->
         task = client.task(task_id)
     except ApiError as exc:
         raise _fail(exc) from None
-    if task.result:
-        out.print(task.result.summary)
-        if task.result.diff_stat:
-            out.print(task.result.diff_stat)
+    finally:
+        printer.close()
+    report(task, out, err, task.result.patch if task.result else None)
     raise typer.Exit(0 if task.status.value == "SUCCEEDED" else 1)
 
 

@@ -9,6 +9,9 @@ from contextlib import contextmanager
 
 from agentfleet.settings import Settings
 
+EMBEDDED_TIMEOUT_S = 1800.0
+"""The least silence allowed to a CPU model: reading a long prompt takes it minutes before a first token."""
+
 
 @contextmanager
 def model_endpoint(settings: Settings, say: Callable[[str], None], model: str | None = None) -> Iterator[Settings]:
@@ -21,4 +24,5 @@ def model_endpoint(settings: Settings, say: Callable[[str], None], model: str | 
     name = model or settings.embedded_model
     say(f"GPT_OSS_URL is not set: starting the embedded model {name} on this machine (CPU, no key needed)")
     with serve_embedded(settings, name, progress=say) as server:
-        yield settings.model_copy(update={"gpt_oss_url": server.url, "model": name})
+        cpu = {"llm_timeout_s": max(settings.llm_timeout_s, EMBEDDED_TIMEOUT_S), "llm_embedded": True}
+        yield settings.model_copy(update={"gpt_oss_url": server.url, "model": name, **cpu})

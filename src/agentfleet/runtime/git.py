@@ -97,6 +97,7 @@ BYPRODUCTS = (
     ".ruff_cache/",
     ".tox/",
     ".nox/",
+    "*.egg-info/",
 )
 """Ignored in every checkout (info/exclude) whatever its .gitignore says: new files there never
 enter a patch, and setup results there (environments, packages) survive `git clean`."""
@@ -319,6 +320,30 @@ def diff_stat(path: Path, base: str, index: Path, nested: list[str]) -> str:
     """The diff stat from `base` to what `index` holds, at most STAT_FILES files named."""
     pathspec = _pathspec([p.strip("/") for p in EXCLUDED] + nested)
     return run_git(path, *_DIFF, f"--stat-count={STAT_FILES}", base, *pathspec, index=index).stdout
+
+
+def changed_files(path: Path, base: str, index: Path, nested: list[str]) -> list[str]:
+    """The paths that differ between `base` and what `index` holds (NUL-separated: any name is safe)."""
+    pathspec = _pathspec([p.strip("/") for p in EXCLUDED] + nested)
+    out = run_git(path, *_DIFF, "--name-only", "-z", base, *pathspec, index=index).stdout
+    return [name for name in out.split("\0") if name]
+
+
+def commit_files(gitdir: Path, files: list[tuple[str, Path]], message: str, author: tuple[str, str]) -> str:
+    """A new bare repository at `gitdir` whose one commit (on `main`) holds `files` (name in the
+    tree, file on disk) at its root: blobs hashed as they are (no filters, no attributes), so nothing
+    in them is ever interpreted. Returns the commit."""
+    run_git(gitdir.parent, "init", "--bare", "--quiet", "--template=", "--", str(gitdir))
+    listing = "".join(f"{path}\n" for _, path in files)
+    shas = run_git(gitdir, "hash-object", "-w", "--no-filters", "--stdin-paths", input=listing).stdout.split()
+    tree_lines = "".join(f"100644 blob {sha}\t{name}\n" for (name, _), sha in zip(files, shas, strict=True))
+    tree = run_git(gitdir, "mktree", input=tree_lines).stdout.strip()
+    name, email = author
+    identity = ("-c", f"user.name={name}", "-c", f"user.email={email}")
+    commit = run_git(gitdir, *identity, "commit-tree", tree, "-F", "-", input=message).stdout.strip()
+    run_git(gitdir, "update-ref", "refs/heads/main", commit)
+    run_git(gitdir, "symbolic-ref", "HEAD", "refs/heads/main")
+    return commit
 
 
 def commit_and_push(path: Path, base: str, index: Path, branch: str, message: str, remote: str) -> None:

@@ -75,6 +75,8 @@ class SandboxConfig(BaseModel):
     """/tmp, a RAM-backed tmpfs."""
     shm_bytes: int = 256 << 20
     """/dev/shm, likewise."""
+    path_prepend: tuple[str, ...] = ()
+    """Folders inside the workspace put before the system's on PATH (a checkout's .venv/bin)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, network: bool) -> SandboxConfig:
@@ -194,7 +196,10 @@ class Sandbox:
         self.extra_env = dict(env or {})
 
     def _env(self, home: str) -> dict[str, str]:
-        base = {"PATH": SANDBOX_PATH, "HOME": home, "LANG": "C.UTF-8", "TERM": "dumb"}
+        path = ":".join([*self.config.path_prepend, SANDBOX_PATH])
+        # No .pyc from the checkout: an edit within the second of a run, at the same size, would
+        # otherwise leave Python running the stale bytecode (its check is mtime + size).
+        base = {"PATH": path, "HOME": home, "LANG": "C.UTF-8", "TERM": "dumb", "PYTHONDONTWRITEBYTECODE": "1"}
         return {**base, **self.extra_env}
 
     def _isolated(self) -> bool:

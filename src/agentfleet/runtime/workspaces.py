@@ -32,16 +32,31 @@ def reset_workspace_files(settings: Settings, workspace_id: str) -> list[str]:
     if not WORKSPACE_ID.match(workspace_id):
         raise WorkspaceError(f"workspace id {workspace_id!r} is not a plain folder name")
     with locked(attempt_lock(settings, workspace_id), timeout_s=0):
-        removed = []
-        for name, path in (
-            ("checkout", settings.workspaces_dir / workspace_id),
-            ("setup markers", settings.setup_cache_dir / workspace_id),
-        ):
-            if path.exists() or path.is_symlink():
-                remove_path(path)
-                removed.append(name)
-        for index in (settings.home / "indexes").glob(f"{workspace_id}.index"):
-            index.unlink()
-        for index in (settings.home / "indexes").glob(f"{workspace_id}--*.index"):
-            index.unlink()
+        return _remove(settings, workspace_id)
+
+
+def forget_workspace(settings: Settings, workspace_id: str) -> list[str]:
+    """Remove all of a workspace made for one task (a scratch workspace), its mirror too; the caller
+    is the attempt working in it (it holds the workspace's lock)."""
+    removed = _remove(settings, workspace_id)
+    mirror = settings.mirrors_dir / f"{workspace_id}.git"
+    if mirror.exists() or mirror.is_symlink():
+        remove_path(mirror)
+        removed.append("mirror")
+    return removed
+
+
+def _remove(settings: Settings, workspace_id: str) -> list[str]:
+    removed = []
+    for name, path in (
+        ("checkout", settings.workspaces_dir / workspace_id),
+        ("setup markers", settings.setup_cache_dir / workspace_id),
+    ):
+        if path.exists() or path.is_symlink():
+            remove_path(path)
+            removed.append(name)
+    for index in (settings.home / "indexes").glob(f"{workspace_id}.index"):
+        index.unlink()
+    for index in (settings.home / "indexes").glob(f"{workspace_id}--*.index"):
+        index.unlink()
     return removed

@@ -2,8 +2,10 @@
 
 It replays a list of assistant messages, one per request to POST /v1/chat/completions,
 and records every request body it receives. A script entry is an assistant message in the
-OpenAI shape (``content``, ``tool_calls``), optionally with ``delay_s`` to answer late, or
-``{"error": {"status": 503, "message": "..."}}`` to fail that request.
+OpenAI shape (``content``, ``tool_calls``), optionally with ``delay_s`` to answer late and
+``stream_delay_s`` to stream it slowly (that long between two pieces), or
+``{"error": {"status": 503, "message": "..."}}`` to fail that request. A script that runs out
+answers HTTP 400 (a test's mistake: failing at once, not waiting for a model that is away).
 
     python -m agentfleet.testing.scripted_llm --port 0 --script script.json --record log.jsonl
 
@@ -45,6 +47,12 @@ def reply(content: str | None = None, *tool_calls: dict) -> dict:
     if tool_calls:
         entry["tool_calls"] = list(tool_calls)
     return entry
+
+
+def look() -> dict:
+    """A reply that lists the workspace's files: what a script does before its final answer, since an
+    answer given without looking at anything is no answer."""
+    return reply(None, tool_call("list_files", {}))
 
 
 def load_script(path: Path) -> list[dict]:
@@ -169,9 +177,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             self._send_json(400, _error_body("request body must be a JSON object", "invalid_request_error"))
             return
-        status, payload = self.server.llm.answer(body)
+        status, payload, pause = self.server.llm.answer(body)
         if status == 200 and body.get("stream"):
-            self._send_stream(_stream_chunks(body, payload))
+            self._send_stream(_stream_chunks(body, payload), pause)
         else:
             self._send_json(status, payload)
 
@@ -183,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _send_stream(self, chunks: Iterator[dict]) -> None:
+    def _send_stream(self, chunks: Iterator[dict], pause: float) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -191,6 +199,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         for chunk in chunks:
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            if pause:
+                self.wfile.flush()
+                time.sleep(pause)
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
         self.close_connection = True
@@ -257,8 +268,9 @@ class ScriptedLLM:
     ) -> None:
         self.stop()
 
-    def answer(self, body: dict) -> tuple[int, dict]:
-        """Record `body` and answer it with the next script entry: (HTTP status, JSON payload)."""
+    def answer(self, body: dict) -> tuple[int, dict, float]:
+        """Record `body` and answer it with the next script entry: (HTTP status, JSON payload,
+        seconds between two streamed pieces)."""
         with self._lock:
             self.requests.append(body)
             if self.record is not None:
@@ -267,14 +279,14 @@ class ScriptedLLM:
                     log.flush()
             entry = self._turn_entry(body) if self.per_turn else self._next_entry()
         if entry is None:
-            return 500, _error_body(f"script exhausted after {len(self.script)} replies")
+            return 400, _error_body(f"script exhausted after {len(self.script)} replies", "invalid_request_error"), 0.0
         if entry.get("delay_s"):
             time.sleep(float(entry["delay_s"]))
         if "error" in entry:
             error = entry["error"] or {}
             message, kind = error.get("message", "scripted error"), error.get("type", "server_error")
-            return int(error.get("status", 500)), _error_body(message, kind)
-        return 200, _completion(body, entry)
+            return int(error.get("status", 500)), _error_body(message, kind), 0.0
+        return 200, _completion(body, entry), float(entry.get("stream_delay_s") or 0.0)
 
     def _turn_entry(self, body: dict) -> dict | None:
         messages = body.get("messages")
