@@ -13,6 +13,8 @@ from rich.console import Console
 from agentfleet.evals import (
     EvalResult,
     EvalSuiteError,
+    SdistSource,
+    fetch_sdist,
     load_suite,
     missing_facts,
     prepare_repo,
@@ -21,6 +23,7 @@ from agentfleet.evals import (
     run_suite,
 )
 from agentfleet.settings import Settings
+from agentfleet.testing.repos import git
 from agentfleet.testing.scripted_llm import ScriptedLLM, look, reply, tool_call
 
 SHIPPED = Path(__file__).resolve().parents[1] / "evals"
@@ -179,3 +182,24 @@ def test_no_shipped_summary_condition_holds_for_an_empty_or_parroted_answer() ->
     for task in [t for t in load_suite(SHIPPED) if t.summary_contains]:
         for answer in ("", NO_ANSWER, task.query):
             assert missing_facts(task.summary_contains, answer), f"{task.name}: {answer!r} would pass"
+
+
+def test_a_task_on_a_real_project_is_made_from_its_sdist_with_the_bug_planted(tmp_path: Path) -> None:
+    (task,) = [t for t in load_suite(SHIPPED) if t.name == "real-inflection-fix-ordinal"]
+    repo = prepare_repo(task, tmp_path / "repo")
+    source = (repo / "inflection" / "__init__.py").read_text()
+    assert "if number % 100 in (11, 12):" in source and "(11, 12, 13)" not in source
+    assert (repo / "test_inflection.py").is_file() and not list(repo.glob("*.egg-info"))
+    assert git(repo, "log", "--format=%s") == "eval task real-inflection-fix-ordinal: inflection==0.5.1"
+
+
+def test_an_sdist_that_does_not_match_its_digest_or_a_mutation_that_does_not_apply_is_refused(tmp_path: Path) -> None:
+    wrong = SdistSource(sdist="inflection==0.5.1", sha256="0" * 64)
+    with pytest.raises(EvalSuiteError, match="does not match its sha256"):
+        fetch_sdist(wrong)
+    (task,) = [t for t in load_suite(SHIPPED) if t.name == "real-inflection-fix-ordinal"]
+    assert task.source is not None
+    broken = task.source.mutate[0].model_copy(update={"old": "no such text"})
+    bad = task.model_copy(update={"source": task.source.model_copy(update={"mutate": [broken]})})
+    with pytest.raises(EvalSuiteError, match=r"not found exactly once in inflection/__init__\.py"):
+        prepare_repo(bad, tmp_path / "repo")

@@ -1,7 +1,9 @@
 """An evaluation harness: run a suite of small tasks against a model and score each one.
 
 A suite is a directory with one folder per task: `<name>/task.json` (an `EvalTask` without
-`name` and `path`) and `<name>/repo/`, the repository's files. Each task runs on a fresh git
+`name` and `path`) and `<name>/repo/`, the repository's files, or instead a `source`: a real
+project's sdist from the package index (pinned by version and sha256, unpacked as data, never
+built on the host), optionally with a mutation that plants a bug. Each task runs on a fresh git
 repository made from those files, under its own AgentFleet home, then is scored by its
 conditions: a shell `check` run in the sandbox in the task's workspace (exit 0 = success) and
 `summary_contains`, regexes that must all match the final summary. The run's own status is
@@ -13,9 +15,13 @@ One unit, over ~300 lines: loading, running, scoring and reporting a suite share
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import re
+import shutil
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,7 +39,7 @@ from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.runtime.sandbox import ExecResult, Sandbox, SandboxConfig, grant_workspace
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskOptions, TaskRequest
-from agentfleet.testing.repos import repo_from
+from agentfleet.testing.repos import make_repo, repo_from
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +47,38 @@ TASK_FILE = "task.json"
 REPO_DIR = "repo"
 CHECK_TIMEOUT_S = 120
 REASON_TAIL = 600
+INDEX_URL = "https://pypi.org/simple"
+"""The package index sdists come from (its JSON simple API, PEP 691)."""
 
 
 class EvalSuiteError(AgentFleetError, ValueError):
     """A suite cannot be loaded; the message names the file and what to fix."""
+
+
+class Mutation(BaseModel):
+    """A change made to the unpacked sdist before it is committed: `old` (found exactly once in
+    `file`) becomes `new`. How a fix task plants its bug in a real project."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = Field(min_length=1)
+    old: str = Field(min_length=1)
+    new: str
+
+
+class SdistSource(BaseModel):
+    """A real project as the package index has it: `sdist` is `name==version`, `sha256` its digest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sdist: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    mutate: list[Mutation] = Field(default_factory=list)
+
+    @property
+    def filename(self) -> str:
+        name, version = self.sdist.split("==")
+        return f"{re.sub(r'[-_.]+', '_', name).lower()}-{version}.tar.gz"
 
 
 class EvalTask(BaseModel):
@@ -59,6 +93,8 @@ class EvalTask(BaseModel):
     summary_contains: list[str] = Field(default_factory=list)
     max_steps: int = Field(10, ge=1, le=1000)
     timeout_s: int = Field(300, ge=10, le=86_400)
+    source: SdistSource | None = None
+    """A real project's sdist instead of `repo/`."""
     path: Path
 
     @field_validator("summary_contains")
@@ -98,8 +134,11 @@ def load_task(task_dir: Path) -> EvalTask:
         task = EvalTask.model_validate({**data, "name": task_dir.name, "path": task_dir})
     except ValidationError as exc:
         raise EvalSuiteError(f"{source}: {describe_validation_error(exc)}") from None
-    if not task.repo.is_dir() or not any(task.repo.iterdir()):
-        raise EvalSuiteError(f"{task.repo}: missing or empty; put the repository's files there")
+    if task.source is not None:
+        if task.repo.exists():
+            raise EvalSuiteError(f"{task.repo}: a task with a `source` has no repo/ folder; remove one of them")
+    elif not task.repo.is_dir() or not any(task.repo.iterdir()):
+        raise EvalSuiteError(f"{task.repo}: missing or empty; put the repository's files there (or give a source)")
     return task
 
 
@@ -168,7 +207,59 @@ class EvalReport:
 
 def prepare_repo(task: EvalTask, dest: Path) -> Path:
     """A git repository at `dest` holding the task's files in one commit on branch main."""
-    return repo_from(task.repo, dest, f"eval task {task.name}")
+    if task.source is None:
+        return repo_from(task.repo, dest, f"eval task {task.name}")
+    unpack_sdist(fetch_sdist(task.source), dest)
+    for change in task.source.mutate:
+        target = dest / change.file
+        text = target.read_text() if target.is_file() else ""
+        if text.count(change.old) != 1:
+            raise EvalSuiteError(f"{task.name}: the mutation's `old` is not found exactly once in {change.file}")
+        target.write_text(text.replace(change.old, change.new))
+    return make_repo(dest, {}, f"eval task {task.name}: {task.source.sdist}")
+
+
+def sdist_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agentfleet" / "sdists"
+
+
+def fetch_sdist(source: SdistSource) -> Path:
+    """The sdist file, from the cache or downloaded from the index once; checked against its sha256."""
+    cached = sdist_cache() / source.filename
+    if cached.is_file() and hashlib.sha256(cached.read_bytes()).hexdigest() == source.sha256:
+        return cached
+    import httpx
+
+    name = source.sdist.split("==")[0]
+    accept = {"Accept": "application/vnd.pypi.simple.v1+json"}
+    try:
+        listing = httpx.get(f"{INDEX_URL}/{name}/", headers=accept, timeout=60, follow_redirects=True)
+        listing.raise_for_status()
+        files = {f["filename"].lower(): f["url"] for f in listing.json().get("files", [])}
+        url = files.get(source.filename) or files.get(source.filename.replace("_", "-"))
+        if url is None:
+            raise EvalSuiteError(f"{source.sdist}: the index has no sdist {source.filename}")
+        data = httpx.get(url, timeout=120, follow_redirects=True).raise_for_status().content
+    except httpx.HTTPError as exc:
+        raise EvalSuiteError(f"{source.sdist}: cannot download the sdist from {INDEX_URL}: {exc}") from None
+    if hashlib.sha256(data).hexdigest() != source.sha256:
+        raise EvalSuiteError(f"{source.sdist}: the downloaded sdist does not match its sha256; not used")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, cached)
+    return cached
+
+
+def unpack_sdist(archive: Path, dest: Path) -> None:
+    """The sdist's files under `dest`, its top folder stripped, as plain data (tarfile's `data`
+    filter: no links out, no devices, no absolute paths); its build byproducts left out."""
+    with tempfile.TemporaryDirectory(prefix="agentfleet-sdist-") as tmp, tarfile.open(archive) as tar:
+        tar.extractall(tmp, filter="data")
+        (top,) = Path(tmp).iterdir()
+        for junk in [*top.rglob("__pycache__"), *top.glob("*.egg-info")]:
+            shutil.rmtree(junk, ignore_errors=True)
+        shutil.copytree(top, dest, symlinks=True, dirs_exist_ok=True)
 
 
 def run_check(command: str, workdir: Path, settings: Settings) -> ExecResult:
