@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentfleet.agent.answers import NUDGES, asks_for_change, classify, echoes
+from agentfleet.agent.answers import NUDGES, asks_for_change, classify, echoes, task_kind
 from agentfleet.agent.loop import FINAL_ANSWER, NUDGE
 from agentfleet.agent.profiles import TEXT_PROTOCOL_PROMPT
 
@@ -83,3 +83,21 @@ def test_an_answer_that_restates_the_prompts_file_list_echoes_it() -> None:
 )
 def test_which_queries_ask_for_a_change(query: str, change: bool) -> None:
     assert asks_for_change(query) is change
+
+
+@pytest.mark.parametrize(
+    ("query", "kind"),
+    [
+        ("The test script test_fizzbuzz.py fails. Find the bug in fizzbuzz.py and fix it", "fix"),
+        ("Add a function clamp(value, low, high) to mathutils.py", "add"),
+        ("Change timeout_s in config/app.json from 30 to 60", "config"),
+        ("Which file defines retry_with_backoff?", "locate"),
+        ("Which function raises the error with the message 'quota exceeded'?", "locate"),
+        ("In which file, and on which line, is the grid output format defined?", "locate"),
+        ("Analyze the repository structure and create a summary", "summarize"),
+        ("What does this library do?", "summarize"),
+        ("Compare the README files from multiple repositories", "other"),
+    ],
+)
+def test_the_kind_of_a_task_is_read_from_its_words(query: str, kind: str) -> None:
+    assert task_kind(query) == kind

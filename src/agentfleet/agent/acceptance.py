@@ -82,6 +82,8 @@ class Acceptance:
     retries: int = 2
     instructions: list[str] = field(default_factory=list)
     emit: Emit = field(default=lambda kind, data: None)
+    nudge_suffix: str = ""
+    """Added to a non-answer's nudge (the profile's: how to call a tool)."""
     runs: list[CheckRun] = field(default_factory=list)
     _nudged: bool = False
 
@@ -95,7 +97,7 @@ class Acceptance:
         self.emit(EventKind.LOG, {"message": f"not an answer: {wrong.reason}", "kind": wrong.kind})
         if not self._nudged and not last_chance:
             self._nudged = True
-            return Verdict(False, feedback=wrong.nudge)
+            return Verdict(False, feedback=wrong.nudge + self.nudge_suffix)
         return Verdict(False, reason=f"the model gave no answer ({wrong.reason})")
 
     async def _checked(self, last_chance: bool) -> Verdict:

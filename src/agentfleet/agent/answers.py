@@ -133,3 +133,25 @@ def asks_for_change(query: str) -> bool:
     if _QUESTION_START.match(first) and not _CHANGE_VERBS.match(first.strip()):
         return _THEN_CHANGE.search(first) is not None
     return _CHANGE_VERBS.search(first) is not None
+
+
+TaskKind = Literal["fix", "add", "config", "locate", "summarize", "other"]
+_KIND_RULES: list[tuple[TaskKind, re.Pattern[str]]] = [
+    ("locate", re.compile(r"^\W*(where|which|(in|on|at) which)\b", re.IGNORECASE)),
+    ("fix", re.compile(r"\b(fix|bug|fails?|failing|broken|wrong|error|crash(es)?)\b", re.IGNORECASE)),
+    ("config", re.compile(r"\b(config(uration)?|setting|\.ini|\.ya?ml|\.toml|\.json|bump|version)\b", re.IGNORECASE)),
+    (
+        "summarize",
+        re.compile(r"\b(summar\w*|overview|what does|describe|explain|analy[sz]e|structure)\b", re.IGNORECASE),
+    ),
+    ("add", re.compile(r"\b(add|implement|write|create)\b", re.IGNORECASE)),
+    ("locate", re.compile(r"\b(where|which file|find|locate|what line|which line|defined)\b", re.IGNORECASE)),
+]
+
+
+def task_kind(query: str) -> TaskKind:
+    """The sort of task `query` asks for, by its words: fix, add, config, locate, summarize or other."""
+    for kind, rule in _KIND_RULES:
+        if rule.search(query):
+            return kind
+    return "other"

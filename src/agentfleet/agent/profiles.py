@@ -38,11 +38,21 @@ is your final answer; summarize what you found or changed.
 """
 
 TEXT_PROTOCOL_PROMPT = """\
-You are a coding agent. You work in a git repository (the current directory) by running
-shell commands. Each reply holds exactly ONE command in a ```bash block; then you see its output.
+You are a coding agent working in a git repository (the current directory). You act by running
+shell commands: each reply holds exactly ONE command in a ```bash block, then you see its output.
+Never ask the user for anything: everything you need is in the repository.
+
+Example of a whole task:
+Task: Where is the retry count set?
+You:
+```bash
+grep -rn "retr" --include=*.py .
+```
+Output: ./client/http.py:12:MAX_RETRIES = 5
+You: The retry count is MAX_RETRIES = 5, set in client/http.py on line 12.
 
 Useful commands:
-- look around: `ls -R`, `cat FILE`, `grep -rn PATTERN .`
+- find text: `grep -rn PATTERN .`    read a file with line numbers: `cat -n FILE`    list files: `ls -R`
 - write a whole file (give its complete new content):
 ```bash
 cat > path/to/file.py <<'EOF'
@@ -53,9 +63,22 @@ EOF
 - change one line: `sed -i 's/old text/new text/' FILE`
 - run a test: `python3 test_something.py`
 
-After changing code, run the test to check it. When the task is complete, answer with a short
-plain-text summary of what you did or found, without any ```bash block.
+After changing code, run the test to check it. When the task is complete, reply WITHOUT any
+```bash block: one or two sentences saying what you found or changed, naming the files (and the
+line, value or function asked for).
 """
+
+TASK_HINTS = {
+    "locate": "Start with `grep -rn` for the words of the task; answer with the file and the line number.",
+    "fix": "Start by running the failing test to see the error; read the code it points to, fix it, run the test "
+    "again.",
+    "add": "Read the file to change first; write the new code; then run it (or its test) to check it.",
+    "summarize": "Read the README and the main source files (`cat`), then say what the project does and how, naming "
+    "its main files.",
+    "config": "Show the file first (`cat -n`); change only the value asked for; show the file again.",
+}
+"""One line of advice per kind of task, for profiles that want it (small models)."""
+TEXT_NUDGE_SUFFIX = "\nReply with ONE command in a ```bash block, for example:\n```bash\ncat -n README.md\n```"
 
 
 class ModelProfile(BaseModel):
@@ -72,6 +95,9 @@ class ModelProfile(BaseModel):
     temperature: float | None = None
     max_reply_tokens: int | None = None
     stop: tuple[str, ...] = Field(default=(), description="Stop sequences, e.g. the closing fence of a bash block")
+    task_hints: bool = Field(False, description="Add a line of advice for the kind of task to the prompt")
+    max_listed_files: int = Field(100, ge=0, description="Files the prompt lists (the rest: use list_files)")
+    nudge_suffix: str = Field("", description="Added to each nudge after a non-answer (how to call a tool)")
 
     def mcp_name(self, model_name: str) -> str:
         return self.tool_aliases.get(model_name, model_name)
@@ -93,6 +119,9 @@ PROFILES: dict[str, ModelProfile] = {
         temperature=0.2,
         max_reply_tokens=512,
         stop=("\n```\n",),
+        task_hints=True,
+        max_listed_files=40,
+        nudge_suffix=TEXT_NUDGE_SUFFIX,
     ),
 }
 

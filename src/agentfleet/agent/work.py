@@ -20,9 +20,10 @@ from mcp import StdioServerParameters
 from openai import AsyncOpenAI
 
 from agentfleet.agent.acceptance import Acceptance, CheckSpec, RunCheck, check_specs
+from agentfleet.agent.answers import task_kind
 from agentfleet.agent.loop import Agent, Limits, Outcome
 from agentfleet.agent.models import model_for
-from agentfleet.agent.profiles import profile_for
+from agentfleet.agent.profiles import TASK_HINTS, ModelProfile, profile_for
 from agentfleet.agent.result import finish
 from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot
 from agentfleet.agent.tools import ToolBox, shared_server_url
@@ -178,7 +179,9 @@ async def _loop(
     profile = profile_for(model, settings.model_profile)
     server = _workspace_server(workspace.root, settings, sandbox, occupancy.procs)
     checks = check_specs(options.check, workspace.root, [repo.path for repo in workspace.repos])
-    acceptance = Acceptance(checks, _check_runner(sandbox, settings), settings.check_retries, emit=record)
+    acceptance = Acceptance(
+        checks, _check_runner(sandbox, settings), settings.check_retries, emit=record, nudge_suffix=profile.nudge_suffix
+    )
     async with ToolBox(profile, call_timeout_s=settings.exec_max_timeout_s + 60) as tools:
         await tools.connect("workspace", server)
         for spec in options.mcp_servers:
@@ -203,7 +206,7 @@ async def _loop(
                 embedded=settings.llm_embedded,
             )
             agent = Agent(talker, tools, _limits(task, settings), record, spent, acceptance)
-            return await agent.run(_prompt(task, workspace, checks))
+            return await agent.run(_prompt(task, workspace, checks, profile))
 
 
 def _limits(task: Task, settings: Settings) -> Limits:
@@ -276,7 +279,7 @@ def _workspace_server(
     return StdioServerParameters(command=sys.executable, args=args, env=env, cwd=str(settings.home))
 
 
-def _prompt(task: Task, workspace: PreparedWorkspace, checks: list[CheckSpec]) -> str:
+def _prompt(task: Task, workspace: PreparedWorkspace, checks: list[CheckSpec], profile: ModelProfile) -> str:
     lines = [task.request.query.strip(), "", "Workspace:"]
     for repo in workspace.repos:
         where = repo.path.relative_to(workspace.root).as_posix() or "."
@@ -289,9 +292,13 @@ def _prompt(task: Task, workspace: PreparedWorkspace, checks: list[CheckSpec]) -
     for spec in checks:
         where = "" if spec.where == "." else f" (run in {spec.where})"
         lines.append(f"Acceptance check{where}: `{spec.command}` must pass; the task is done only when it does.")
-    files = [entry(workspace.root, f) for f in itertools.islice(iter_files(workspace.root, workspace.root), 101)]
-    if files:
-        more = "\n- … (more files: use list_files)" if len(files) > 100 else ""
-        lines += ["", "Files:", *(f"- {f}" for f in files[:100])]
+    most = profile.max_listed_files
+    files = [entry(workspace.root, f) for f in itertools.islice(iter_files(workspace.root, workspace.root), most + 1)]
+    if files and most:
+        more = "\n- … (more files: list them)" if len(files) > most else ""
+        lines += ["", "Files:", *(f"- {f}" for f in files[:most])]
         lines[-1] += more
+    hint = TASK_HINTS.get(task_kind(task.request.query)) if profile.task_hints else None
+    if hint:
+        lines += ["", f"Hint: {hint}"]
     return "\n".join(lines)
