@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     llm_embedded: bool = Field(
         False, description="Set by the command that started the embedded model: messages then name it, not GPT_OSS_URL"
     )
+    reasoning_effort: Literal["low", "medium", "high"] = Field(
+        "high", description="Reasoning effort asked of models whose profile sends it (gpt-oss)"
+    )
+    llm_identity_token: bool | None = Field(
+        None,
+        description="Send a Google identity token to GPT_OSS_URL (private Cloud Run); default: for *.run.app URLs",
+    )
 
     # The embedded local model, started when GPT_OSS_URL is not set.
     embedded_model: str = Field("qwen2.5-coder-1.5b", description="Embedded model started when GPT_OSS_URL is unset")
@@ -121,6 +128,13 @@ class Settings(BaseSettings):
     job_memory: str = Field("4Gi", description="Memory of one agent execution")
     job_timeout_s: int = Field(3600, ge=60, description="Cloud Run task timeout of one execution")
     job_max_retries: int = Field(0, ge=0, le=10, description="Cloud Run's own retries (the reaper retries too)")
+    job_secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment of the agent jobs from Secret Manager: variable name → secret version resource",
+    )
+    job_sandbox: Literal["bwrap", "none"] = Field(
+        "bwrap", description="The agent jobs' sandbox: bwrap, or none (the container is the only sandbox)"
+    )
     cloud_run_endpoint: str | None = Field(
         None, description="host:port of a plaintext Cloud Run Admin API (the test fake) instead of Google's"
     )
@@ -159,6 +173,9 @@ class Settings(BaseSettings):
     # Git.
     git_author_name: str = Field("AgentFleet", description="Author and committer of a pushed branch")
     git_author_email: str = Field("agentfleet@localhost", description="Their e-mail")
+    git_token: SecretStr | None = Field(
+        None, description="HTTPS token the host's git sends to fetch and push private repositories"
+    )
 
     @field_validator("api_token")
     @classmethod

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 
 from agentfleet.agent.work import work_task
@@ -338,3 +339,51 @@ def test_a_model_server_that_restarts_mid_task_does_not_fail_the_task(repo_facto
     assert final.status is TaskStatus.SUCCEEDED, final.error
     waits = [e.data for e in events if e.kind is EventKind.LOG and e.data["message"] == "waiting for the model"]
     assert waits and "cannot reach the model" in waits[0]["reason"]
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+def test_the_gpt_oss_profile_sends_reasoning_effort_and_keeps_reasoning_across_tool_calls(
+    repo_factory, settings, tmp_path, stream
+) -> None:
+    script = [
+        {**reply(None, tool_call("read_file", {"path": "calc.py"})), "reasoning": "Read calc.py before changing it."},
+        {**reply(None, tool_call("apply_patch", {"patch": FIX})), "reasoning": "add() subtracts; patch the sign."},
+        {**reply(None, tool_call("exec", {"command": "python3 test_calc.py"})), "reasoning": "Run the test."},
+        {**reply("add() subtracted; it now adds and the test passes."), "reasoning": "The test passes."},
+    ]
+    record = tmp_path / "requests.jsonl"
+    configured = settings.model_copy(
+        update={"model_profile": "gpt-oss", "reasoning_effort": "medium", "llm_stream": stream}
+    )
+    with ScriptedLLM(script, record=record) as llm:
+        configured = configured.model_copy(update={"gpt_oss_url": llm.url})
+        request = TaskRequest(query="Fix the failing test", repo_url=str(repo_factory(BUGGY)))
+        task = work_task(Task(request=request), configured, LocalArtifactStore(settings.artifacts_dir))
+
+    assert task.status is TaskStatus.SUCCEEDED, task.error
+    bodies = [json.loads(line) for line in record.read_text().splitlines()]
+    assert len(bodies) == 4
+    assert {body["reasoning_effort"] for body in bodies} == {"medium"}
+    assert all(body["tools"] for body in bodies)
+    # Each later request carries the reasoning of the tool calls before it, each with its own call.
+    kept = [
+        (m["reasoning"], m["tool_calls"][0]["function"]["name"])
+        for m in bodies[-1]["messages"]
+        if m["role"] == "assistant"
+    ]
+    assert kept == [
+        ("Read calc.py before changing it.", "read_file"),
+        ("add() subtracts; patch the sign.", "apply_patch"),
+        ("Run the test.", "exec"),
+    ]
+
+
+def test_the_native_profile_sends_no_reasoning_fields(repo_factory, settings, tmp_path) -> None:
+    script = [
+        {**reply(None, tool_call("read_file", {"path": "calc.py"})), "reasoning": "Look first."},
+        reply("calc.add subtracts."),
+    ]
+    configured = settings.model_copy(update={"model_profile": "native"})
+    _, requests = run_scripted(script, repo_factory(BUGGY), configured)
+    assert len(requests) == 2 and not any("reasoning_effort" in body for body in requests)
+    assert not any("reasoning" in m for m in requests[-1]["messages"])

@@ -105,6 +105,35 @@ def test_the_workspace_job_is_created_once_and_reused_by_every_task_of_the_works
         runner.cancel(name)
 
 
+def test_the_job_runs_in_gen2_with_its_secrets_from_secret_manager_and_the_sandbox_chosen(
+    tmp_path: Path, start_fake: StartFake
+) -> None:
+    fake = start_fake(["true"])
+    secrets = {
+        "LLM_API_KEY": "projects/demo-project/secrets/agentfleet-llm-api-key/versions/latest",
+        "AGENTFLEET_GIT_TOKEN": "projects/demo-project/secrets/agentfleet-git-token",
+    }
+    runner_for(tmp_path, fake.address, job_secrets=secrets, job_sandbox="none").launch(make_task())
+
+    [job] = fake.jobs()
+    template = job.template.template
+    assert template.execution_environment == run_v2.ExecutionEnvironment.EXECUTION_ENVIRONMENT_GEN2
+    env = {var.name: var for var in template.containers[0].env}
+    refs = {
+        name: (var.value_source.secret_key_ref.secret, var.value_source.secret_key_ref.version)
+        for name, var in env.items()
+        if "value_source" in var
+    }
+    assert refs == {
+        "LLM_API_KEY": ("projects/demo-project/secrets/agentfleet-llm-api-key", "latest"),
+        "AGENTFLEET_GIT_TOKEN": ("projects/demo-project/secrets/agentfleet-git-token", "latest"),
+    }
+    assert not any(var.value for name, var in env.items() if name in refs)
+    assert (env["AGENTFLEET_SANDBOX"].value, env["AGENTFLEET_ALLOW_UNSANDBOXED"].value) == ("none", "true")
+    bwrap = job_environment(make_settings(tmp_path, "unused:1"))
+    assert bwrap["AGENTFLEET_SANDBOX"] == "bwrap" and "AGENTFLEET_ALLOW_UNSANDBOXED" not in bwrap
+
+
 def test_a_new_image_updates_the_job_before_its_next_execution(tmp_path: Path, start_fake: StartFake) -> None:
     fake = start_fake(["true"])
     runner_for(tmp_path, fake.address).launch(make_task())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from agentfleet.agent.work import work_task
 from agentfleet.agent.workspace import RepoCheckout, prepare_workspace, push_branch, write_changes
 from agentfleet.local.artifacts import LocalArtifactStore
+from agentfleet.runtime.git import GIT_TOKEN_ENV, _env, run_git
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskRequest, TaskStatus
 from agentfleet.testing.repos import git, make_repo
@@ -120,3 +122,34 @@ def test_a_setup_that_plants_a_filtered_nested_repository_runs_nothing_on_the_ho
     assert fired(markers) == [], "the nested repository's filter ran on the host"
     assert task.result is not None and task.result.patch is None
     assert any("third_party/dep" in note for note in task.result.notes)
+
+
+FILL = "protocol=https\nhost=git.example.com\npath=acme/widgets.git\n\n"
+
+
+def test_the_git_token_is_the_only_credential_helper_and_stays_out_of_argv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    marker = tmp_path / "hostile-helper-ran"
+    # a checkout's own helper (hostile data) would run a command of its own on the host
+    subprocess.run(["git", "-C", str(repo), "config", "credential.helper", f"!touch {marker}; echo"], check=True)
+    monkeypatch.setenv(GIT_TOKEN_ENV, "tok-123 with spaces")
+
+    filled = run_git(repo, "credential", "fill", input=FILL)
+
+    answer = dict(line.split("=", 1) for line in filled.stdout.splitlines())
+    assert (answer["username"], answer["password"]) == ("x-access-token", "tok-123 with spaces")
+    assert not marker.exists()
+    # the token is read from the environment when git asks: no argument or config entry holds it
+    assert [name for name, value in _env(None).items() if "tok-123" in value] == [GIT_TOKEN_ENV]
+
+
+def test_without_a_token_git_asks_no_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    monkeypatch.delenv(GIT_TOKEN_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no helper of the machine's user either
+    filled = run_git(repo, "credential", "fill", input=FILL, check=False)
+    assert filled.returncode != 0 and "password=" not in filled.stdout

@@ -17,6 +17,7 @@ import json
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -70,6 +71,8 @@ class Reply:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     elapsed_s: float = 0.0
+    reasoning: str = ""
+    """The model's reasoning as the server returned it apart from the content (gpt-oss on vLLM)."""
 
 
 class Model(Protocol):
@@ -98,6 +101,7 @@ class Completion:
     calls: list[tuple[str, str, str]] = field(default_factory=list)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    reasoning: str = ""
 
 
 class OpenAIModel:
@@ -118,14 +122,19 @@ class OpenAIModel:
         stream: bool = True,
         progress_s: float = 1.0,
         embedded: bool = False,
+        reasoning_effort: str = "high",
+        headers: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         """`usage`: where the calls and tokens are counted; `wait_s`: how long to wait for a model
         that is away; `max_reply_tokens`: the cap on one reply when the profile sets none;
-        `embedded`: the endpoint is the embedded model this machine started (messages say so)."""
+        `embedded`: the endpoint is the embedded model this machine started (messages say so);
+        `reasoning_effort`: sent when the profile asks for it; `headers`: called before each request
+        for headers it adds (an identity token; it may block, so it runs in a thread)."""
         self.llm, self.name, self.profile, self.tools = llm, name, profile, tools
         self.usage, self.emit = usage, emit
         self.max_reply_tokens = profile.max_reply_tokens or max_reply_tokens
         self.wait_s, self.stream, self.progress_s, self.embedded = wait_s, stream, progress_s, embedded
+        self.reasoning_effort, self.headers = reasoning_effort, headers
 
     async def query(self, messages: list[dict[str, Any]], *, tools: bool) -> Reply:
         started = time.monotonic()
@@ -140,6 +149,7 @@ class OpenAIModel:
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
             elapsed_s=round(time.monotonic() - started, 3),
+            reasoning=completion.reasoning,
         )
 
     def _request(self, messages: list[dict[str, Any]], tools: bool) -> dict[str, Any]:
@@ -148,6 +158,8 @@ class OpenAIModel:
             kwargs["temperature"] = self.profile.temperature
         if self.max_reply_tokens:
             kwargs["max_tokens"] = self.max_reply_tokens
+        if self.profile.reasoning_effort:
+            kwargs["reasoning_effort"] = self.reasoning_effort
         return kwargs
 
     def _calls(self, completion: Completion) -> tuple[list[ToolCall], str | None, int]:
@@ -169,6 +181,8 @@ class OpenAIModel:
         delay = WAIT_FIRST_S
         while True:
             try:
+                if self.headers is not None:
+                    kwargs["extra_headers"] = await self._headers()
                 return await (self._streamed(kwargs) if self.stream else self._whole(kwargs))
             except (openai.APITimeoutError, httpx.TimeoutException):
                 raise LLMUnavailableError(self._silent()) from None
@@ -183,6 +197,18 @@ class OpenAIModel:
             self.emit(EventKind.LOG, {"message": "waiting for the model", "reason": reason, "waited_s": round(waited)})
             await asyncio.sleep(delay)
             delay = min(delay * 2, WAIT_MAX_S)
+
+    async def _headers(self) -> dict[str, str]:
+        assert self.headers is not None
+        try:
+            return await asyncio.to_thread(self.headers)
+        except Exception as exc:  # google-auth: no credentials, or the token endpoint refused
+            raise LLMUnavailableError(
+                f"cannot get a Google identity token for {self._where()} "
+                f"({type(exc).__name__}: {clip(str(exc), 300)}); "
+                "give the job's service account credentials, or set AGENTFLEET_LLM_IDENTITY_TOKEN=false "
+                "for an endpoint that is not a private Cloud Run service"
+            ) from exc
 
     async def _whole(self, kwargs: dict[str, Any]) -> Completion:
         response = await self.llm.chat.completions.create(**kwargs)
@@ -200,6 +226,7 @@ class OpenAIModel:
             calls,
             usage.prompt_tokens if usage else None,
             usage.completion_tokens if usage else None,
+            _reasoning(message),
         )
 
     async def _streamed(self, kwargs: dict[str, Any]) -> Completion:
@@ -207,6 +234,7 @@ class OpenAIModel:
         progress event (pieces so far ≈ tokens, seconds so far) at most every `progress_s`."""
         started = last = time.monotonic()
         text: list[str] = []
+        thought: list[str] = []
         calls: dict[int, list[str]] = {}
         pieces, usage, choices = 0, None, 0
         stream = await self.llm.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
@@ -218,6 +246,9 @@ class OpenAIModel:
                     delta = choice.delta
                     if delta.content:
                         text.append(delta.content)
+                        pieces += 1
+                    if reasoning := _reasoning(delta):
+                        thought.append(reasoning)
                         pieces += 1
                     for tc in delta.tool_calls or []:
                         entry = calls.setdefault(tc.index, ["", "", ""])
@@ -238,6 +269,7 @@ class OpenAIModel:
             made,
             usage.prompt_tokens if usage else None,
             usage.completion_tokens if usage else None,
+            "".join(thought),
         )
 
     def _where(self) -> str:
@@ -292,6 +324,8 @@ class NativeToolsModel(OpenAIModel):
             entry["tool_calls"] = [
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.raw}} for c in reply.calls
             ]
+            if self.profile.keep_reasoning and reply.reasoning:
+                entry["reasoning"] = reply.reasoning
         return entry
 
     def observation(self, call: ToolCall, text: str, is_error: bool) -> dict[str, Any]:
@@ -325,6 +359,16 @@ def model_for(
     """The Model of `profile`'s protocol."""
     kind = NativeToolsModel if profile.protocol == "native" else TextActionModel
     return kind(llm, name, profile, tools, usage, emit, **options)
+
+
+def _reasoning(message: Any) -> str:
+    """The reasoning text of a message or a streamed delta: `reasoning` (current vLLM), else the older
+    `reasoning_content`; both arrive as fields the openai package does not declare."""
+    for name in ("reasoning", "reasoning_content"):
+        value = getattr(message, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return ""
 
 
 def _connection_failure(exc: BaseException) -> str:

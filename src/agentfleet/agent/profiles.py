@@ -98,6 +98,12 @@ class ModelProfile(BaseModel):
     task_hints: bool = Field(False, description="Add a line of advice for the kind of task to the prompt")
     max_listed_files: int = Field(100, ge=0, description="Files the prompt lists (the rest: use list_files)")
     nudge_suffix: str = Field("", description="Added to each nudge after a non-answer (how to call a tool)")
+    reasoning_effort: bool = Field(False, description="Send `reasoning_effort` (AGENTFLEET_REASONING_EFFORT)")
+    keep_reasoning: bool = Field(
+        False,
+        description="Send each tool-calling reply's reasoning back with it (vLLM's `reasoning` field), so the "
+        "model keeps its chain of thought across the tool calls of one turn",
+    )
 
     def mcp_name(self, model_name: str) -> str:
         return self.tool_aliases.get(model_name, model_name)
@@ -110,7 +116,10 @@ class ModelProfile(BaseModel):
 
 
 PROFILES: dict[str, ModelProfile] = {
-    "gpt-oss": ModelProfile(name="gpt-oss", protocol="native"),
+    # gpt-oss through vLLM's chat completions (harmony inside): vLLM reads `reasoning_effort` into the
+    # system message and an assistant message's `reasoning` back into its analysis channel; it drops
+    # the analysis of turns that ended in a final answer itself, as the harmony format asks.
+    "gpt-oss": ModelProfile(name="gpt-oss", protocol="native", reasoning_effort=True, keep_reasoning=True),
     "native": ModelProfile(name="native", protocol="native"),
     "text": ModelProfile(
         name="text",

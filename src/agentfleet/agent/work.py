@@ -29,6 +29,7 @@ from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snap
 from agentfleet.agent.tools import ToolBox, shared_server_url
 from agentfleet.agent.workspace import PreparedWorkspace, SetupRun, prepare_workspace, task_input_names
 from agentfleet.errors import AgentFleetError, ConfigError
+from agentfleet.gcp.identity import IdentityToken, audience_of, wants_identity_token
 from agentfleet.ports import ArtifactStore
 from agentfleet.runtime.filewalk import entry, iter_files
 from agentfleet.runtime.occupancy import Occupancy, occupy
@@ -186,12 +187,7 @@ async def _loop(
         await tools.connect("workspace", server)
         for spec in options.mcp_servers:
             await tools.connect(spec.name, shared_server_url(spec, settings))
-        async with AsyncOpenAI(
-            base_url=settings.gpt_oss_url,
-            api_key=settings.llm_api_key.get_secret_value(),
-            timeout=settings.llm_timeout_s,
-            max_retries=0,  # waiting for a model that is away is the Model's, with backoff and events
-        ) as llm:
+        async with _llm_client(settings) as llm:
             talker = model_for(
                 llm,
                 model,
@@ -204,9 +200,28 @@ async def _loop(
                 stream=settings.llm_stream,
                 progress_s=settings.progress_interval_s,
                 embedded=settings.llm_embedded,
+                reasoning_effort=settings.reasoning_effort,
+                headers=_llm_headers(settings),
             )
             agent = Agent(talker, tools, _limits(task, settings), record, spent, acceptance)
             return await agent.run(_prompt(task, workspace, checks, profile))
+
+
+def _llm_client(settings: Settings) -> AsyncOpenAI:
+    return AsyncOpenAI(
+        base_url=settings.gpt_oss_url,
+        api_key=settings.llm_api_key.get_secret_value(),
+        timeout=settings.llm_timeout_s,
+        max_retries=0,  # waiting for a model that is away is the Model's, with backoff and events
+    )
+
+
+def _llm_headers(settings: Settings) -> Callable[[], dict[str, str]] | None:
+    """Headers each model request carries: a Google identity token when the endpoint is a private
+    Cloud Run service (AGENTFLEET_LLM_IDENTITY_TOKEN, default: for *.run.app)."""
+    if not settings.gpt_oss_url or not wants_identity_token(settings.gpt_oss_url, settings.llm_identity_token):
+        return None
+    return IdentityToken(audience_of(settings.gpt_oss_url)).headers
 
 
 def _limits(task: Task, settings: Settings) -> Limits:

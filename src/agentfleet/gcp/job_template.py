@@ -4,6 +4,7 @@ overrides of one execution, and the port's view of an execution."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from google.cloud import run_v2
@@ -25,7 +26,7 @@ def job_id(workspace_id: str) -> str:
 
 def job_environment(settings: Settings) -> dict[str, str]:
     """The non-secret settings the agent container shares with the control plane. Secrets
-    (LLM_API_KEY, the API token) are not here: Terraform mounts them from Secret Manager."""
+    (LLM_API_KEY, the git token) are not here: they come from Secret Manager (`job_secrets`)."""
     env = {
         "AGENTFLEET_BACKEND": "gcp",
         "PROJECT_ID": settings.require("project_id"),
@@ -43,11 +44,30 @@ def job_environment(settings: Settings) -> dict[str, str]:
         "AGENTFLEET_DEFAULT_MAX_STEPS": str(settings.default_max_steps),
         "AGENTFLEET_DEFAULT_TIMEOUT_S": str(settings.default_timeout_s),
         "AGENTFLEET_DEFAULT_MAX_TOKENS": str(settings.default_max_tokens),
+        "AGENTFLEET_REASONING_EFFORT": settings.reasoning_effort,
+        "AGENTFLEET_SANDBOX": settings.job_sandbox,
     }
+    if settings.job_sandbox == "none":  # chosen for the deployment: the container is the only sandbox
+        env["AGENTFLEET_ALLOW_UNSANDBOXED"] = "true"
+    if settings.mcp_servers:
+        env["AGENTFLEET_MCP_SERVERS"] = json.dumps(settings.mcp_servers, sort_keys=True)
+    if settings.llm_identity_token is not None:
+        env["AGENTFLEET_LLM_IDENTITY_TOKEN"] = "true" if settings.llm_identity_token else "false"
     if settings.gpt_oss_url:
         env["GPT_OSS_URL"] = settings.gpt_oss_url
     if settings.llm_max_reply_tokens is not None:
         env["AGENTFLEET_LLM_MAX_REPLY_TOKENS"] = str(settings.llm_max_reply_tokens)
+    return env
+
+
+def secret_environment(settings: Settings) -> list[run_v2.EnvVar]:
+    """The job's secrets, each a variable whose value Cloud Run reads from Secret Manager at start:
+    `projects/P/secrets/NAME/versions/V` (or `NAME` alone: its latest version)."""
+    env = []
+    for name, resource in sorted(settings.job_secrets.items()):
+        secret, _, version = resource.partition("/versions/")
+        source = run_v2.SecretKeySelector(secret=secret, version=version or "latest")
+        env.append(run_v2.EnvVar(name=name, value_source=run_v2.EnvVarSource(secret_key_ref=source)))
     return env
 
 
@@ -63,7 +83,8 @@ def job_template(settings: Settings) -> run_v2.ExecutionTemplate:
     container = run_v2.Container(
         name=CONTAINER,
         image=settings.require("job_image"),
-        env=[run_v2.EnvVar(name=k, value=v) for k, v in sorted(job_environment(settings).items())],
+        env=[run_v2.EnvVar(name=k, value=v) for k, v in sorted(job_environment(settings).items())]
+        + secret_environment(settings),
         resources=run_v2.ResourceRequirements(limits={"cpu": settings.job_cpu, "memory": settings.job_memory}),
     )
     return run_v2.ExecutionTemplate(
@@ -73,6 +94,8 @@ def job_template(settings: Settings) -> run_v2.ExecutionTemplate:
             max_retries=settings.job_max_retries,
             timeout=timedelta(seconds=settings.job_timeout_s),
             service_account=settings.job_service_account or "",
+            # gen2: full Linux (namespaces for bubblewrap); gen1's gVisor sandbox cannot nest one
+            execution_environment=run_v2.ExecutionEnvironment.EXECUTION_ENVIRONMENT_GEN2,
         ),
     )
 

@@ -111,10 +111,31 @@ def redact_text(text: str) -> str:
     return _CREDENTIALS.sub(r"\1***@", text)
 
 
+GIT_TOKEN_ENV = "AGENTFLEET_GIT_TOKEN"
+_TOKEN_HELPER = (
+    f'!f() {{ test "$1" = get || exit 0; echo username=x-access-token; '
+    f'printf "password=%s\\n" "${GIT_TOKEN_ENV}"; }}; f'
+)
+"""A credential helper of our own text that answers with the token from the environment (never in argv)."""
+
+
+def _token_config(env: dict[str, str]) -> None:
+    """With AGENTFLEET_GIT_TOKEN set, the token is git's only credential helper over HTTPS: an empty
+    entry first drops every helper configured before (a checkout's own config included)."""
+    if not env.get(GIT_TOKEN_ENV):
+        return
+    count = int(env.get("GIT_CONFIG_COUNT", "0") or "0")
+    for offset, value in enumerate(("", _TOKEN_HELPER)):
+        env[f"GIT_CONFIG_KEY_{count + offset}"] = "credential.helper"
+        env[f"GIT_CONFIG_VALUE_{count + offset}"] = value
+    env["GIT_CONFIG_COUNT"] = str(count + 2)
+
+
 def _env(index: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _ENV_DROP}
     env.update(GIT_TERMINAL_PROMPT="0", GCM_INTERACTIVE="never", LC_ALL="C", GIT_NO_REPLACE_OBJECTS="1")
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+    _token_config(env)
     if index is not None:
         env["GIT_INDEX_FILE"] = str(index)
     return env

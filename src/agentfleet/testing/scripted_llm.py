@@ -2,8 +2,8 @@
 
 It replays a list of assistant messages, one per request to POST /v1/chat/completions,
 and records every request body it receives. A script entry is an assistant message in the
-OpenAI shape (``content``, ``tool_calls``), optionally with ``delay_s`` to answer late and
-``stream_delay_s`` to stream it slowly (that long between two pieces), or
+OpenAI shape (``content``, ``tool_calls``, and ``reasoning`` as vLLM returns a reasoning model's),
+optionally with ``delay_s`` to answer late and ``stream_delay_s`` to stream it slowly (that long between two pieces), or
 ``{"error": {"status": 503, "message": "..."}}`` to fail that request. A script that runs out
 answers HTTP 400 (a test's mistake: failing at once, not waiting for a model that is away).
 
@@ -94,6 +94,8 @@ def _usage(body: dict, content: str | None, calls: list[dict]) -> dict:
 def _completion(body: dict, entry: dict) -> dict:
     content, calls = entry.get("content"), _tool_calls(entry.get("tool_calls"))
     message: dict[str, Any] = {"role": "assistant", "content": content}
+    if entry.get("reasoning"):
+        message["reasoning"] = entry["reasoning"]
     if calls:
         message["tool_calls"] = calls
     finish = "tool_calls" if calls else "stop"
@@ -121,6 +123,8 @@ def _stream_chunks(body: dict, completion: dict) -> Iterator[dict]:
         return base | {"choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
 
     yield chunk({"role": "assistant", "content": ""})
+    for piece in _pieces(choice["message"].get("reasoning") or ""):
+        yield chunk({"reasoning": piece})
     for piece in _pieces(choice["message"]["content"] or ""):
         yield chunk({"content": piece})
     for index, call in enumerate(choice["message"].get("tool_calls", [])):
@@ -177,7 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             self._send_json(400, _error_body("request body must be a JSON object", "invalid_request_error"))
             return
-        status, payload, pause = self.server.llm.answer(body)
+        status, payload, pause = self.server.llm.answer(body, dict(self.headers.items()))
         if status == 200 and body.get("stream"):
             self._send_stream(_stream_chunks(body, payload), pause)
         else:
@@ -231,6 +235,7 @@ class ScriptedLLM:
         self.record = Path(record) if record is not None else None
         self.repeat_last = repeat_last
         self.requests: list[dict] = []
+        self.request_headers: list[dict[str, str]] = []
         self._cursor = 0
         self._lock = threading.Lock()
         self._server: _Server | None = None
@@ -268,11 +273,12 @@ class ScriptedLLM:
     ) -> None:
         self.stop()
 
-    def answer(self, body: dict) -> tuple[int, dict, float]:
-        """Record `body` and answer it with the next script entry: (HTTP status, JSON payload,
-        seconds between two streamed pieces)."""
+    def answer(self, body: dict, headers: dict[str, str] | None = None) -> tuple[int, dict, float]:
+        """Record `body` (and its `headers`, in `request_headers`) and answer it with the next script
+        entry: (HTTP status, JSON payload, seconds between two streamed pieces)."""
         with self._lock:
             self.requests.append(body)
+            self.request_headers.append(headers or {})
             if self.record is not None:
                 with self.record.open("a") as log:
                     log.write(json.dumps(body) + "\n")
