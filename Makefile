@@ -74,10 +74,11 @@ bench: install ## Run the benchmark scripts under bench/ and print their figures
 	$(PY) bench/idle_cpu.py
 	$(PY) bench/burst.py
 
-.PHONY: functions-wheel
-functions-wheel: install ## Build agentfleet's wheel into functions/wheels/ (what the Cloud Functions install)
-	rm -rf functions/wheels
-	$(PY) -m pip wheel -q --no-deps -w functions/wheels .
+FUNCTIONS_STAGE ?= build/functions
+
+.PHONY: functions-stage
+functions-stage: install ## Build the Cloud Functions source as deployed: build/functions/ and build/functions.zip (wheels vendored)
+	PYTHON=$(PY) scripts/stage-functions.sh $(FUNCTIONS_STAGE)
 
 .PHONY: clean
 clean: ## Remove the virtual environment and caches
