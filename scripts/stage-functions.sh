@@ -46,7 +46,10 @@ mkdir -p "$WORK/src"
 cp "$ROOT/pyproject.toml" "$ROOT/README.md" "$WORK/src/"
 cp -R "$ROOT/src" "$WORK/src/src"
 find "$WORK/src" \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} +
-"$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$DEST/wheels" "$WORK/src"
+# A fixed SOURCE_DATE_EPOCH stamps the wheel's entries alike on every build, so the same sources
+# give the same zip (and Terraform, which names the upload by its md5, redeploys nothing).
+SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-315532800}" \
+  "$PYTHON" -m pip wheel --quiet --no-deps --no-cache-dir --wheel-dir "$DEST/wheels" "$WORK/src"
 WHEEL="$DEST/wheels/agentfleet-$VERSION-py3-none-any.whl"
 [ -f "$WHEEL" ] || { echo "error: expected $WHEEL after the build" >&2; ls "$DEST/wheels" >&2; exit 1; }
 

@@ -87,6 +87,15 @@ def test_the_staged_folder_and_zip_hold_main_requirements_and_every_wheel(staged
     assert {f"wheels/{name}" for name in wheels} <= names
 
 
+def test_the_same_sources_stage_to_the_same_zip(staged: Path, tmp_path: Path) -> None:
+    """Terraform names the uploaded zip by its md5: an unchanged tree must not redeploy the functions."""
+    again = tmp_path / "functions"
+    env = {**os.environ, "PYTHON": sys.executable, "PIP_CACHE_DIR": str(CACHE)}
+    proc = subprocess.run([str(STAGE), str(again)], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert again.with_suffix(".zip").read_bytes() == staged.with_suffix(".zip").read_bytes()
+
+
 def test_staging_refuses_a_missing_destination_argument() -> None:
     proc = subprocess.run([str(STAGE)], capture_output=True, text=True)
     assert proc.returncode == 2 and "usage" in proc.stderr

@@ -169,6 +169,34 @@ def test_gpt_oss_serves_the_mounted_model_with_the_tool_and_reasoning_parsers(
     assert "warning" not in proc.stderr
 
 
+def test_gpt_oss_takes_the_model_name_and_port_from_the_services_args(
+    tmp_path: Path, fake_vllm: tuple[Path, Path]
+) -> None:
+    """The Cloud Run service passes --model/--served-model-name/--port as args: they win over the
+    environment and reach `vllm serve` once each, the model as its positional argument."""
+    bin_dir, record = fake_vllm
+    model, encodings = tmp_path / "models" / "gpt-oss-120b", tmp_path / "tiktoken"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    encodings.mkdir()
+    for name in ("o200k_base", "cl100k_base"):
+        (encodings / f"{name}.tiktoken").write_text("")
+    args = ["--model", str(model), "--served-model-name", "openai/gpt-oss-120b", "--port=8081", "--max-model-len"]
+    args += ["65536", "--async-scheduling"]
+    proc = serve_gpt_oss(tmp_path, bin_dir, record, *args, TIKTOKEN_ENCODINGS_BASE=str(encodings))
+    assert proc.returncode == 0, proc.stderr
+    argv = record.read_text().splitlines()
+    assert argv[:2] == ["serve", str(model)] and "--model" not in argv
+    for flag, value in [
+        ("--served-model-name", "openai/gpt-oss-120b"),
+        ("--port", "8081"),
+        ("--max-model-len", "65536"),
+    ]:
+        assert argv.count(flag) == 1 and argv[argv.index(flag) + 1] == value
+    assert argv[-2] == "--async-scheduling"  # passed on; the last line is the recorded environment
+    assert "VLLM_API_KEY is not set" in proc.stderr
+
+
 def test_gpt_oss_refuses_to_start_without_the_mounted_weights(tmp_path: Path, fake_vllm: tuple[Path, Path]) -> None:
     bin_dir, record = fake_vllm
     proc = serve_gpt_oss(tmp_path, bin_dir, record, MODEL_PATH=str(tmp_path / "nothing"))
