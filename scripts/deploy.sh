@@ -13,7 +13,8 @@
 # call the API, e.g. user:me@example.com), ALERT_EMAIL, FUNCTIONS_ZIP (an already staged zip:
 # skips staging), TF_DIR (terraform/environments/dev), TF_BOOTSTRAP_TARGETS (what exists before
 # the images are pushed: "module.secrets module.artifact_registry"), TFVARS_FILE
-# (where the Terraform variables are written: build/deploy.tfvars.json).
+# (where the Terraform variables are written: build/deploy.tfvars.json), TF_STATE_BUCKET
+# (the state bucket, for an environment with a `backend "gcs"` block; prefix DEPLOYMENT_NAME).
 #
 # Order: enable the APIs the build needs -> stage the functions zip -> terraform init ->
 # terraform apply of the secrets and the registry -> secret versions (gcloud) -> images (Cloud
@@ -123,7 +124,11 @@ step "Terraform variables ($TFVARS)"
 if [ "$DRY_RUN" = 1 ]; then tfvars_json; else mkdir -p "$(dirname "$TFVARS")"; tfvars_json >"$TFVARS"; cat "$TFVARS"; fi
 
 step "Terraform: the secrets (without values) and the image registry"
-run terraform -chdir="$TF_DIR" init -input=false
+init_args=(-input=false)
+if [ -n "${TF_STATE_BUCKET:-}" ]; then
+  init_args+=("-backend-config=bucket=$TF_STATE_BUCKET" "-backend-config=prefix=$DEPLOYMENT_NAME")
+fi
+run terraform -chdir="$TF_DIR" init "${init_args[@]}"
 targets=()
 for target in $TF_BOOTSTRAP_TARGETS; do targets+=("-target=$target"); done
 run terraform -chdir="$TF_DIR" apply -input=false -auto-approve -var-file="$TFVARS" "${targets[@]}"

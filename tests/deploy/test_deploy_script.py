@@ -95,7 +95,7 @@ def test_dry_run_prints_the_plan_in_order_and_runs_nothing(stand_ins: tuple[Path
     assert len(plan) == len(expected), plan
     for line, fragment in zip(plan, expected, strict=True):
         assert fragment in line, (fragment, line)
-    assert " init " in plan[2]
+    assert " init " in plan[2] and "-backend-config" not in plan[2]
     assert "apply" in plan[3] and "apply" in plan[6] and "-target" not in plan[6]
     assert 'printf %s "$LLM_API_KEY" |' in plan[4] and "--data-file=-" in plan[4]
     assert "cloudbuild/images.yaml" in plan[5] and "_TAG=abc123" in plan[5]
@@ -120,6 +120,7 @@ def test_a_deploy_runs_the_commands_in_order_and_passes_the_key_on_stdin_only(
         "FUNCTIONS_ZIP": str(staged),
         "INVOKERS": "user:me@example.com, group:devs@example.com",
         "AGENT_SANDBOX": "none",
+        "TF_STATE_BUCKET": "demo-tfstate",
         "CALLS": str(log),
         "TFVARS_FILE": str(tmp_path / "deploy.tfvars.json"),
     }
@@ -136,6 +137,10 @@ def test_a_deploy_runs_the_commands_in_order_and_passes_the_key_on_stdin_only(
         ("gcloud", "builds"),
         ("terraform", "apply"),
         ("terraform", "output"),
+    ]
+    assert [a for a in made[1]["args"] if a.startswith("-backend-config=")] == [
+        "-backend-config=bucket=demo-tfstate",
+        "-backend-config=prefix=agentfleet",
     ]
     assert [a for a in made[2]["args"] if a.startswith("-target=")] == [
         "-target=module.secrets",
