@@ -12,8 +12,8 @@ help: ## Show this list of targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 .PHONY: system-deps
-system-deps: ## Install the Debian packages AgentFleet needs (git, bubblewrap, libgomp1, python3-venv for the default setup; Java for the emulators)
-	@missing=""; for bin in git:git bwrap:bubblewrap setpriv:util-linux java:default-jre-headless; do \
+system-deps: ## Install the Debian packages AgentFleet needs (git, bubblewrap, libgomp1, python3-venv for the default setup; Java for the emulators; shellcheck for the deploy scripts' lint)
+	@missing=""; for bin in git:git bwrap:bubblewrap setpriv:util-linux java:default-jre-headless shellcheck:shellcheck; do \
 	  command -v $${bin%%:*} >/dev/null 2>&1 || missing="$$missing $${bin##*:}"; done; \
 	/sbin/ldconfig -p 2>/dev/null | grep -q libgomp.so.1 || missing="$$missing libgomp1"; \
 	if command -v dpkg >/dev/null 2>&1 && ! dpkg -s python3-venv >/dev/null 2>&1; then missing="$$missing python3-venv"; fi; \
@@ -74,10 +74,11 @@ bench: install ## Run the benchmark scripts under bench/ and print their figures
 	$(PY) bench/idle_cpu.py
 	$(PY) bench/burst.py
 
-.PHONY: functions-wheel
-functions-wheel: install ## Build agentfleet's wheel into functions/wheels/ (what the Cloud Functions install)
-	rm -rf functions/wheels
-	$(PY) -m pip wheel -q --no-deps -w functions/wheels .
+FUNCTIONS_STAGE ?= build/functions
+
+.PHONY: functions-stage
+functions-stage: install ## Build the Cloud Functions source as deployed: build/functions/ and build/functions.zip (wheels vendored)
+	PYTHON=$(PY) scripts/stage-functions.sh $(FUNCTIONS_STAGE)
 
 .PHONY: clean
 clean: ## Remove the virtual environment and caches
