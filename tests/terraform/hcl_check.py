@@ -2,7 +2,8 @@
 
 It parses the `.tf` files with python-hcl2 (and those of local modules the root calls) and reports,
 with Terraform's own summaries, what `terraform validate` would report for the most common mistakes:
-an unknown resource or data source type, an argument or nested block the schema does not have, a missing required argument or block, more blocks than max_items,
+an unknown resource or data source type, an argument or nested block the schema does not have,
+a missing required argument or block, more blocks than max_items,
 and a reference `google_x.name.attr` to an attribute the type does not export. It knows nothing of
 types, expressions or functions: Terraform itself stays the real check.
 
@@ -18,9 +19,7 @@ from typing import Any
 import hcl2
 
 META_ARGUMENTS = {"count", "for_each", "depends_on", "provider", "lifecycle", "provisioner", "connection"}
-_REFERENCE = re.compile(
-    r"(?<![\w.])(data\.)?(google_\w+)\.([A-Za-z_][\w-]*)(?:\[[^\]]*\])?(?:\.\*)?\.([A-Za-z_]\w*)"
-)
+_REFERENCE = re.compile(r"(?<![\w.])(data\.)?(google_\w+)\.([A-Za-z_][\w-]*)(?:\[[^\]]*\])?(?:\.\*)?\.([A-Za-z_]\w*)")
 
 
 def _diag(summary: str, detail: str, where: str) -> dict[str, Any]:
@@ -139,7 +138,7 @@ def check_root(root: Path, schema: dict[str, Any]) -> dict[str, Any]:
                         stripped = {k: v for k, v in body.items() if k != "alias"}
                         check_body(stripped, schema["provider"]["block"], "provider.google", out)
             for entry in parsed.get("module", []):
-                for name, body in entry.items():
+                for body in entry.values():
                     source = body.get("source", "")
                     if isinstance(source, str) and source.startswith(("./", "../")):
                         check_dir(directory / source)
