@@ -22,6 +22,7 @@ import contextlib
 import datetime
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -295,6 +296,7 @@ def serve(schema_path: str) -> int:
 
     client_cert = os.environ.get("PLUGIN_CLIENT_CERT", "")
     cert_field = ""
+    private = ""
     if client_cert:
         # gRPC's TLS (BoringSSL) does not accept the P-521 signatures of Terraform's client
         # certificate, so Terraform would send none; TLS ends in front of the gRPC server instead,
@@ -314,6 +316,8 @@ def serve(schema_path: str) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     stopped.wait()
     server.stop(grace=1).wait()
+    if private:
+        shutil.rmtree(private, ignore_errors=True)
     return 0
 
 
