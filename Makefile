@@ -53,6 +53,10 @@ install: system-deps $(STAMP) ## Create .venv and install AgentFleet with its de
 test: install ## Run the whole test suite (installs what it needs first)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: terraform-validate
+terraform-validate: install ## Offline terraform init + validate of the Terraform roots against provider 8.7.0's schema
+	$(PY) -m pytest -q tests/terraform
+
 .PHONY: lint
 lint: install ## Ruff lint and format check, mypy type check
 	$(VENV)/bin/ruff check src tests bench functions
