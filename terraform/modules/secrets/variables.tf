@@ -14,7 +14,7 @@ variable "deployment_name" {
 }
 
 variable "secret_names" {
-  description = "Secret names after the prefix: ${deployment_name}-<name>."
+  description = "Secret names after the prefix: <deployment_name>-<name>."
   type        = list(string)
   default     = ["llm-api-key", "git-token"]
 }
