@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
+# checkov has a virtual environment of its own: its pins (packaging 23.x, ...) would downgrade the project's.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 .DEFAULT_GOAL := help
 
@@ -50,8 +53,26 @@ demo: install-models ## Run a real task on the sample repository with the embedd
 install: system-deps $(STAMP) ## Create .venv and install AgentFleet with its dev tools
 
 .PHONY: test
-test: install ## Run the whole test suite (installs what it needs first)
+test: install $(CHECKOV_STAMP) ## Run the whole test suite (installs what it needs first)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+$(CHECKOV_STAMP):
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install -q 'checkov>=3.2,<4'
+	@touch $(CHECKOV_STAMP)
+
+.PHONY: checkov
+checkov: $(CHECKOV_STAMP) ## checkov (own venv, .venv-checkov) over terraform/ and the Dockerfiles, with .checkov.yaml
+	$(PY) -m pytest -q tests/deploy/test_checkov.py
+
+.PHONY: terraform-check
+terraform-check: install $(CHECKOV_STAMP) ## Every check of terraform/: fmt, the cross-checks with the code, checkov, offline validate
+	$(PY) -m pytest -q tests/deploy/test_terraform_crosscheck.py tests/deploy/test_checkov.py tests/terraform
+
+.PHONY: terraform-validate
+terraform-validate: install ## Offline terraform init + validate of the Terraform roots against provider 8.7.0's schema
+	$(PY) -m pytest -q tests/terraform
 
 .PHONY: lint
 lint: install ## Ruff lint and format check, mypy type check
@@ -82,4 +103,4 @@ functions-stage: install ## Build the Cloud Functions source as deployed: build/
 
 .PHONY: clean
 clean: ## Remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache

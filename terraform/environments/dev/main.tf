@@ -1,0 +1,196 @@
+# One AgentFleet deployment: the control plane (three Cloud Functions over Firestore and Pub/Sub),
+# the agent jobs' settings, the gpt-oss GPU service, the bucket, secrets, IAM and monitoring.
+# The agent's Cloud Run jobs are not here: the dispatcher creates one per workspace at run time.
+
+locals {
+  labels         = { "agentfleet-deployment" = var.deployment_name }
+  topic_name     = coalesce(var.pubsub_topic, "${var.deployment_name}-tasks")
+  registry       = module.artifact_registry.url
+  firestore_zone = coalesce(var.firestore_location, var.region)
+  job_secrets = {
+    LLM_API_KEY          = "projects/${var.project_id}/secrets/${module.secrets.ids["llm-api-key"]}/versions/latest"
+    AGENTFLEET_GIT_TOKEN = "projects/${var.project_id}/secrets/${module.secrets.ids["git-token"]}/versions/latest"
+  }
+  mcp_servers = local.deploy_mcp ? { shared = module.mcp[0].url } : {}
+  deploy_mcp  = var.deploy_mcp && var.mcp_image != ""
+}
+
+module "project_services" {
+  source     = "../../modules/project-services"
+  project_id = var.project_id
+  services = [
+    "artifactregistry.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "eventarc.googleapis.com",
+    "firestore.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "secretmanager.googleapis.com",
+    "storage.googleapis.com",
+  ]
+}
+
+module "artifact_registry" {
+  source        = "../../modules/artifact-registry"
+  project_id    = var.project_id
+  region        = var.region
+  repository_id = var.deployment_name
+  labels        = local.labels
+  depends_on    = [module.project_services]
+}
+
+module "storage" {
+  source        = "../../modules/storage"
+  project_id    = var.project_id
+  name          = var.bucket_name
+  location      = var.region
+  force_destroy = var.force_destroy_bucket
+  labels        = local.labels
+  depends_on    = [module.project_services]
+}
+
+module "firestore" {
+  source           = "../../modules/firestore"
+  project_id       = var.project_id
+  database_id      = var.firestore_database
+  location         = local.firestore_zone
+  tasks_collection = var.tasks_collection
+  # The code's own declaration of its indexes, read as it is.
+  indexes_file      = "${path.module}/../../../src/agentfleet/gcp/firestore_indexes.json"
+  delete_protection = var.firestore_delete_protection
+  depends_on        = [module.project_services]
+}
+
+module "pubsub" {
+  source     = "../../modules/pubsub"
+  project_id = var.project_id
+  topic_name = local.topic_name
+  labels     = local.labels
+  depends_on = [module.project_services]
+}
+
+# Applied first on its own (scripts/deploy.sh: terraform apply -target=module.secrets), then the
+# values are added as versions with gcloud: they never enter the state.
+module "secrets" {
+  source          = "../../modules/secrets"
+  project_id      = var.project_id
+  region          = var.region
+  deployment_name = var.deployment_name
+  labels          = local.labels
+  depends_on      = [module.project_services]
+}
+
+module "service_accounts" {
+  source          = "../../modules/service-accounts"
+  project_id      = var.project_id
+  deployment_name = var.deployment_name
+  depends_on      = [module.project_services]
+}
+
+module "gpt_oss" {
+  source          = "../../modules/gpt-oss"
+  project_id      = var.project_id
+  region          = var.region
+  name            = "${var.deployment_name}-gpt-oss"
+  image           = var.gpt_oss_image
+  model           = var.gpt_oss_model
+  model_dir       = element(split("/", var.gpt_oss_model), length(split("/", var.gpt_oss_model)) - 1)
+  bucket          = module.storage.name
+  service_account = module.service_accounts.emails.gpt_oss
+  api_key_secret  = module.secrets.ids["llm-api-key"]
+  max_instances   = var.gpt_oss_max_instances
+  max_concurrency = var.gpt_oss_max_concurrency
+  labels          = local.labels
+}
+
+module "mcp" {
+  count  = local.deploy_mcp ? 1 : 0
+  source = "../../modules/mcp"
+
+  project_id      = var.project_id
+  region          = var.region
+  name            = "${var.deployment_name}-mcp"
+  image           = var.mcp_image
+  service_account = module.service_accounts.emails.mcp
+  labels          = local.labels
+}
+
+module "functions" {
+  source          = "../../modules/functions"
+  project_id      = var.project_id
+  region          = var.region
+  deployment_name = var.deployment_name
+  labels          = local.labels
+
+  source_zip               = var.functions_source_zip
+  build_service_account_id = module.service_accounts.ids.build
+  docker_repository        = module.artifact_registry.id
+  service_accounts         = module.service_accounts.emails
+
+  bucket             = module.storage.name
+  topic_id           = module.pubsub.topic_id
+  topic_name         = module.pubsub.topic_name
+  firestore_database = module.firestore.database_id
+  tasks_collection   = var.tasks_collection
+  gpt_oss_url        = module.gpt_oss.openai_base_url
+  model              = var.gpt_oss_model
+  reasoning_effort   = var.reasoning_effort
+  mcp_servers        = local.mcp_servers
+
+  job = {
+    image           = var.agent_image
+    service_account = module.service_accounts.emails.agent
+    cpu             = var.job_cpu
+    memory          = var.job_memory
+    timeout_s       = var.job_timeout_s
+    max_retries     = var.job_max_retries
+    sandbox         = var.agent_sandbox
+    secrets         = local.job_secrets
+  }
+
+  dead_letter = {
+    configure            = var.configure_dead_letter
+    topic_id             = module.pubsub.dead_letter_topic_id
+    pubsub_service_agent = module.iam.pubsub_service_agent
+  }
+}
+
+module "iam" {
+  source               = "../../modules/iam"
+  project_id           = var.project_id
+  region               = var.region
+  deployment_name      = var.deployment_name
+  service_accounts     = module.service_accounts.emails
+  service_account_ids  = module.service_accounts.ids
+  bucket               = module.storage.name
+  repository_id        = module.artifact_registry.repository_id
+  topic_id             = module.pubsub.topic_id
+  dead_letter_topic_id = module.pubsub.dead_letter_topic_id
+  secret_ids           = module.secrets.ids
+  invokers             = var.invokers
+  services = {
+    orchestrate = module.functions.services.orchestrate
+    dispatch    = module.functions.services.dispatch
+    reap        = module.functions.services.reap
+    gpt_oss     = module.gpt_oss.name
+    mcp         = local.deploy_mcp ? module.mcp[0].name : null
+  }
+}
+
+module "monitoring" {
+  source                   = "../../modules/monitoring"
+  project_id               = var.project_id
+  region                   = var.region
+  deployment_name          = var.deployment_name
+  function_services        = module.functions.services
+  gpt_oss_service          = module.gpt_oss.name
+  dead_letter_subscription = module.pubsub.dead_letter_subscription
+  alert_email              = var.alert_email
+  labels                   = local.labels
+}
