@@ -14,9 +14,10 @@
 # skips staging), TF_DIR (terraform/environments/dev), TF_BOOTSTRAP_TARGETS (what exists before
 # the images are pushed: "module.secrets module.artifact_registry"), TFVARS_FILE
 # (where the Terraform variables are written: build/deploy.tfvars.json), TF_STATE_BUCKET
-# (the state bucket, for an environment with a `backend "gcs"` block; prefix DEPLOYMENT_NAME).
+# (Terraform's state bucket, default PROJECT_ID-DEPLOYMENT_NAME-tfstate, created if missing;
+# prefix DEPLOYMENT_NAME).
 #
-# Order: enable the APIs the build needs -> stage the functions zip -> terraform init ->
+# Order: enable the APIs the build needs -> the state bucket -> stage the functions zip -> terraform init ->
 # terraform apply of the secrets and the registry -> secret versions (gcloud) -> images (Cloud
 # Build) -> terraform apply -> the API's URL and a curl to try it.
 set -euo pipefail
@@ -63,6 +64,7 @@ FUNCTIONS_ZIP="${FUNCTIONS_ZIP:-}"
 STAGE=1
 if [ -n "$FUNCTIONS_ZIP" ]; then STAGE=0; else FUNCTIONS_ZIP="$STAGE_DIR.zip"; fi
 TFVARS="${TFVARS_FILE:-$ROOT/build/deploy.tfvars.json}"
+TF_STATE_BUCKET="${TF_STATE_BUCKET:-$PROJECT_ID-$DEPLOYMENT_NAME-tfstate}"
 
 step() { echo; echo "== $*"; }
 # Print a command (shell-quoted), then run it unless this is a dry run.
@@ -98,6 +100,8 @@ if env.get("GPT_OSS_MODEL"):
     values["gpt_oss_model"] = env["GPT_OSS_MODEL"]
 if env.get("INVOKERS"):
     values["invokers"] = [m.strip() for m in env["INVOKERS"].split(",") if m.strip()]
+if env.get("AGENTFLEET_GIT_TOKEN"):
+    values["use_git_token"] = True
 if env.get("ALERT_EMAIL"):
     values["alert_email"] = env["ALERT_EMAIL"]
 print(json.dumps(values, indent=2))
@@ -112,6 +116,12 @@ step "APIs the build needs before Terraform runs"
 run gcloud services enable cloudbuild.googleapis.com artifactregistry.googleapis.com \
   secretmanager.googleapis.com --project "$PROJECT_ID"
 
+step "Terraform state bucket gs://$TF_STATE_BUCKET"
+if [ "$DRY_RUN" = 1 ] || ! gcloud storage buckets describe "gs://$TF_STATE_BUCKET" --project "$PROJECT_ID" >/dev/null 2>&1; then
+  run gcloud storage buckets create "gs://$TF_STATE_BUCKET" --project "$PROJECT_ID" --location "$REGION" \
+    --uniform-bucket-level-access --public-access-prevention
+fi
+
 step "Cloud Functions source"
 if [ "$STAGE" = 1 ]; then
   run "$ROOT/scripts/stage-functions.sh" "$STAGE_DIR"
@@ -124,10 +134,7 @@ step "Terraform variables ($TFVARS)"
 if [ "$DRY_RUN" = 1 ]; then tfvars_json; else mkdir -p "$(dirname "$TFVARS")"; tfvars_json >"$TFVARS"; cat "$TFVARS"; fi
 
 step "Terraform: the secrets (without values) and the image registry"
-init_args=(-input=false)
-if [ -n "${TF_STATE_BUCKET:-}" ]; then
-  init_args+=("-backend-config=bucket=$TF_STATE_BUCKET" "-backend-config=prefix=$DEPLOYMENT_NAME")
-fi
+init_args=(-input=false "-backend-config=bucket=$TF_STATE_BUCKET" "-backend-config=prefix=$DEPLOYMENT_NAME")
 run terraform -chdir="$TF_DIR" init "${init_args[@]}"
 targets=()
 for target in $TF_BOOTSTRAP_TARGETS; do targets+=("-target=$target"); done

@@ -84,6 +84,7 @@ def test_dry_run_prints_the_plan_in_order_and_runs_nothing(stand_ins: tuple[Path
     plan = [line[2:] for line in proc.stdout.splitlines() if line.startswith("+ ")]
     expected = [
         "gcloud services enable",
+        "gcloud storage buckets create gs://demo-project-agentfleet-tfstate",
         "scripts/stage-functions.sh",
         "terraform -chdir=",
         "-target=module.secrets",
@@ -95,10 +96,12 @@ def test_dry_run_prints_the_plan_in_order_and_runs_nothing(stand_ins: tuple[Path
     assert len(plan) == len(expected), plan
     for line, fragment in zip(plan, expected, strict=True):
         assert fragment in line, (fragment, line)
-    assert " init " in plan[2] and "-backend-config" not in plan[2]
-    assert "apply" in plan[3] and "apply" in plan[6] and "-target" not in plan[6]
-    assert 'printf %s "$LLM_API_KEY" |' in plan[4] and "--data-file=-" in plan[4]
-    assert "cloudbuild/images.yaml" in plan[5] and "_TAG=abc123" in plan[5]
+    assert "--public-access-prevention" in plan[1] and "--uniform-bucket-level-access" in plan[1]
+    assert " init " in plan[3] and "-backend-config=bucket=demo-project-agentfleet-tfstate" in plan[3]
+    assert "apply" in plan[4] and "apply" in plan[7] and "-target" not in plan[7]
+    assert 'printf %s "$LLM_API_KEY" |' in plan[5] and "--data-file=-" in plan[5]
+    assert "cloudbuild/images.yaml" in plan[6] and "_TAG=abc123" in plan[6]
+    assert '"use_git_token"' not in proc.stdout  # no token given: the jobs do not reference the secret
     registry = "us-central1-docker.pkg.dev/demo-project/agentfleet"
     assert f'"agent_image": "{registry}/agent:abc123"' in proc.stdout
     assert f'"gpt_oss_image": "{registry}/gpt-oss:abc123"' in proc.stdout
@@ -130,6 +133,7 @@ def test_a_deploy_runs_the_commands_in_order_and_passes_the_key_on_stdin_only(
     summary = [(c["tool"], c["args"][0] if c["tool"] == "gcloud" else c["args"][1]) for c in made]
     assert summary == [
         ("gcloud", "services"),
+        ("gcloud", "storage"),  # the state bucket exists (the stand-in says so): not created
         ("terraform", "init"),
         ("terraform", "apply"),
         ("gcloud", "secrets"),
@@ -138,16 +142,16 @@ def test_a_deploy_runs_the_commands_in_order_and_passes_the_key_on_stdin_only(
         ("terraform", "apply"),
         ("terraform", "output"),
     ]
-    assert [a for a in made[1]["args"] if a.startswith("-backend-config=")] == [
+    assert [a for a in made[2]["args"] if a.startswith("-backend-config=")] == [
         "-backend-config=bucket=demo-tfstate",
         "-backend-config=prefix=agentfleet",
     ]
-    assert [a for a in made[2]["args"] if a.startswith("-target=")] == [
+    assert [a for a in made[3]["args"] if a.startswith("-target=")] == [
         "-target=module.secrets",
         "-target=module.artifact_registry",
     ]
-    assert not [a for a in made[6]["args"] if a.startswith("-target")]
-    llm, git = made[3], made[4]
+    assert not [a for a in made[7]["args"] if a.startswith("-target")]
+    llm, git = made[4], made[5]
     assert llm["args"][:4] == ["secrets", "versions", "add", "agentfleet-llm-api-key"] and llm["stdin"] == SECRET
     assert git["args"][:4] == ["secrets", "versions", "add", "agentfleet-git-token"] and git["stdin"] == "ghp-token"
     assert all(SECRET not in arg for c in made for arg in c["args"])
@@ -156,6 +160,7 @@ def test_a_deploy_runs_the_commands_in_order_and_passes_the_key_on_stdin_only(
     assert tfvars["functions_source_zip"] == str(staged)
     assert tfvars["invokers"] == ["user:me@example.com", "group:devs@example.com"]
     assert tfvars["agent_sandbox"] == "none" and tfvars["bucket_name"] == "demo-bucket"
+    assert tfvars["use_git_token"] is True
     assert "API: https://agentfleet-orchestrate-abc-uc.a.run.app" in proc.stdout
     assert "https://agentfleet-orchestrate-abc-uc.a.run.app/health" in proc.stdout
 

@@ -242,8 +242,11 @@ def test_functions_get_exactly_the_contract_environment() -> None:
     assert ref(env["AGENTFLEET_JOB_SECRETS"]) == "jsonencode(var.job.secrets)"
     assert ref(env["AGENTFLEET_MCP_SERVERS"]) == "jsonencode(var.mcp_servers)"
     # The job's secrets are Secret Manager references of the two secrets, never values.
-    secrets = locals_of(ENV_DEV / "main.tf")["job_secrets"]
+    dev = locals_of(ENV_DEV / "main.tf")
+    secrets = dev["job_secret_refs"]
     assert set(secrets) == {"LLM_API_KEY", "AGENTFLEET_GIT_TOKEN"}
+    # the git token only once it has a version (use_git_token); the LLM key always
+    assert "var.use_git_token" in dev["job_secrets"] and "local.job_secret_refs" in dev["job_secrets"]
     for value in secrets.values():
         assert re.fullmatch(
             r"projects/\$\{var\.project_id\}/secrets/\$\{module\.secrets\.ids\[\"[a-z-]+\"\]\}/versions/latest", value

@@ -26,11 +26,23 @@ def _diag(summary: str, detail: str, where: str) -> dict[str, Any]:
     return {"severity": "error", "summary": summary, "detail": detail, "address": where}
 
 
+# python-hcl2 8 keeps the source form by default: labels, object keys and string literals keep their
+# quotes ('"google_x"', '"us-central1"') and every block gets an "__is_block__" key, so no label or
+# argument name matches the schema. These options give 7.x's shape back: bare labels, keys and strings,
+# expressions as "${...}", repeated blocks as lists. 7.x has no options and already gives that shape.
+_SERIALIZATION = getattr(hcl2, "SerializationOptions", None)
+_LOAD_OPTIONS: dict[str, Any] = (
+    {}
+    if _SERIALIZATION is None
+    else {"serialization_options": _SERIALIZATION(strip_string_quotes=True, explicit_blocks=False, with_comments=False)}
+)
+
+
 def _load(directory: Path) -> list[dict[str, Any]]:
     parsed = []
     for path in sorted(directory.glob("*.tf")):
         with open(path) as handle:
-            parsed.append(hcl2.load(handle))
+            parsed.append(hcl2.load(handle, **_LOAD_OPTIONS))
     return parsed
 
 

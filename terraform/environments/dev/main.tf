@@ -7,10 +7,13 @@ locals {
   topic_name     = coalesce(var.pubsub_topic, "${var.deployment_name}-tasks")
   registry       = module.artifact_registry.url
   firestore_zone = coalesce(var.firestore_location, var.region)
-  job_secrets = {
+  # Secret Manager references, never values. A job cannot start with a secret that has no
+  # version: the git token is given to the jobs only once scripts/deploy.sh has added one.
+  job_secret_refs = {
     LLM_API_KEY          = "projects/${var.project_id}/secrets/${module.secrets.ids["llm-api-key"]}/versions/latest"
     AGENTFLEET_GIT_TOKEN = "projects/${var.project_id}/secrets/${module.secrets.ids["git-token"]}/versions/latest"
   }
+  job_secrets = { for name, ref in local.job_secret_refs : name => ref if var.use_git_token || name != "AGENTFLEET_GIT_TOKEN" }
   mcp_servers = local.deploy_mcp ? { shared = module.mcp[0].url } : {}
   deploy_mcp  = var.deploy_mcp && var.mcp_image != ""
 }

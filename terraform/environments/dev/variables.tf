@@ -97,6 +97,12 @@ variable "alert_email" {
   default     = ""
 }
 
+variable "use_git_token" {
+  description = "Give the agent jobs the git-token secret as AGENTFLEET_GIT_TOKEN (only once the secret has a version: scripts/deploy.sh sets it when AGENTFLEET_GIT_TOKEN is given)."
+  type        = bool
+  default     = false
+}
+
 variable "agent_sandbox" {
   description = "AGENTFLEET_JOB_SANDBOX: bwrap (commands in bubblewrap inside the job), or none (the container is the only sandbox)."
   type        = string
