@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 
+from agentfleet.api.pubsub import queued_s
 from agentfleet.logs import JsonFormatter
 
 
@@ -26,3 +28,16 @@ def test_secrets_never_reach_a_log_line() -> None:
     for secret in ("ghp_secret123", "tok-987", "sk-abcdefghijkl"):
         assert secret not in line
     assert "https://***@github.com/a/b" in line
+
+
+def test_the_dispatch_line_carries_the_seconds_from_publish_to_dispatch() -> None:
+    now = datetime(2026, 11, 24, 10, 0, 2, 500000, tzinfo=UTC)
+    delivery = {"message": {"data": "", "messageId": "1", "publishTime": "2026-11-24T10:00:00.000Z"}}
+    assert queued_s(delivery, now) == 2.5
+    assert queued_s(json.dumps(delivery).encode(), now) == 2.5
+    assert queued_s({"message": {"data": ""}}, now) is None
+    assert queued_s({"message": {"publishTime": "not a time"}}, now) is None
+
+    line = json.loads(JsonFormatter().format(record("dispatch t attempt 1: launched e", task_id="t", queued_s=2.5)))
+    assert line["queued_s"] == 2.5  # a field of its own: the log-based metric extracts it
+    assert "queued_s" not in json.loads(JsonFormatter().format(record("other", queued_s=None)))

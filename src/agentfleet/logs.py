@@ -25,6 +25,11 @@ def redact(text: str) -> str:
     return text
 
 
+MEASURES = ("queued_s",)
+"""Numbers a log record may carry as fields of their own, for log-based metrics: `queued_s`, the
+seconds from a task's publish to its dispatch."""
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -36,6 +41,10 @@ class JsonFormatter(logging.Formatter):
         task_id = getattr(record, "task_id", None)
         if task_id:
             entry["task_id"] = task_id
+        for name in MEASURES:
+            value = getattr(record, name, None)
+            if isinstance(value, int | float):
+                entry[name] = value
         if record.exc_info:
             entry["stack_trace"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)

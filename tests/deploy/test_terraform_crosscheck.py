@@ -736,6 +736,11 @@ def test_log_metrics_match_the_log_lines_the_code_writes() -> None:
     retried = logging_regex("dispatch_retries", "filter")
     assert re.search(retried, "dispatch of message 123 will be retried: Cloud Run is unavailable")
     assert one(metrics["dispatch_latency"]["metric_descriptor"])["value_type"] == "DISTRIBUTION"
+    # publish → dispatch: the field the dispatch line carries (logs.MEASURES), by that name
+    from agentfleet.logs import MEASURES
+
+    assert metrics["dispatch_latency"]["value_extractor"] == "EXTRACT(jsonPayload.queued_s)"
+    assert "queued_s" in MEASURES
 
 
 def test_dashboard_and_alert_policy() -> None:

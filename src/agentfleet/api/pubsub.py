@@ -12,6 +12,7 @@ import base64
 import binascii
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -50,6 +51,26 @@ def decode(data: Any) -> tuple[str, Any, dict[str, str]]:
     return message_id, payload, {str(k): str(v) for k, v in attributes.items()}
 
 
+def queued_s(data: Any, now: datetime | None = None) -> float | None:
+    """Seconds since the delivery's message was published (its `publishTime`), if it says."""
+    if isinstance(data, bytes | str):
+        try:
+            data = jsontext.loads(data)
+        except ValueError:
+            return None
+    message = data.get("message") if isinstance(data, Mapping) else None
+    published = message.get("publishTime") or message.get("publish_time") if isinstance(message, Mapping) else None
+    if not isinstance(published, str):
+        return None
+    try:
+        at = datetime.fromisoformat(published.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if at.tzinfo is None:
+        return None
+    return round(max(0.0, ((now or datetime.now(UTC)) - at).total_seconds()), 3)
+
+
 def handle_delivery(service: Service, data: Any) -> None:
     """Dispatch or submit what the delivery carries; log and ack what cannot be used."""
     try:
@@ -57,12 +78,13 @@ def handle_delivery(service: Service, data: Any) -> None:
     except UnusableMessageError as exc:
         logger.error("dropped an unusable Pub/Sub delivery: %s", exc)
         return
+    waited = queued_s(data)
     task_id = attributes.get("task_id") or (payload.get("task_id") if isinstance(payload, dict) else None)
     try:
         if isinstance(payload, dict) and "query" in payload:
             _submit(service, payload, message_id)
         else:
-            _dispatch(service, payload if payload is not None else attributes, message_id)
+            _dispatch(service, payload if payload is not None else attributes, message_id, waited)
     except RetryableError as exc:
         logger.warning("dispatch of message %s will be retried: %s", message_id, exc, extra={"task_id": task_id})
         raise
@@ -70,7 +92,7 @@ def handle_delivery(service: Service, data: Any) -> None:
         logger.error("dropped Pub/Sub message %s: %s", message_id, exc, extra={"task_id": task_id})
 
 
-def _dispatch(service: Service, payload: Any, message_id: str) -> None:
+def _dispatch(service: Service, payload: Any, message_id: str, waited: float | None = None) -> None:
     try:
         message = DispatchMessage.model_validate(payload)
     except ValidationError as exc:
@@ -87,7 +109,7 @@ def _dispatch(service: Service, payload: Any, message_id: str) -> None:
         message.attempt,
         outcome.action,
         outcome.execution or outcome.detail,
-        extra={"task_id": message.task_id},
+        extra={"task_id": message.task_id, "queued_s": waited},
     )
 
 

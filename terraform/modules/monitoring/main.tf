@@ -57,17 +57,18 @@ resource "google_logging_metric" "dispatch_outcomes" {
   }
 }
 
-# How long Eventarc's push of one published message took to be dispatched (the function's answer:
-# read, claim, create or update the job, run it): Cloud Run's request log of the dispatch service.
+# Seconds from a task's publish to its dispatch: api/pubsub.py's dispatch line carries `queued_s`
+# (now minus the message's publishTime) as a field of its own.
 resource "google_logging_metric" "dispatch_latency" {
   project     = var.project_id
   name        = local.metric.dispatch_latency
-  description = "Seconds from a message's delivery to the dispatcher until it answered (the launch), per delivery."
+  description = "Seconds from a task's publish on the topic to its dispatch (the launch decision), per delivery."
   filter = join(" AND ", [
     local.function_logs.dispatch,
-    "logName=\"projects/${var.project_id}/logs/run.googleapis.com%2Frequests\"",
+    "jsonPayload.logger=\"agentfleet.dispatch\"",
+    "jsonPayload.queued_s>=0",
   ])
-  value_extractor = "REGEXP_EXTRACT(httpRequest.latency, \"([0-9.]+)s\")"
+  value_extractor = "EXTRACT(jsonPayload.queued_s)"
 
   metric_descriptor {
     metric_kind  = "DELTA"
