@@ -274,7 +274,11 @@ def test_the_text_protocol_runs_one_bash_block_per_turn_and_asks_to_look_before_
         reply("calc.add subtracts instead of adding."),
     ]
     configured = settings.model_copy(update={"model_profile": "text"})
-    task, requests = run_scripted(script, repo_factory(BUGGY), configured)
+    with ScriptedLLM(script) as llm:
+        configured = configured.model_copy(update={"gpt_oss_url": llm.url})
+        request = TaskRequest(query="What is wrong in calc.py?", repo_url=str(repo_factory(BUGGY)))
+        task = work_task(Task(request=request), configured, LocalArtifactStore(settings.artifacts_dir))
+        requests = llm.requests
     assert task.status is TaskStatus.SUCCEEDED
     assert task.result and task.result.summary == "calc.add subtracts instead of adding."
     assert "tools" not in requests[0], "the text protocol sends no tool schemas"
@@ -387,3 +391,39 @@ def test_the_native_profile_sends_no_reasoning_fields(repo_factory, settings, tm
     _, requests = run_scripted(script, repo_factory(BUGGY), configured)
     assert len(requests) == 2 and not any("reasoning_effort" in body for body in requests)
     assert not any("reasoning" in m for m in requests[-1]["messages"])
+
+
+def test_the_text_profile_sends_back_an_answer_that_changed_nothing_when_a_change_was_asked(
+    repo_factory, settings
+) -> None:
+    script = [
+        reply("```bash\ncat calc.py\n"),
+        reply("I fixed add() so that it adds."),  # a fix described, not made
+        reply("```bash\nsed -i 's/a - b/a + b/' calc.py\n"),
+        reply("add() now adds: calc.py changed from a - b to a + b."),
+    ]
+    configured = settings.model_copy(update={"model_profile": "text"})
+    task, requests = run_scripted(script, repo_factory(BUGGY), configured)
+    assert task.status is TaskStatus.SUCCEEDED, task.error
+    assert task.result and task.result.changed == ["calc.py"]
+    said = [m["content"] for m in requests[-1]["messages"] if m["role"] == "user"]
+    assert any(s.startswith("The task asks for a change, but no file has changed yet") for s in said)
+
+
+def test_the_text_profile_fails_a_change_task_whose_model_never_changes_a_file(repo_factory, settings) -> None:
+    script = [
+        reply("```bash\ncat calc.py\n"),
+        reply("I fixed add() so that it adds."),
+        reply("It is fixed now."),
+    ]
+    configured = settings.model_copy(update={"model_profile": "text"})
+    task, requests = run_scripted(script, repo_factory(BUGGY), configured)
+    assert task.status is TaskStatus.FAILED
+    assert task.error and "the task asks for a change and the model changed no file" in task.error
+    assert len(requests) == 3
+
+
+def test_other_profiles_take_an_answer_without_a_change_as_before(repo_factory, settings) -> None:
+    script = [reply(None, tool_call("read_file", {"path": "calc.py"})), reply("add() subtracts.")]
+    task, _ = run_scripted(script, repo_factory(BUGGY), settings.model_copy(update={"model_profile": "native"}))
+    assert task.status is TaskStatus.SUCCEEDED and task.result and task.result.changed == []

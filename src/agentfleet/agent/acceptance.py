@@ -22,6 +22,11 @@ FEEDBACK_TAIL = 3000
 """Characters of a failed check's output the model sees."""
 REASON_TAIL = 1500
 """Characters of it in the task's error."""
+UNCHANGED_NUDGE = (
+    "The task asks for a change, but no file has changed yet. Make the change now with a command "
+    "(for example `sed -i 's/old text/new text/' FILE`, or `cat > FILE <<'EOF'` with the whole new "
+    "content), look at the result, then give your final answer."
+)
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,12 @@ class Acceptance:
     emit: Emit = field(default=lambda kind, data: None)
     nudge_suffix: str = ""
     """Added to a non-answer's nudge (the profile's: how to call a tool)."""
+    changed: Callable[[], bool] | None = None
+    """For a task that asks for a change, with a profile that wants it checked: whether any file has
+    changed (blocking). An answer with nothing changed gets one nudge, then fails the task."""
     runs: list[CheckRun] = field(default_factory=list)
     _nudged: bool = False
+    _change_nudged: bool = False
 
     async def review(self, answer: str, *, tool_calls: int, last_chance: bool = False) -> Verdict:
         """Whether `answer` ends the task; `last_chance`: the loop is over, so no feedback."""
@@ -93,12 +102,21 @@ class Acceptance:
             return await self._checked(last_chance)
         wrong = classify(answer, tool_calls=tool_calls, instructions=self.instructions)
         if wrong is None:
-            return Verdict(True)
+            return await self._unchanged(last_chance)
         self.emit(EventKind.LOG, {"message": f"not an answer: {wrong.reason}", "kind": wrong.kind})
         if not self._nudged and not last_chance:
             self._nudged = True
             return Verdict(False, feedback=wrong.nudge + self.nudge_suffix)
         return Verdict(False, reason=f"the model gave no answer ({wrong.reason})")
+
+    async def _unchanged(self, last_chance: bool) -> Verdict:
+        if self.changed is None or await asyncio.to_thread(self.changed):
+            return Verdict(True)
+        self.emit(EventKind.LOG, {"message": "the task asks for a change and no file has changed"})
+        if not self._change_nudged and not last_chance:
+            self._change_nudged = True
+            return Verdict(False, feedback=UNCHANGED_NUDGE + self.nudge_suffix)
+        return Verdict(False, reason="the task asks for a change and the model changed no file")
 
     async def _checked(self, last_chance: bool) -> Verdict:
         failed = None

@@ -98,6 +98,9 @@ class ModelProfile(BaseModel):
     task_hints: bool = Field(False, description="Add a line of advice for the kind of task to the prompt")
     max_listed_files: int = Field(100, ge=0, description="Files the prompt lists (the rest: use list_files)")
     nudge_suffix: str = Field("", description="Added to each nudge after a non-answer (how to call a tool)")
+    nudge_unchanged: bool = Field(
+        False, description="A task asking for a change is not done while no file has changed (one nudge, then FAILED)"
+    )
     reasoning_effort: bool = Field(False, description="Send `reasoning_effort` (AGENTFLEET_REASONING_EFFORT)")
     keep_reasoning: bool = Field(
         False,
@@ -131,6 +134,7 @@ PROFILES: dict[str, ModelProfile] = {
         task_hints=True,
         max_listed_files=40,
         nudge_suffix=TEXT_NUDGE_SUFFIX,
+        nudge_unchanged=True,
     ),
 }
 

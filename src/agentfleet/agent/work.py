@@ -20,14 +20,14 @@ from mcp import StdioServerParameters
 from openai import AsyncOpenAI
 
 from agentfleet.agent.acceptance import Acceptance, CheckSpec, RunCheck, check_specs
-from agentfleet.agent.answers import task_kind
+from agentfleet.agent.answers import asks_for_change, task_kind
 from agentfleet.agent.loop import Agent, Limits, Outcome
 from agentfleet.agent.models import model_for
 from agentfleet.agent.profiles import TASK_HINTS, ModelProfile, profile_for
 from agentfleet.agent.result import finish
 from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot
 from agentfleet.agent.tools import ToolBox, shared_server_url
-from agentfleet.agent.workspace import PreparedWorkspace, SetupRun, prepare_workspace, task_input_names
+from agentfleet.agent.workspace import PreparedWorkspace, SetupRun, changed_paths, prepare_workspace, task_input_names
 from agentfleet.errors import AgentFleetError, ConfigError
 from agentfleet.gcp.identity import IdentityToken, audience_of, wants_identity_token
 from agentfleet.ports import ArtifactStore
@@ -181,7 +181,12 @@ async def _loop(
     server = _workspace_server(workspace.root, settings, sandbox, occupancy.procs)
     checks = check_specs(options.check, workspace.root, [repo.path for repo in workspace.repos])
     acceptance = Acceptance(
-        checks, _check_runner(sandbox, settings), settings.check_retries, emit=record, nudge_suffix=profile.nudge_suffix
+        checks,
+        _check_runner(sandbox, settings),
+        settings.check_retries,
+        emit=record,
+        nudge_suffix=profile.nudge_suffix,
+        changed=_change_probe(task, workspace, profile),
     )
     async with ToolBox(profile, call_timeout_s=settings.exec_max_timeout_s + 60) as tools:
         await tools.connect("workspace", server)
@@ -205,6 +210,14 @@ async def _loop(
             )
             agent = Agent(talker, tools, _limits(task, settings), record, spent, acceptance)
             return await agent.run(_prompt(task, workspace, checks, profile))
+
+
+def _change_probe(task: Task, workspace: PreparedWorkspace, profile: ModelProfile) -> Callable[[], bool] | None:
+    """Whether any checkout has changed: for a task that asks for a change, where the profile wants
+    it checked before an answer is taken (small models that describe a fix instead of making it)."""
+    if not profile.nudge_unchanged or not workspace.repos or not asks_for_change(task.request.query):
+        return None
+    return lambda: any(changed_paths(repo) for repo in workspace.repos)
 
 
 def _llm_client(settings: Settings) -> AsyncOpenAI:

@@ -213,6 +213,14 @@ def write_changes(checkout: RepoCheckout, dest: IO[bytes], limit: int) -> Change
     return Changes(patch_bytes=size, stat=stat.rstrip("\n"), files=files, nested=nested)
 
 
+def changed_paths(checkout: RepoCheckout) -> list[str]:
+    """The paths the agent has changed so far in `checkout` (new files included), as the host's own
+    git sees them through the same guarded index as the patch."""
+    index = _guarded_index(checkout)
+    nested = git.stage_worktree(checkout.path, index)
+    return git.changed_files(checkout.path, checkout.base_commit, index, nested)
+
+
 def push_branch(checkout: RepoCheckout, branch: str, message: str) -> None:
     """Commit every change (as write_changes recorded it) on a new branch `branch` at the base
     commit and push it to the repository's origin."""
