@@ -46,13 +46,14 @@ Example of a whole task:
 Task: Where is the retry count set?
 You:
 ```bash
-grep -rn "retr" --include=*.py .
+grep -rn --exclude-dir=.venv "retr" --include=*.py .
 ```
 Output: ./client/http.py:12:MAX_RETRIES = 5
 You: The retry count is MAX_RETRIES = 5, set in client/http.py on line 12.
 
 Useful commands:
-- find text: `grep -rn PATTERN .`    read a file with line numbers: `cat -n FILE`    list files: `ls -R`
+- find text: `grep -rn --exclude-dir=.venv PATTERN .`    read a file with line numbers: `cat -n FILE`
+- list the repository's files: `git ls-files`
 - write a whole file (give its complete new content):
 ```bash
 cat > path/to/file.py <<'EOF'
@@ -69,7 +70,8 @@ line, value or function asked for).
 """
 
 TASK_HINTS = {
-    "locate": "Start with `grep -rn` for the words of the task; answer with the file and the line number.",
+    "locate": "Start with `grep -rn --exclude-dir=.venv` for the words of the task; answer with the file and the "
+    "line number.",
     "fix": "Start by running the failing test to see the error; read the code it points to, fix it, run the test "
     "again.",
     "add": "Read the file to change first; write the new code; then run it (or its test) to check it.",
