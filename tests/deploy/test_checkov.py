@@ -92,8 +92,7 @@ def test_terraform_passes_checkov_and_the_projects_policies() -> None:
 
 def test_dockerfiles_pass_checkov() -> None:
     files = dockerfiles()
-    if not files:
-        pytest.skip("the repository has no Dockerfile yet: nothing for checkov's dockerfile checks to scan")
+    assert {f.parent.name for f in files} >= {"agent_container", "gpt_oss", "mcp_servers"}
     args = [a for f in files for a in ("--file", str(f.relative_to(ROOT)))]
     reports = run_checkov(*args)
     assert not checks(reports, "failed_checks"), summary(reports)
