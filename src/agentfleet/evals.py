@@ -47,6 +47,7 @@ TASK_FILE = "task.json"
 REPO_DIR = "repo"
 CHECK_TIMEOUT_S = 120
 REASON_TAIL = 600
+ANSWER_CHARS = 2000
 INDEX_URL = "https://pypi.org/simple"
 """The package index sdists come from (its JSON simple API, PEP 691)."""
 
@@ -169,6 +170,8 @@ class EvalResult:
     tokens: int = 0
     wall_s: float = 0.0
     reason: str = ""
+    answer: str = ""
+    """The agent's final answer, cut to ANSWER_CHARS (what a summary or locate task was scored on)."""
 
 
 @dataclass(frozen=True)
@@ -327,6 +330,7 @@ def run_eval_task(task: EvalTask, settings: Settings, workdir: Path) -> EvalResu
         tokens=usage.total_tokens,
         wall_s=round(wall_s, 2),
         reason=reason,
+        answer=final.result.summary[:ANSWER_CHARS] if final.result else "",
     )
 
 

@@ -79,6 +79,11 @@ def test_an_answer_that_restates_the_prompts_file_list_echoes_it() -> None:
         ("Where is the database port configured? Give the file and line.", False),
         ("Compare the README files from multiple repositories", False),
         ("Summarize the module layout", False),
+        ("On which port does this app connect to its database, and in which file is that port set?", False),
+        ("In which file is the log level set?", False),
+        ("Scale the checkout service to 4 replicas by editing deploy/app.yaml.", True),
+        ("Disable the debug toolbar in settings.py", True),
+        ("Bump the package version in pyproject.toml from 0.3.1 to 0.4.0.", True),
     ],
 )
 def test_which_queries_ask_for_a_change(query: str, change: bool) -> None:

@@ -92,6 +92,9 @@ class Acceptance:
     changed: Callable[[], bool] | None = None
     """For a task that asks for a change, with a profile that wants it checked: whether any file has
     changed (blocking). An answer with nothing changed gets one nudge, then fails the task."""
+    shown: str = ""
+    """File contents the prompt showed (the excerpt): an answer drawn from them has looked at the
+    files, and quoting them is not repeating the harness's instructions."""
     runs: list[CheckRun] = field(default_factory=list)
     _nudged: bool = False
     _change_nudged: bool = False
@@ -100,7 +103,8 @@ class Acceptance:
         """Whether `answer` ends the task; `last_chance`: the loop is over, so no feedback."""
         if self.checks:
             return await self._checked(last_chance)
-        wrong = classify(answer, tool_calls=tool_calls, instructions=self.instructions)
+        instructions = [text.replace(self.shown, "") for text in self.instructions] if self.shown else self.instructions
+        wrong = classify(answer, tool_calls=tool_calls, instructions=instructions, looked=bool(self.shown))
         if wrong is None:
             return await self._unchanged(last_chance)
         self.emit(EventKind.LOG, {"message": f"not an answer: {wrong.reason}", "kind": wrong.kind})

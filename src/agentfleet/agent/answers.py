@@ -36,12 +36,13 @@ ECHO_SHARE = 0.5
 _CHANGE_VERBS = re.compile(
     r"\b(fix|add|implement|change|update|modify|edit|write|create|rename|remove|delete|refactor|replace|"
     r"make|set|bump|raise|lower|increase|decrease|convert|migrate|upgrade|patch|correct|repair|resolve|"
-    r"support|introduce|extract|move|insert|append|generate)\b",
+    r"support|introduce|extract|move|insert|append|generate|scale|enable|disable|turn)(s|es|ed|d|ing)?\b|"
+    r"\b(making|writing)\b",
     re.IGNORECASE,
 )
 _QUESTION_START = re.compile(
-    r"^\s*(what|which|where|why|how|who|when|is|are|does|do|can|explain|describe|summari[sz]e|list|find|"
-    r"locate|show|tell|compare|analy[sz]e|review|count|identify)\b",
+    r"^\W*((in|on|at|from|for|to|with|by|under) (which|what)|what|which|where|why|how|who|when|is|are|does|do|"
+    r"can|explain|describe|summari[sz]e|list|find|locate|show|tell|compare|analy[sz]e|review|count|identify)\b",
     re.IGNORECASE,
 )
 _THEN_CHANGE = re.compile(r"\b(and|then)\s+(fix|add|change|update|rename|remove|implement)\b", re.IGNORECASE)
@@ -112,13 +113,14 @@ def asks_user(reply: str) -> bool:
     return len(reply) <= ASKING_MAX_CHARS and _ASKS.search(reply) is not None
 
 
-def classify(reply: str, *, tool_calls: int, instructions: Iterable[str]) -> NonAnswer | None:
+def classify(reply: str, *, tool_calls: int, instructions: Iterable[str], looked: bool = False) -> NonAnswer | None:
     """The way `reply` fails to be a final answer, or None when it is one. `tool_calls`: how many the
-    agent made so far; `instructions`: the harness's own messages (system prompt, nudges)."""
+    agent made so far; `instructions`: the harness's own messages (system prompt, nudges); `looked`:
+    the prompt itself showed file contents, so an answer without a tool call may still rest on them."""
     text = reply.strip()
     if not text:
         return NON_ANSWERS["empty"]
-    if tool_calls == 0:
+    if tool_calls == 0 and not looked:
         return NON_ANSWERS["did_not_look"]
     if echoes(text, [*instructions, *NUDGES]):
         return NON_ANSWERS["echoes_instructions"]

@@ -75,8 +75,9 @@ TASK_HINTS = {
     "fix": "Start by running the failing test to see the error; read the code it points to, fix it, run the test "
     "again.",
     "add": "Read the file to change first; write the new code; then run it (or its test) to check it.",
-    "summarize": "Read the README and the main source files (`cat`), then say what the project does and how, naming "
-    "its main files.",
+    "summarize": "The start of the main files is shown above; read more with `cat -n FILE` if you need it, then say "
+    "what the project does and how (its input, its output, where it keeps data), naming its main files and "
+    "functions. Do not just list the files.",
     "config": "Show the file first (`cat -n`); change only the value asked for; show the file again.",
 }
 """One line of advice per kind of task, for profiles that want it (small models)."""
@@ -99,6 +100,10 @@ class ModelProfile(BaseModel):
     stop: tuple[str, ...] = Field(default=(), description="Stop sequences, e.g. the closing fence of a bash block")
     task_hints: bool = Field(False, description="Add a line of advice for the kind of task to the prompt")
     max_listed_files: int = Field(100, ge=0, description="Files the prompt lists (the rest: use list_files)")
+    excerpt_chars: int = Field(
+        0, ge=0, description="Show the head of the README and main source files in the prompt, this many characters"
+    )
+    excerpt_kinds: tuple[str, ...] = Field(("summarize",), description="The kinds of task (task_kind) that get it")
     nudge_suffix: str = Field("", description="Added to each nudge after a non-answer (how to call a tool)")
     nudge_unchanged: bool = Field(
         False, description="A task asking for a change is not done while no file has changed (one nudge, then FAILED)"
@@ -135,6 +140,7 @@ PROFILES: dict[str, ModelProfile] = {
         stop=("\n```\n",),
         task_hints=True,
         max_listed_files=40,
+        excerpt_chars=3500,
         nudge_suffix=TEXT_NUDGE_SUFFIX,
         nudge_unchanged=True,
     ),

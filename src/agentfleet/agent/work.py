@@ -21,6 +21,7 @@ from openai import AsyncOpenAI
 
 from agentfleet.agent.acceptance import Acceptance, CheckSpec, RunCheck, check_specs
 from agentfleet.agent.answers import asks_for_change, task_kind
+from agentfleet.agent.excerpt import excerpt
 from agentfleet.agent.loop import Agent, Limits, Outcome
 from agentfleet.agent.models import model_for
 from agentfleet.agent.profiles import TASK_HINTS, ModelProfile, profile_for
@@ -38,6 +39,8 @@ from agentfleet.runtime.workspaces import forget_workspace
 from agentfleet.settings import Settings
 from agentfleet.tasks import CheckRun, EventKind, Task, TaskEvent, TaskResult, TaskStatus, Usage, utcnow
 
+EXCERPT_WALK = 5000
+"""The most files the prompt's excerpt picks its files from."""
 logger = logging.getLogger(__name__)
 Listener = Callable[[TaskEvent], None]
 
@@ -180,6 +183,7 @@ async def _loop(
     profile = profile_for(model, settings.model_profile)
     server = _workspace_server(workspace.root, settings, sandbox, occupancy.procs)
     checks = check_specs(options.check, workspace.root, [repo.path for repo in workspace.repos])
+    shown = _excerpt(task, workspace, profile)
     acceptance = Acceptance(
         checks,
         _check_runner(sandbox, settings),
@@ -187,6 +191,7 @@ async def _loop(
         emit=record,
         nudge_suffix=profile.nudge_suffix,
         changed=_change_probe(task, workspace, profile),
+        shown=shown,
     )
     async with ToolBox(profile, call_timeout_s=settings.exec_max_timeout_s + 60) as tools:
         await tools.connect("workspace", server)
@@ -209,7 +214,7 @@ async def _loop(
                 headers=_llm_headers(settings),
             )
             agent = Agent(talker, tools, _limits(task, settings), record, spent, acceptance)
-            return await agent.run(_prompt(task, workspace, checks, profile))
+            return await agent.run(_prompt(task, workspace, checks, profile, shown))
 
 
 def _change_probe(task: Task, workspace: PreparedWorkspace, profile: ModelProfile) -> Callable[[], bool] | None:
@@ -307,7 +312,17 @@ def _workspace_server(
     return StdioServerParameters(command=sys.executable, args=args, env=env, cwd=str(settings.home))
 
 
-def _prompt(task: Task, workspace: PreparedWorkspace, checks: list[CheckSpec], profile: ModelProfile) -> str:
+def _excerpt(task: Task, workspace: PreparedWorkspace, profile: ModelProfile) -> str:
+    """What the prompt shows of the files themselves: for a profile and a kind of task that want it."""
+    if not profile.excerpt_chars or task_kind(task.request.query) not in profile.excerpt_kinds:
+        return ""
+    walked = itertools.islice(iter_files(workspace.root, workspace.root), EXCERPT_WALK)
+    return excerpt(workspace.root, walked, profile.excerpt_chars)
+
+
+def _prompt(
+    task: Task, workspace: PreparedWorkspace, checks: list[CheckSpec], profile: ModelProfile, shown: str = ""
+) -> str:
     lines = [task.request.query.strip(), "", "Workspace:"]
     for repo in workspace.repos:
         where = repo.path.relative_to(workspace.root).as_posix() or "."
@@ -326,6 +341,8 @@ def _prompt(task: Task, workspace: PreparedWorkspace, checks: list[CheckSpec], p
         more = "\n- … (more files: list them)" if len(files) > most else ""
         lines += ["", "Files:", *(f"- {f}" for f in files[:most])]
         lines[-1] += more
+    if shown:
+        lines += ["", "Start of the main files:", shown]
     hint = TASK_HINTS.get(task_kind(task.request.query)) if profile.task_hints else None
     if hint:
         lines += ["", f"Hint: {hint}"]
