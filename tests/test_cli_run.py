@@ -187,3 +187,13 @@ def test_eval_scores_a_suite_against_any_endpoint(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert [(r["name"], r["success"]) for r in report["results"]] == [("say-hi", True)]
+
+
+def test_run_mcp_names_a_shared_server_and_an_unknown_one_is_refused_saying_what_is_configured(
+    repo_factory, tmp_path
+) -> None:
+    proc = agentfleet(
+        tmp_path, "run", "Look", "--repo", str(repo_factory(BUGGY)), "--mcp", "nowhere", llm_url="http://127.0.0.1:9/v1"
+    )
+    assert proc.returncode != 0
+    assert "MCP server 'nowhere' is not configured here" in proc.stderr

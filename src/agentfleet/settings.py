@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,6 +28,44 @@ SEED_NAMES = frozenset({"project_id", "region", "gcs_bucket", "llm_api_key", "da
 def _seed(name: str) -> AliasChoices:
     """Accept the seed's bare name and the prefixed one."""
     return AliasChoices(name, f"AGENTFLEET_{name}")
+
+
+class McpServerConfig(BaseModel):
+    """One MCP server the agents may use (AGENTFLEET_MCP_SERVERS maps a name to one): over
+    streamable HTTP at `url`, or started over stdio beside the workspace server, as one of
+    AgentFleet's own servers (`module`: agentfleet.mcp_servers.MODULE) or any `command`. In
+    `args` (and a command), `{workspace}` stands for the task's workspace root."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = Field(None, pattern=r"^https?://[^\s@/]+(/\S*)?$")
+    module: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")
+    command: list[str] | None = Field(None, min_length=1)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(
+        default_factory=dict, repr=False, description="Environment of a stdio server (may hold secrets: never shown)"
+    )
+    tools: list[str] | None = Field(None, description="The tools offered to the agent (default: all the server has)")
+    always: bool = Field(False, description="Connected for every task, named or not")
+    identity_token: bool | None = Field(None, description="Send a Google identity token (default: for *.run.app)")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> McpServerConfig:
+        given = [k for k in ("url", "module", "command") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of url, module or command (given: {', '.join(given) or 'none'})")
+        if self.url is not None and (self.args or self.env):
+            raise ValueError("args and env are for a stdio server (module or command), not a url")
+        return self
+
+    @property
+    def transport(self) -> Literal["stdio", "streamable-http"]:
+        return "streamable-http" if self.url else "stdio"
+
+
+BUILTIN_MCP_SERVERS: dict[str, McpServerConfig] = {}
+"""AgentFleet's own shared servers, by the name a task gives: available over stdio unless
+AGENTFLEET_MCP_SERVERS gives the name another server (a Cloud Run URL) or null (none)."""
 
 
 class Settings(BaseSettings):
@@ -99,8 +138,10 @@ class Settings(BaseSettings):
     )
 
     # Shared MCP servers (streamable HTTP). A task names a configured one, or gives a URL that is allowed.
-    mcp_servers: dict[str, str] = Field(
-        default_factory=dict, description='Configured shared MCP servers, JSON: {"name": "https://host/mcp"}'
+    mcp_servers: dict[str, McpServerConfig] = Field(
+        default_factory=lambda: dict(BUILTIN_MCP_SERVERS),
+        description='Shared MCP servers by name, added to the built-in ones, JSON: {"name": "https://host/mcp"} or '
+        '{"name": {"module"|"command"|"url": …, "tools": [...], "always": true}}; null removes a built-in one',
     )
     mcp_allowed_urls: list[str] = Field(
         default_factory=list, description="URL prefixes a task may give for an MCP server itself (JSON list)"
@@ -177,6 +218,24 @@ class Settings(BaseSettings):
         None, description="HTTPS token the host's git sends to fetch and push private repositories"
     )
 
+    @field_validator("mcp_servers", mode="before")
+    @classmethod
+    def _mcp_servers(cls, value: object) -> object:
+        """A URL alone for an HTTP server; merged over the built-in servers; null removes one."""
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            return value
+        merged: dict[str, object] = dict(BUILTIN_MCP_SERVERS)
+        for name, spec in value.items():
+            if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
+                raise ValueError(f"MCP server name {name!r}: lowercase letters, digits, - and _, at most 40")
+            if spec is None:
+                merged.pop(name, None)
+            else:
+                merged[name] = {"url": spec} if isinstance(spec, str) else spec
+        return merged
+
     @field_validator("api_token")
     @classmethod
     def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
@@ -248,6 +307,11 @@ class Settings(BaseSettings):
                 value = value.get_secret_value()
             elif isinstance(value, bool):
                 value = "true" if value else "false"
+            elif name == "mcp_servers":
+                value = json.dumps(
+                    {k: v.model_dump(mode="json", exclude_defaults=True) for k, v in value.items()}
+                    | {k: None for k in BUILTIN_MCP_SERVERS if k not in value}
+                )
             elif isinstance(value, dict | list):
                 value = json.dumps(value)
             env[name.upper() if name in SEED_NAMES else f"AGENTFLEET_{name.upper()}"] = str(value)

@@ -14,8 +14,8 @@ from pathlib import Path
 from agentfleet.agent.work import work_task
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.net import free_port
-from agentfleet.settings import Settings
-from agentfleet.tasks import McpServerSpec, Task, TaskOptions, TaskRequest, TaskStatus
+from agentfleet.settings import McpServerConfig, Settings
+from agentfleet.tasks import EventKind, McpServerSpec, Task, TaskEvent, TaskOptions, TaskRequest, TaskStatus
 from agentfleet.testing.polling import wait_for
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
 
@@ -51,11 +51,19 @@ def listener() -> Iterator[tuple[int, list[bytes]]]:
         server.close()
 
 
-def run(settings: Settings, repo: Path, script: list[dict], servers: list[McpServerSpec]) -> tuple[Task, list[dict]]:
+def run(
+    settings: Settings,
+    repo: Path,
+    script: list[dict],
+    servers: list[McpServerSpec],
+    seen: list[TaskEvent] | None = None,
+) -> tuple[Task, list[dict]]:
     with ScriptedLLM(script) as llm:
         configured = settings.model_copy(update={"gpt_oss_url": llm.url})
         request = TaskRequest(query="q", repo_url=str(repo), options=TaskOptions(mcp_servers=servers))
-        return work_task(Task(request=request), configured, LocalArtifactStore(settings.artifacts_dir)), llm.requests
+        listeners = [seen.append] if seen is not None else []
+        task = work_task(Task(request=request), configured, LocalArtifactStore(settings.artifacts_dir), listeners)
+        return task, llm.requests
 
 
 def test_a_tasks_mcp_url_on_loopback_is_never_connected_to(repo_factory, settings) -> None:
@@ -78,7 +86,9 @@ def test_a_configured_shared_server_is_connected_and_its_tools_offered(repo_fact
     )  # fmt: skip
     try:
         wait_for(lambda: _listening(port), timeout_s=30, what="the shared server to listen")
-        configured = settings.model_copy(update={"mcp_servers": {"shared": f"http://127.0.0.1:{port}/mcp"}})
+        configured = settings.model_copy(
+            update={"mcp_servers": {"shared": McpServerConfig(url=f"http://127.0.0.1:{port}/mcp")}}
+        )
         script = [reply(None, tool_call("shared__read_file", {"path": "shared.txt"})), reply("Read it.")]
         task, requests = run(configured, repo_factory(FILES), script, [McpServerSpec(name="shared")])
     finally:
@@ -95,3 +105,32 @@ def _listening(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_a_stdio_server_runs_beside_the_workspace_server_on_the_same_checkout_offering_only_its_allowed_tools(
+    repo_factory, settings
+) -> None:
+    # A second workspace server as a configured stdio module: `{workspace}` is the task's checkout.
+    second = McpServerConfig(
+        module="workspace", args=["--root", "{workspace}"], tools=["read_file", "list_files"], always=True
+    )
+    configured = settings.model_copy(update={"mcp_servers": {"second": second}})
+    script = [reply(None, tool_call("second__read_file", {"path": "app.py"})), reply("It prints hello.")]
+    seen: list[TaskEvent] = []
+    task, requests = run(configured, repo_factory(FILES), script, [], seen)
+    assert task.status is TaskStatus.SUCCEEDED, task.error
+    offered = {t["function"]["name"] for t in requests[0]["tools"]}
+    assert {"second__read_file", "second__list_files"} <= offered
+    assert not any(name.startswith("second__") and name not in {"second__read_file", "second__list_files"}
+                   for name in offered)  # fmt: skip
+    assert any("print('hello')" in (m.get("content") or "") for m in requests[-1]["messages"])
+    logs = [e.data.get("message") for e in seen if e.kind is EventKind.LOG]
+    assert "MCP server second connected (stdio)" in logs
+
+
+def test_a_server_the_task_names_but_nobody_configured_fails_the_task_saying_so(repo_factory, settings) -> None:
+    configured = settings.model_copy(update={"mcp_servers": {}})
+    task, requests = run(configured, repo_factory(FILES), [reply("done")], [McpServerSpec(name="nowhere")])
+    assert task.status is TaskStatus.FAILED
+    assert task.error and "MCP server 'nowhere' is not configured" in task.error
+    assert requests == []

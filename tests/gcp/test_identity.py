@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import google.auth.transport.requests
@@ -18,13 +19,16 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import crypt, jwt
+from mcp.server.mcpserver import MCPServer
 from pydantic import SecretStr
 
 from agentfleet.agent.work import work_task
 from agentfleet.gcp.identity import HEADER, IdentityToken, audience_of, wants_identity_token
 from agentfleet.local.artifacts import LocalArtifactStore
-from agentfleet.tasks import Task, TaskRequest, TaskStatus
-from agentfleet.testing.scripted_llm import ScriptedLLM, look, reply
+from agentfleet.settings import McpServerConfig
+from agentfleet.tasks import McpServerSpec, Task, TaskOptions, TaskRequest, TaskStatus
+from agentfleet.testing.asgi import serving
+from agentfleet.testing.scripted_llm import ScriptedLLM, look, reply, tool_call
 
 ACCOUNT = "agent@demo-project.iam.gserviceaccount.com"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
@@ -194,3 +198,39 @@ def test_a_refused_token_fails_the_task_saying_what_to_fix(
     assert task.status is TaskStatus.FAILED
     assert task.error and "cannot get a Google identity token" in task.error
     assert "AGENTFLEET_LLM_IDENTITY_TOKEN=false" in task.error and "account disabled" in task.error
+
+
+def test_a_shared_mcp_server_on_cloud_run_gets_the_identity_token_on_every_request(
+    token_server: TokenServer, key_file: Path, repo_factory, settings
+) -> None:
+    server = MCPServer("private")
+
+    @server.tool()
+    def hello() -> str:
+        """Say hello."""
+        return "hello from the private server"
+
+    headers: list[dict[str, str]] = []
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers.append({k.decode().lower(): v.decode() for k, v in scope["headers"]})
+        await app(scope, receive, send)
+
+    app = server.streamable_http_app()
+    with serving(recording) as base:
+        url = f"{base}/mcp"
+        private = McpServerConfig(url=url, identity_token=True)
+        script = [reply(None, tool_call("hello", {})), reply("It said hello.")]
+        with ScriptedLLM(script) as llm:
+            configured = settings.model_copy(update={"gpt_oss_url": llm.url, "mcp_servers": {"private": private}})
+            options = TaskOptions(mcp_servers=[McpServerSpec(name="private")])
+            request = TaskRequest(query="Call hello", repo_url=str(repo_factory(BUGGY)), options=options)
+            task = work_task(Task(request=request), configured, LocalArtifactStore(settings.artifacts_dir))
+            said = llm.requests[-1]["messages"]
+
+    assert task.status is TaskStatus.SUCCEEDED, task.error
+    assert any("hello from the private server" in (m.get("content") or "") for m in said)
+    assert len(headers) >= 3  # initialize, list tools, the call (and the session's own requests)
+    for seen in headers:
+        assert bearer_claims(seen[HEADER.lower()])["aud"] == audience_of(url)

@@ -8,30 +8,99 @@ tool schemas and routes each call to the server that owns it.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
-from contextlib import AsyncExitStack
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mcp import Client
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import TextContent, Tool
 
 from agentfleet.agent.profiles import ModelProfile
 from agentfleet.errors import ConfigError
+from agentfleet.gcp.identity import IdentityToken, audience_of, identity_auth, wants_identity_token
 from agentfleet.names import redact_url
-from agentfleet.settings import Settings
+from agentfleet.settings import McpServerConfig, Settings
 from agentfleet.tasks import McpServerSpec
 
 
-def shared_server_url(spec: McpServerSpec, settings: Settings) -> str:
-    """Where to reach a shared MCP server a task names. A configured one is trusted; a URL the task
-    gave (and the deployment allows) must not reach loopback, private or link-local addresses
-    unless AGENTFLEET_MCP_ALLOW_PRIVATE is set: the agent runs outside the sandbox."""
-    if spec.url is None:
-        if spec.name not in settings.mcp_servers:
-            raise ConfigError(f"MCP server {spec.name!r} is not configured (AGENTFLEET_MCP_SERVERS)")
-        return settings.mcp_servers[spec.name]
+@dataclass(frozen=True)
+class ServerPlan:
+    """One shared MCP server a task's agent connects to: what `ToolBox.connect` takes, and the
+    tools it may offer (None: all)."""
+
+    name: str
+    server: Any
+    tools: list[str] | None = None
+    transport: str = "streamable-http"
+
+
+def shared_servers(requested: list[McpServerSpec], settings: Settings, workspace: Path) -> list[ServerPlan]:
+    """The shared servers for a task: every configured one marked `always`, then those the task
+    names (configured ones by name, or a URL it gave that the deployment allows)."""
+    names = [name for name, config in settings.mcp_servers.items() if config.always]
+    plans = [_configured(name, settings.mcp_servers[name], settings, workspace) for name in names]
+    for spec in requested:
+        if spec.url is None:
+            if spec.name in names:
+                continue
+            if spec.name not in settings.mcp_servers:
+                raise ConfigError(f"MCP server {spec.name!r} is not configured (AGENTFLEET_MCP_SERVERS)")
+            names.append(spec.name)
+            plans.append(_configured(spec.name, settings.mcp_servers[spec.name], settings, workspace))
+        else:
+            plans.append(ServerPlan(spec.name, _http(task_server_url(spec, settings), None)))
+    return plans
+
+
+def _configured(name: str, config: McpServerConfig, settings: Settings, workspace: Path) -> ServerPlan:
+    if config.url is not None:
+        return ServerPlan(name, _http(config.url, config.identity_token), config.tools)
+    put = [arg.replace("{workspace}", str(workspace)) for arg in config.args]
+    env = {"PYTHONUNBUFFERED": "1"}
+    if config.module is not None:
+        if "PYTHONPATH" in os.environ:  # how this process found agentfleet, when not installed
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        command, args = sys.executable, ["-m", f"agentfleet.mcp_servers.{config.module}", *put]
+    else:
+        assert config.command is not None
+        command = config.command[0]
+        args = [arg.replace("{workspace}", str(workspace)) for arg in config.command[1:]] + put
+    env |= config.env
+    settings.home.mkdir(parents=True, exist_ok=True)
+    params = StdioServerParameters(command=command, args=args, env=env, cwd=str(settings.home))
+    return ServerPlan(name, params, config.tools, "stdio")
+
+
+def _http(url: str, identity_token: bool | None) -> Any:
+    """A URL, or for a private Cloud Run service a transport whose requests carry an identity token."""
+    if not wants_identity_token(url, identity_token):
+        return url
+    auth = identity_auth(IdentityToken(audience_of(url)))
+
+    @asynccontextmanager
+    async def transport() -> AsyncIterator[Any]:
+        async with (
+            create_mcp_http_client(auth=auth) as client,
+            streamable_http_client(url, http_client=client) as streams,
+        ):
+            yield streams
+
+    return transport()
+
+
+def task_server_url(spec: McpServerSpec, settings: Settings) -> str:
+    """Where a task's own MCP server URL may be reached: it must not resolve to loopback, private
+    or link-local addresses unless AGENTFLEET_MCP_ALLOW_PRIVATE is set (the agent runs outside the
+    sandbox)."""
+    assert spec.url is not None
     if not settings.mcp_allow_private:
         parts = urlsplit(spec.url)
         try:
@@ -78,11 +147,14 @@ class ToolBox:
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.__aexit__(*exc)  # type: ignore[arg-type]
 
-    async def connect(self, name: str, server: Any) -> None:
-        """Connect to one server (URL, StdioServerParameters, or an in-process MCPServer)."""
+    async def connect(self, name: str, server: Any, tools: list[str] | None = None) -> None:
+        """Connect to one server (URL, StdioServerParameters, a transport, or an in-process MCPServer);
+        `tools`: the only ones of its tools to offer (None: all)."""
         client = await self._stack.enter_async_context(Client(server))
         listing = await client.list_tools()
         for tool in listing.tools:
+            if tools is not None and tool.name not in tools:
+                continue
             exposed = self.profile.model_name(tool.name)
             if exposed in self._routes:
                 exposed = f"{name}__{tool.name}"

@@ -27,7 +27,7 @@ from agentfleet.agent.models import model_for
 from agentfleet.agent.profiles import TASK_HINTS, ModelProfile, profile_for
 from agentfleet.agent.result import finish
 from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot
-from agentfleet.agent.tools import ToolBox, shared_server_url
+from agentfleet.agent.tools import ToolBox, shared_servers
 from agentfleet.agent.workspace import PreparedWorkspace, SetupRun, changed_paths, prepare_workspace, task_input_names
 from agentfleet.errors import AgentFleetError, ConfigError
 from agentfleet.gcp.identity import IdentityToken, audience_of, wants_identity_token
@@ -195,8 +195,9 @@ async def _loop(
     )
     async with ToolBox(profile, call_timeout_s=settings.exec_max_timeout_s + 60) as tools:
         await tools.connect("workspace", server)
-        for spec in options.mcp_servers:
-            await tools.connect(spec.name, shared_server_url(spec, settings))
+        for plan in shared_servers(options.mcp_servers, settings, workspace.root):
+            await tools.connect(plan.name, plan.server, plan.tools)
+            record(EventKind.LOG, {"message": f"MCP server {plan.name} connected ({plan.transport})"})
         async with _llm_client(settings) as llm:
             talker = model_for(
                 llm,

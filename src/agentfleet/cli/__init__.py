@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from agentfleet.cli.console import CHECK_HELP, SETUP_HELP, err, out, repo_arg, task_options
+from agentfleet.cli.console import CHECK_HELP, MCP_HELP, SETUP_HELP, err, mcp_specs, out, repo_arg, task_options
 from agentfleet.cli.evals import eval_command
 from agentfleet.cli.llm import llm_app
 from agentfleet.cli.remote import COMMANDS, workspace_app
@@ -52,6 +52,7 @@ def run(
     ref: Annotated[str | None, typer.Option(help="Branch, tag or commit to check out")] = None,
     check: Annotated[str | None, typer.Option("--check", help=CHECK_HELP)] = None,
     setup: Annotated[str | None, typer.Option("--setup", help=SETUP_HELP)] = None,
+    mcp: Annotated[list[str] | None, typer.Option("--mcp", help=MCP_HELP)] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many model turns")] = None,
     network: Annotated[bool, typer.Option("--network", help="Let commands reach the network")] = False,
     push_branch: Annotated[bool, typer.Option("--push-branch", help="Push agentfleet/<task-id>")] = False,
@@ -64,6 +65,7 @@ def run(
     artifacts = LocalArtifactStore(settings.artifacts_dir)
     repos = [repo_arg(r) for r in repo or []]
     options = task_options(check=check, setup=setup, max_steps=max_steps, network=network, push_branch=push_branch)
+    options |= task_options(mcp_servers=mcp_specs(mcp))
     body = {
         "query": query,
         "repo_url": repos[0] if repos else None,

@@ -23,7 +23,13 @@ def repo_arg(value: str) -> str:
 
 
 CHECK_HELP = "Acceptance check: a command that must pass for the task to succeed (default: .agentfleet/check)"
+MCP_HELP = "Shared MCP server to use, by its configured name (repeatable; AGENTFLEET_MCP_SERVERS)"
 SETUP_HELP = "Setup script run in the sandbox before the agent, with network ('' for none; default: see README)"
+
+
+def mcp_specs(names: list[str] | None) -> list[dict[str, str]] | None:
+    """The task's `mcp_servers` option from `--mcp NAME`s (None when none was given)."""
+    return [{"name": name} for name in names] if names else None
 
 
 def task_options(**given: Any) -> dict[str, Any]:

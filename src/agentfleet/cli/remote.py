@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agentfleet.cli.console import CHECK_HELP, SETUP_HELP, err, out, repo_arg, task_options
+from agentfleet.cli.console import CHECK_HELP, MCP_HELP, SETUP_HELP, err, mcp_specs, out, repo_arg, task_options
 from agentfleet.cli.render import EventPrinter, report
 from agentfleet.client import ApiError, Client
 from agentfleet.local.token import read_token
@@ -55,6 +55,7 @@ def submit(
     ref: Annotated[str | None, typer.Option(help="Branch, tag or commit")] = None,
     check: Annotated[str | None, typer.Option("--check", help=CHECK_HELP)] = None,
     setup: Annotated[str | None, typer.Option("--setup", help=SETUP_HELP)] = None,
+    mcp: Annotated[list[str] | None, typer.Option("--mcp", help=MCP_HELP)] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many model turns")] = None,
     network: Annotated[bool, typer.Option("--network", help="Let commands reach the network")] = False,
     push_branch: Annotated[bool, typer.Option("--push-branch", help="Push agentfleet/<task-id>")] = False,
@@ -66,6 +67,7 @@ def submit(
     repos = [repo_arg(r) for r in repo or []]
     client = _client(server, token)
     options = task_options(check=check, setup=setup, max_steps=max_steps, network=network, push_branch=push_branch)
+    options |= task_options(mcp_servers=mcp_specs(mcp))
     try:
         keys = _upload(client, file or [])
         body = {"query": query, "repo_url": repos[0] if repos else None, "repos": repos[1:], "ref": ref}

@@ -68,3 +68,21 @@ class IdentityToken:
     def headers(self) -> dict[str, str]:
         """The header that carries the token (blocking while it is minted or refreshed)."""
         return {HEADER: f"Bearer {self.token()}"}
+
+
+def identity_auth(token: IdentityToken) -> Any:
+    """An httpx2 `Auth` that puts `token`'s header on every request (the MCP client's HTTP stack):
+    minted in a worker thread, so a refresh never blocks the event loop."""
+    import anyio.to_thread
+    import httpx2
+
+    class _IdentityAuth(httpx2.Auth):
+        def sync_auth_flow(self, request: httpx2.Request) -> Any:
+            request.headers.update(token.headers())
+            yield request
+
+        async def async_auth_flow(self, request: httpx2.Request) -> Any:
+            request.headers.update(await anyio.to_thread.run_sync(token.headers))
+            yield request
+
+    return _IdentityAuth()
