@@ -270,3 +270,25 @@ def test_a_file_that_is_not_a_model_fails_with_llama_cpp_s_log(tmp_path: Path) -
 def test_a_missing_model_file_is_reported_before_starting_anything(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailableError, match="does not exist"):
         EmbeddedServer(tmp_path / "nothing.gguf").start()
+
+
+@needs_small_model
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_the_server_exits_when_its_parent_dies_in_the_middle_of_a_reply(small_model: Path) -> None:
+    # The parent starts a long streamed reply, reads its first chunk, then dies: llama.cpp's own
+    # shutdown would wait for that reply forever, so the child must not depend on it.
+    parent_code = (
+        "import os, signal, sys, httpx; from pathlib import Path; from agentfleet.llm.embedded import EmbeddedServer; "
+        "server = EmbeddedServer(Path(sys.argv[1]), n_ctx=1024).start(); print(server.pid, flush=True); "
+        "body = {'model': 'm', 'stream': True, 'max_tokens': 900, "
+        "'messages': [{'role': 'user', 'content': 'Count from 1 to 1000, one number a line.'}]}; "
+        "stream = httpx.stream('POST', server.url + '/chat/completions', json=body, timeout=60); "
+        "response = stream.__enter__(); next(response.iter_lines()); "
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    parent = subprocess.run(
+        [sys.executable, "-c", parent_code, str(small_model)], capture_output=True, text=True, timeout=180
+    )
+    assert parent.returncode == -signal.SIGKILL, parent.stderr
+    child = int(parent.stdout)
+    assert eventually(lambda: _exited(child), timeout_s=30)

@@ -229,8 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{READY} {args.alias} at {server.listening_address}", flush=True)
     while sys.stdin.buffer.read(4096):
         pass  # nothing is ever sent; end of file is the signal to stop
-    del server  # stops llama.cpp's loop and HTTP threads
-    return 0
+    # Nothing to save: exit at once. llama.cpp's own shutdown (`del server`) can wait forever on a
+    # request that was being generated when the parent died, leaving an orphan holding the model.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
