@@ -7,12 +7,9 @@ tool schemas and routes each call to the server that owns it.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from mcp import Client
 from mcp.types import TextContent, Tool
@@ -20,6 +17,7 @@ from mcp.types import TextContent, Tool
 from agentfleet.agent.profiles import ModelProfile
 from agentfleet.errors import ConfigError
 from agentfleet.names import redact_url
+from agentfleet.net import non_public_address
 from agentfleet.settings import Settings
 from agentfleet.tasks import McpServerSpec
 
@@ -33,18 +31,15 @@ def shared_server_url(spec: McpServerSpec, settings: Settings) -> str:
             raise ConfigError(f"MCP server {spec.name!r} is not configured (AGENTFLEET_MCP_SERVERS)")
         return settings.mcp_servers[spec.name]
     if not settings.mcp_allow_private:
-        parts = urlsplit(spec.url)
         try:
-            infos = socket.getaddrinfo(parts.hostname or "", parts.port or 443, proto=socket.IPPROTO_TCP)
+            address = non_public_address(spec.url)
         except (OSError, UnicodeError) as exc:
             raise ConfigError(f"MCP server {redact_url(spec.url)}: its host does not resolve ({exc})") from None
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0])
-            if not address.is_global or address.is_multicast:
-                raise ConfigError(
-                    f"MCP server {redact_url(spec.url)} resolves to {address}, a loopback, private or link-local "
-                    "address; only configured servers may be there (or set AGENTFLEET_MCP_ALLOW_PRIVATE=true)"
-                )
+        if address is not None:
+            raise ConfigError(
+                f"MCP server {redact_url(spec.url)} resolves to {address}, a loopback, private or link-local "
+                "address; only configured servers may be there (or set AGENTFLEET_MCP_ALLOW_PRIVATE=true)"
+            )
     return spec.url
 
 
