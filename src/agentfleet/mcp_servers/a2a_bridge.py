@@ -9,6 +9,9 @@ messages passes the same rule. AgentFleet itself answers A2A at `agentfleet serv
 (api/a2a.py), with a bearer token: `--token-env NAME=VAR` sends one, read from the environment.
 
     python -m agentfleet.mcp_servers.a2a_bridge --agent fleet=http://127.0.0.1:8080 [--transport ...]
+
+One unit, over ~300 lines: the reach rule, the client side and the tools with their result models,
+read together (each tool's result is one of the models here).
 """
 
 from __future__ import annotations
