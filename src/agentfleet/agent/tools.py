@@ -7,16 +7,13 @@ tool schemas and routes each call to the server that owns it.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
@@ -27,6 +24,7 @@ from agentfleet.agent.profiles import ModelProfile
 from agentfleet.errors import ConfigError
 from agentfleet.gcp.identity import IdentityToken, audience_of, identity_auth, wants_identity_token
 from agentfleet.names import redact_url
+from agentfleet.net import non_public_address
 from agentfleet.settings import McpServerConfig, Settings
 from agentfleet.tasks import McpServerSpec
 
@@ -102,18 +100,15 @@ def task_server_url(spec: McpServerSpec, settings: Settings) -> str:
     sandbox)."""
     assert spec.url is not None
     if not settings.mcp_allow_private:
-        parts = urlsplit(spec.url)
         try:
-            infos = socket.getaddrinfo(parts.hostname or "", parts.port or 443, proto=socket.IPPROTO_TCP)
+            address = non_public_address(spec.url)
         except (OSError, UnicodeError) as exc:
             raise ConfigError(f"MCP server {redact_url(spec.url)}: its host does not resolve ({exc})") from None
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0])
-            if not address.is_global or address.is_multicast:
-                raise ConfigError(
-                    f"MCP server {redact_url(spec.url)} resolves to {address}, a loopback, private or link-local "
-                    "address; only configured servers may be there (or set AGENTFLEET_MCP_ALLOW_PRIVATE=true)"
-                )
+        if address is not None:
+            raise ConfigError(
+                f"MCP server {redact_url(spec.url)} resolves to {address}, a loopback, private or link-local "
+                "address; only configured servers may be there (or set AGENTFLEET_MCP_ALLOW_PRIVATE=true)"
+            )
     return spec.url
 
 

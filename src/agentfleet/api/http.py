@@ -126,13 +126,19 @@ class Api:
             return error_response(500, "internal error; see the server logs")
 
     def _handle(self, request: Request) -> Response:
-        if self.hosts is not None:
-            self._check_host(request, self.hosts)
-        if request.path not in PUBLIC:
-            self._authorize(request)
+        self.admit(request, public=request.path in PUBLIC)
         endpoint, args = self._route(request)
         handler: Callable[..., Response] = getattr(self, f"_{endpoint}")
         return handler(request, **args)
+
+    def admit(self, request: Request, *, public: bool = False) -> None:
+        """HttpError unless this server should answer the request: its Host (and Origin) checks, and
+        the bearer token unless the path is `public`. Whatever else is mounted beside the API (the A2A
+        endpoint) passes the same gate."""
+        if self.hosts is not None:
+            self._check_host(request, self.hosts)
+        if not public:
+            self._authorize(request)
 
     @staticmethod
     def _check_host(request: Request, hosts: frozenset[str]) -> None:

@@ -1,7 +1,8 @@
-"""`agentfleet serve`: the orchestrate API, a dispatcher feeding the local queue's messages to
-dispatch as the same Pub/Sub CloudEvents Eventarc delivers, and the reaper on a timer — one
-process tree. Agents run in their own sessions: stopping the server leaves them running, and
-a restarted server picks up where it was (leases expire, heartbeats tell who is alive).
+"""`agentfleet serve`: the orchestrate API (with the A2A endpoint beside it, api/a2a.py), a
+dispatcher feeding the local queue's messages to dispatch as the same Pub/Sub CloudEvents Eventarc
+delivers, and the reaper on a timer — one process tree. Agents run in their own sessions:
+stopping the server leaves them running, and a restarted server picks up where it was (leases
+expire, heartbeats tell who is alive).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 import waitress
 from cloudevents.http import CloudEvent
 from waitress import wasyncore
-from werkzeug.wrappers import Request
 
 from agentfleet.api import Api
+from agentfleet.api.a2a import mount
 from agentfleet.api.pubsub import handle_delivery
 from agentfleet.errors import ConfigError, RetryableError
 from agentfleet.local import token
@@ -135,9 +136,7 @@ class LocalServer:
         self.token_file = None if settings.api_token else settings.home / token.FILE
         secret = settings.api_token.get_secret_value() if settings.api_token else token.local_token(settings.home)
         app = Api(service, token=secret)
-        self.http = waitress.create_server(
-            Request.application(app), host=host, port=port, ident="agentfleet", **HTTP_LIMITS
-        )
+        self.http = waitress.create_server(mount(app), host=host, port=port, ident="agentfleet", **HTTP_LIMITS)
         if loopback:  # only this machine's names: no DNS rebinding, no cross-site form posts
             app.hosts = loopback_hosts(self.http.effective_port)
         self._serving = False
