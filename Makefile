@@ -15,8 +15,8 @@ help: ## Show this list of targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 .PHONY: system-deps
-system-deps: ## Install the Debian packages AgentFleet needs (git, bubblewrap, libgomp1, python3-venv for the default setup; Java for the emulators; shellcheck for the deploy scripts' lint)
-	@missing=""; for bin in git:git bwrap:bubblewrap setpriv:util-linux java:default-jre-headless shellcheck:shellcheck; do \
+system-deps: ## Install the Debian packages AgentFleet needs (git, bubblewrap, libgomp1, python3-venv for the default setup; Java for the emulators; shellcheck for the deploy scripts' lint; graphviz, espeak-ng, chromium for the media and computer MCP servers)
+	@missing=""; for bin in git:git bwrap:bubblewrap setpriv:util-linux java:default-jre-headless shellcheck:shellcheck dot:graphviz espeak-ng:espeak-ng chromium:chromium; do \
 	  command -v $${bin%%:*} >/dev/null 2>&1 || missing="$$missing $${bin##*:}"; done; \
 	/sbin/ldconfig -p 2>/dev/null | grep -q libgomp.so.1 || missing="$$missing libgomp1"; \
 	if command -v dpkg >/dev/null 2>&1 && ! dpkg -s python3-venv >/dev/null 2>&1; then missing="$$missing python3-venv"; fi; \
