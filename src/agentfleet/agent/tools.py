@@ -40,11 +40,19 @@ class ServerPlan:
     transport: str = "streamable-http"
 
 
-def shared_servers(requested: list[McpServerSpec], settings: Settings, workspace: Path) -> list[ServerPlan]:
+MODULE_SETTINGS = ("backend", "home", "gcs_bucket", "project_id", "region")
+"""The settings an AgentFleet module server is started with (where artifacts go): no secret."""
+
+
+def shared_servers(
+    requested: list[McpServerSpec], settings: Settings, workspace: Path, task_id: str = ""
+) -> list[ServerPlan]:
     """The shared servers for a task: every configured one marked `always`, then those the task
-    names (configured ones by name, or a URL it gave that the deployment allows)."""
+    names (configured ones by name, or a URL it gave that the deployment allows). In a stdio
+    server's arguments `{workspace}` is the workspace root and `{task_id}` the task's id."""
+    places = {"{workspace}": str(workspace), "{task_id}": task_id}
     names = [name for name, config in settings.mcp_servers.items() if config.always]
-    plans = [_configured(name, settings.mcp_servers[name], settings, workspace) for name in names]
+    plans = [_configured(name, settings.mcp_servers[name], settings, places) for name in names]
     for spec in requested:
         if spec.url is None:
             if spec.name in names:
@@ -52,25 +60,35 @@ def shared_servers(requested: list[McpServerSpec], settings: Settings, workspace
             if spec.name not in settings.mcp_servers:
                 raise ConfigError(f"MCP server {spec.name!r} is not configured (AGENTFLEET_MCP_SERVERS)")
             names.append(spec.name)
-            plans.append(_configured(spec.name, settings.mcp_servers[spec.name], settings, workspace))
+            plans.append(_configured(spec.name, settings.mcp_servers[spec.name], settings, places))
         else:
             plans.append(ServerPlan(spec.name, _http(task_server_url(spec, settings), None)))
     return plans
 
 
-def _configured(name: str, config: McpServerConfig, settings: Settings, workspace: Path) -> ServerPlan:
+def _put(args: list[str], places: dict[str, str]) -> list[str]:
+    out = []
+    for arg in args:
+        for place, value in places.items():
+            arg = arg.replace(place, value)
+        out.append(arg)
+    return out
+
+
+def _configured(name: str, config: McpServerConfig, settings: Settings, places: dict[str, str]) -> ServerPlan:
     if config.url is not None:
         return ServerPlan(name, _http(config.url, config.identity_token), config.tools)
-    put = [arg.replace("{workspace}", str(workspace)) for arg in config.args]
     env = {"PYTHONUNBUFFERED": "1"}
     if config.module is not None:
         if "PYTHONPATH" in os.environ:  # how this process found agentfleet, when not installed
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-        command, args = sys.executable, ["-m", f"agentfleet.mcp_servers.{config.module}", *put]
+        env |= {
+            k: v for k, v in settings.environment().items() if k.removeprefix("AGENTFLEET_").lower() in MODULE_SETTINGS
+        }
+        command, args = sys.executable, ["-m", f"agentfleet.mcp_servers.{config.module}", *_put(config.args, places)]
     else:
         assert config.command is not None
-        command = config.command[0]
-        args = [arg.replace("{workspace}", str(workspace)) for arg in config.command[1:]] + put
+        command, args = config.command[0], _put([*config.command[1:], *config.args], places)
     env |= config.env
     settings.home.mkdir(parents=True, exist_ok=True)
     params = StdioServerParameters(command=command, args=args, env=env, cwd=str(settings.home))
