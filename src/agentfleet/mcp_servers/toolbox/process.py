@@ -55,7 +55,7 @@ def require_binary(binary: Path | None = None) -> Path:
     found = binary or default_binary()
     if found is None or not found.is_file():
         raise ToolboxError(
-            "the MCP Toolbox binary is not installed: run `make toolbox` (npm ci in mcp_servers/toolbox) "
+            "the MCP Toolbox binary is not installed: run `make toolbox` (npm install in mcp_servers/toolbox) "
             "or pass its path"
         )
     return found
