@@ -115,5 +115,5 @@ functions-stage: install ## Build the Cloud Functions source as deployed: build/
 	PYTHON=$(PY) scripts/stage-functions.sh $(FUNCTIONS_STAGE)
 
 .PHONY: clean
-clean: ## Remove the virtual environment and caches
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache
+clean: ## Remove the virtual environment, the toolbox's node_modules and caches
+	rm -rf $(VENV) $(CHECKOV_VENV) $(TOOLBOX_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache

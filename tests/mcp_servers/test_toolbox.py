@@ -20,7 +20,8 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from agentfleet.errors import ConfigError
-from agentfleet.mcp_servers.toolbox import Toolbox, ToolboxError, ToolboxOptions, default_binary, parse_database_url
+from agentfleet.mcp_servers.toolbox import Toolbox, ToolboxError, default_binary
+from agentfleet.mcp_servers.toolbox_config import ToolboxOptions, parse_database_url, render
 from agentfleet.net import free_port
 from agentfleet.testing.postgres import PostgresServer, postgres_available
 
@@ -101,7 +102,6 @@ def tool_names(url: str) -> set[str]:
 
 
 def test_a_postgres_url_becomes_a_read_only_config_that_holds_no_credential() -> None:
-    from agentfleet.mcp_servers.toolbox import render
 
     rendered = render(parse_database_url(f"postgresql://agent:{'pw%22x'}@db.internal:6543/app"), ToolboxOptions())
     assert "pw" not in rendered.text.replace("password", "") and "agent" not in rendered.text.replace("agentfleet", "")
@@ -111,7 +111,6 @@ def test_a_postgres_url_becomes_a_read_only_config_that_holds_no_credential() ->
 
 
 def test_writes_add_execute_sql_on_a_second_source_only_when_allowed(sqlite_db: Path) -> None:
-    from agentfleet.mcp_servers.toolbox import render
 
     for url in (f"sqlite:///{sqlite_db}", "postgresql://agent:pw@127.0.0.1/app"):
         rendered = render(parse_database_url(url), ToolboxOptions(allow_writes=True))

@@ -6,6 +6,7 @@ run as root): uid/gid 65534 through `setpriv`, in a directory that user owns.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -80,8 +81,6 @@ class PostgresServer:
         )  # fmt: skip
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
             self._run(str(BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
-        except (RuntimeError, subprocess.TimeoutExpired):
-            pass
         shutil.rmtree(self.dir, ignore_errors=True)

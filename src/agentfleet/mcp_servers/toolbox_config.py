@@ -10,7 +10,7 @@ Read-only by default, in layers:
   only, so a call that turned the session read-write (`set_config(...)`) is refused and rolled
   back; one statement per call (the extended protocol refuses several); `statement_timeout`.
 - SQLite: the file is opened `mode=ro` and the toolbox runs in a read-only view of the filesystem
-  (see process.py), because SQLite runs several statements per call and `ATTACH` could open any
+  (see toolbox.py), because SQLite runs several statements per call and `ATTACH` could open any
   file read-write.
 - No write tool exists unless writes are allowed; then `execute_sql` runs any statement.
 """
@@ -132,7 +132,10 @@ def render(database: Database, options: ToolboxOptions) -> Rendered:
     text = "\n---\n".join(json.dumps(doc, indent=1) for doc in docs) + "\n"
     env = {}
     if isinstance(database, Postgres):
-        env = {USER_VAR: _substitutable(database.user), PASSWORD_VAR: _substitutable(database.password.get_secret_value())}
+        env = {
+            USER_VAR: _substitutable(database.user),
+            PASSWORD_VAR: _substitutable(database.password.get_secret_value()),
+        }
     return Rendered(text=text, env=env, read_only_files=isinstance(database, Sqlite) and not options.allow_writes)
 
 

@@ -1,4 +1,13 @@
-"""Starting and stopping the toolbox binary on loopback.
+"""The database toolbox: Google's MCP Toolbox for Databases, run for one DATABASE_URL.
+
+AgentFleet does not reimplement it: it generates the toolbox's tools.yaml (toolbox_config.py),
+starts the real binary on loopback, waits for its /mcp endpoint, and stops it.
+
+    python -m agentfleet.mcp_servers.toolbox --database-url URL [--allow-writes] [--port P]
+    python -m agentfleet.mcp_servers.toolbox --database-url URL --transport stdio
+    python -m agentfleet.mcp_servers.toolbox --database-url URL --print-config   # tools.yaml, no secrets
+
+DATABASE_URL (the environment) is the default for --database-url.
 
 The binary is Google's, installed from npm by `make toolbox` (mcp_servers/toolbox/package.json,
 pinned in its package-lock.json). It is started with the generated tools.yaml in a private
@@ -8,10 +17,13 @@ origins narrowed to its own address; `start` returns once its /mcp endpoint answ
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,10 +32,18 @@ from types import TracebackType
 import httpx
 
 from agentfleet.errors import AgentFleetError
-from agentfleet.mcp_servers.toolbox.config import PASSWORD_VAR, Database, Postgres, Rendered, ToolboxOptions, render
+from agentfleet.mcp_servers.toolbox_config import (
+    PASSWORD_VAR,
+    Database,
+    Postgres,
+    Rendered,
+    ToolboxOptions,
+    parse_database_url,
+    render,
+)
 from agentfleet.net import free_port
 
-PACKAGE_DIR = Path(__file__).resolve().parents[4] / "mcp_servers" / "toolbox"
+PACKAGE_DIR = Path(__file__).resolve().parents[3] / "mcp_servers" / "toolbox"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 LOG_TAIL_CHARS = 2000
@@ -31,7 +51,11 @@ INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 0,
     "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "agentfleet", "version": "0"}},
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "agentfleet", "version": "0"},
+    },
 }
 
 
@@ -69,7 +93,20 @@ def read_only_view(argv: list[str]) -> list[str]:
             "a read-only SQLite database needs bubblewrap (`apt-get install bubblewrap`): SQL can ATTACH "
             "and write other files; install it, or allow writes explicitly"
         )
-    return [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid", "--die-with-parent", "--", *argv]
+    return [
+        bwrap,
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--unshare-pid",
+        "--die-with-parent",
+        "--",
+        *argv,
+    ]
 
 
 class Toolbox:
@@ -135,7 +172,9 @@ class Toolbox:
                 except httpx.TransportError:
                     pass
                 time.sleep(0.1)
-        raise ToolboxError(f"the toolbox did not answer on {self.url} within {START_TIMEOUT_S:.0f} s: {self.log_tail()}")
+        raise ToolboxError(
+            f"the toolbox did not answer on {self.url} within {START_TIMEOUT_S:.0f} s: {self.log_tail()}"
+        )
 
     def log(self) -> str:
         """The toolbox's own log, with any credential replaced by ***."""
@@ -167,3 +206,62 @@ class Toolbox:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.stop()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m agentfleet.mcp_servers.toolbox", description="Run the database toolbox for one database."
+    )
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""), help="default: $DATABASE_URL")
+    parser.add_argument("--allow-writes", action="store_true", help="add execute_sql (read-write)")
+    parser.add_argument("--row-limit", type=int, default=ToolboxOptions().row_limit)
+    parser.add_argument("--statement-timeout-s", type=float, default=ToolboxOptions().statement_timeout_s)
+    parser.add_argument("--transport", choices=["streamable-http", "stdio"], default="streamable-http")
+    parser.add_argument("--host", default="127.0.0.1", help="only 127.0.0.1: the toolbox serves loopback here")
+    parser.add_argument("--port", type=int, default=0, help="default: a free port")
+    parser.add_argument("--binary", type=Path, default=None, help="the toolbox binary (default: `make toolbox`'s)")
+    parser.add_argument("--print-config", action="store_true", help="print the tools.yaml and exit")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.host != "127.0.0.1":
+            raise AgentFleetError("--host: the toolbox is served on 127.0.0.1 only (Cloud Run runs Google's image)")
+        database = parse_database_url(args.database_url)
+        options = ToolboxOptions(
+            allow_writes=args.allow_writes, row_limit=args.row_limit, statement_timeout_s=args.statement_timeout_s
+        )
+        toolbox = Toolbox(database, options, binary=args.binary, port=args.port or None)
+        if args.print_config:
+            sys.stdout.write(toolbox.rendered.text)
+            return 0
+        if args.transport == "stdio":
+            return run_stdio(toolbox)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # SystemExit: the with block stops the toolbox
+        with toolbox:
+            print(f"toolbox serving {toolbox.url}", file=sys.stderr, flush=True)
+            signal.pause()
+    except (AgentFleetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def run_stdio(toolbox: Toolbox) -> int:
+    """The toolbox's own stdio transport, on this process's stdin and stdout."""
+    with tempfile.TemporaryDirectory(prefix="agentfleet-toolbox-") as tmp:
+        config = Path(tmp) / "tools.yaml"
+        config.write_text(toolbox.rendered.text)
+        config.chmod(0o600)
+        argv = [a for a in toolbox.argv(config) if a not in ("--logging-format", "JSON")] + ["--stdio"]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp}
+        env.update({name: value.get_secret_value() for name, value in toolbox.rendered.env.items()})
+        return subprocess.call(argv, env=env, stderr=subprocess.DEVNULL)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
