@@ -15,9 +15,10 @@ help: ## Show this list of targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 .PHONY: system-deps
-system-deps: ## Install the Debian packages AgentFleet needs (git, bubblewrap, libgomp1, python3-venv for the default setup; Java for the emulators; shellcheck for the deploy scripts' lint; graphviz, espeak-ng, chromium for the media and computer MCP servers)
-	@missing=""; for bin in git:git bwrap:bubblewrap setpriv:util-linux java:default-jre-headless shellcheck:shellcheck dot:graphviz espeak-ng:espeak-ng chromium:chromium; do \
+system-deps: ## Install the Debian packages AgentFleet needs (git, bubblewrap, libgomp1, python3-venv for the default setup; Java for the emulators; shellcheck for the deploy scripts' lint; graphviz, espeak-ng, chromium for the media and computer MCP servers; PostgreSQL 15 and npm for the database toolbox and its tests)
+	@missing=""; for bin in git:git bwrap:bubblewrap setpriv:util-linux java:default-jre-headless shellcheck:shellcheck dot:graphviz espeak-ng:espeak-ng chromium:chromium npm:npm; do \
 	  command -v $${bin%%:*} >/dev/null 2>&1 || missing="$$missing $${bin##*:}"; done; \
+	test -x /usr/lib/postgresql/15/bin/initdb || missing="$$missing postgresql"; \
 	/sbin/ldconfig -p 2>/dev/null | grep -q libgomp.so.1 || missing="$$missing libgomp1"; \
 	if command -v dpkg >/dev/null 2>&1 && ! dpkg -s python3-venv >/dev/null 2>&1; then missing="$$missing python3-venv"; fi; \
 	if [ -n "$$missing" ]; then \
@@ -49,8 +50,20 @@ demo: install-models ## Run a real task on the sample repository with the embedd
 	  $(PY) -m agentfleet.testing.repos "$$repo" --from examples/sample-repo --message "sample repository" >/dev/null && \
 	  GPT_OSS_URL= $(VENV)/bin/agentfleet run "$(DEMO_QUERY)" --repo "$$repo"
 
+# Google's MCP Toolbox for Databases, the binary the database toolbox runs: exact versions in
+# package.json, integrity in package-lock.json. `npm install`, not `npm ci`: the lockfile can only
+# list the platform packages a registry mirror holds, and `npm ci` refuses a lockfile without all five.
+TOOLBOX_DIR := mcp_servers/toolbox
+TOOLBOX_STAMP := $(TOOLBOX_DIR)/node_modules/.installed
+$(TOOLBOX_STAMP): $(TOOLBOX_DIR)/package.json $(TOOLBOX_DIR)/package-lock.json
+	cd $(TOOLBOX_DIR) && npm install --no-audit --no-fund --no-save --loglevel=error
+	@touch $(TOOLBOX_STAMP)
+
+.PHONY: toolbox
+toolbox: system-deps $(TOOLBOX_STAMP) ## Install the MCP Toolbox for Databases binary (npm, pinned in mcp_servers/toolbox)
+
 .PHONY: install
-install: system-deps $(STAMP) ## Create .venv and install AgentFleet with its dev tools
+install: system-deps $(STAMP) $(TOOLBOX_STAMP) ## Create .venv and install AgentFleet with its dev tools (and the toolbox binary)
 
 .PHONY: test
 test: install $(CHECKOV_STAMP) ## Run the whole test suite (installs what it needs first)
@@ -102,5 +115,5 @@ functions-stage: install ## Build the Cloud Functions source as deployed: build/
 	PYTHON=$(PY) scripts/stage-functions.sh $(FUNCTIONS_STAGE)
 
 .PHONY: clean
-clean: ## Remove the virtual environment and caches
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache
+clean: ## Remove the virtual environment, the toolbox's node_modules and caches
+	rm -rf $(VENV) $(CHECKOV_VENV) $(TOOLBOX_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache
