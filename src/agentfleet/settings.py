@@ -45,6 +45,9 @@ class McpServerConfig(BaseModel):
     env: dict[str, str] = Field(
         default_factory=dict, repr=False, description="Environment of a stdio server (may hold secrets: never shown)"
     )
+    settings_env: list[Literal["database_url"]] = Field(
+        default_factory=list, description="Settings a stdio server gets in its environment by their seed name"
+    )
     tools: list[str] | None = Field(None, description="The tools offered to the agent (default: all the server has)")
     always: bool = Field(False, description="Connected for every task, named or not")
     identity_token: bool | None = Field(None, description="Send a Google identity token (default: for *.run.app)")
@@ -54,8 +57,8 @@ class McpServerConfig(BaseModel):
         given = [k for k in ("url", "module", "command") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of url, module or command (given: {', '.join(given) or 'none'})")
-        if self.url is not None and (self.args or self.env):
-            raise ValueError("args and env are for a stdio server (module or command), not a url")
+        if self.url is not None and (self.args or self.env or self.settings_env):
+            raise ValueError("args, env and settings_env are for a stdio server (module or command), not a url")
         return self
 
     @property
@@ -63,7 +66,13 @@ class McpServerConfig(BaseModel):
         return "streamable-http" if self.url else "stdio"
 
 
-BUILTIN_MCP_SERVERS: dict[str, McpServerConfig] = {}
+BUILTIN_MCP_SERVERS: dict[str, McpServerConfig] = {
+    "code": McpServerConfig(module="code_assistant", args=["--root", "{workspace}"]),
+    "media": McpServerConfig(module="genmedia", args=["--prefix", "tasks/{task_id}/media"]),
+    "computer": McpServerConfig(module="computer", args=["--prefix", "tasks/{task_id}/screenshots"]),
+    "a2a": McpServerConfig(module="a2a_bridge"),
+    "db": McpServerConfig(module="toolbox", args=["--transport", "stdio"], settings_env=["database_url"]),
+}
 """AgentFleet's own shared servers, by the name a task gives: available over stdio unless
 AGENTFLEET_MCP_SERVERS gives the name another server (a Cloud Run URL) or null (none)."""
 

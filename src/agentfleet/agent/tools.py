@@ -89,6 +89,11 @@ def _configured(name: str, config: McpServerConfig, settings: Settings, places: 
     else:
         assert config.command is not None
         command, args = config.command[0], _put([*config.command[1:], *config.args], places)
+    for setting in config.settings_env:
+        value = getattr(settings, setting)
+        if value is None:
+            raise ConfigError(f"MCP server {name!r} needs {setting.upper()}, which is not set")
+        env[setting.upper()] = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
     env |= config.env
     settings.home.mkdir(parents=True, exist_ok=True)
     params = StdioServerParameters(command=command, args=args, env=env, cwd=str(settings.home))
