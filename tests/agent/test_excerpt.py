@@ -109,11 +109,18 @@ def test_a_summary_task_shows_the_files_and_may_answer_from_them_without_a_comma
     assert len(requests) == 1
 
 
-def test_other_kinds_of_task_get_no_excerpt_and_must_still_look(repo_factory, settings) -> None:
+def test_a_locate_task_is_shown_the_files_but_must_still_search_before_answering(repo_factory, settings) -> None:
     script = [reply("c_to_f is in convert.py."), reply("```bash\ngrep -n c_to_f convert.py\n"), reply("convert.py:1")]
     task, requests = _run(repo_factory, settings, "Which file defines c_to_f?", script)
     prompt = next(m["content"] for m in requests[0]["messages"] if m["role"] == "user")
-    assert "--- README.md ---" not in prompt
+    assert "--- convert.py ---\n   1  def c_to_f(c):" in prompt
     said = [m["content"] for m in requests[-1]["messages"] if m["role"] == "user"]
     assert any("You have not run any command yet" in s for s in said)
     assert task.status is TaskStatus.SUCCEEDED
+
+
+def test_other_kinds_of_task_get_no_excerpt(repo_factory, settings) -> None:
+    script = [reply("```bash\ncat convert.py\n"), reply("Nothing to add.")]
+    _, requests = _run(repo_factory, settings, "Add a function f_to_c to convert.py", script)
+    prompt = next(m["content"] for m in requests[0]["messages"] if m["role"] == "user")
+    assert "--- README.md ---" not in prompt and "Start of the main files" not in prompt

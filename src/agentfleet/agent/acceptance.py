@@ -93,8 +93,11 @@ class Acceptance:
     """For a task that asks for a change, with a profile that wants it checked: whether any file has
     changed (blocking). An answer with nothing changed gets one nudge, then fails the task."""
     shown: str = ""
-    """File contents the prompt showed (the excerpt): an answer drawn from them has looked at the
-    files, and quoting them is not repeating the harness's instructions."""
+    """File contents the prompt showed (the excerpt): quoting them is not repeating the harness's
+    instructions."""
+    shown_is_look: bool = False
+    """An answer drawn from `shown` alone has looked at the files (a summary may rest on them; a
+    locate task on a big repository must still search)."""
     runs: list[CheckRun] = field(default_factory=list)
     _nudged: bool = False
     _change_nudged: bool = False
@@ -104,7 +107,9 @@ class Acceptance:
         if self.checks:
             return await self._checked(last_chance)
         instructions = [text.replace(self.shown, "") for text in self.instructions] if self.shown else self.instructions
-        wrong = classify(answer, tool_calls=tool_calls, instructions=instructions, looked=bool(self.shown))
+        wrong = classify(
+            answer, tool_calls=tool_calls, instructions=instructions, looked=bool(self.shown) and self.shown_is_look
+        )
         if wrong is None:
             return await self._unchanged(last_chance)
         self.emit(EventKind.LOG, {"message": f"not an answer: {wrong.reason}", "kind": wrong.kind})

@@ -23,6 +23,8 @@ _BUILD = {"setup.py", "noxfile.py", "fabfile.py", "tasks.py"}
 FILE_LINES = 40
 FILE_CHARS = 1200
 README_CHARS = 1500
+MORE = "\n[…]"
+"""Ends a file's head when the file goes on."""
 
 
 def _rank(rel: str) -> tuple[int, int, int] | None:
@@ -42,7 +44,8 @@ def _rank(rel: str) -> tuple[int, int, int] | None:
 
 
 def _head(path: Path, limit_chars: int) -> str | None:
-    """The first FILE_LINES lines of a regular text file, at most `limit_chars`; None for anything else."""
+    """The first FILE_LINES lines of a regular text file, numbered as `cat -n` does, at most
+    `limit_chars`; None for anything else."""
     fh = open_regular(path)
     if fh is None:
         return None
@@ -50,11 +53,11 @@ def _head(path: Path, limit_chars: int) -> str | None:
         if looks_binary(fh):
             return None
         data = fh.read(limit_chars * 4 + 4)
-    text = data.decode("utf-8", "replace")
-    lines = text.splitlines()
-    head = "\n".join(lines[:FILE_LINES])[:limit_chars]
-    more = len(lines) > FILE_LINES or len(head) < len(text.rstrip("\n"))
-    return head + ("\n[…]" if more else "")
+    lines = data.decode("utf-8", "replace").splitlines()
+    numbered = [f"{n:>4}  {line}" for n, line in enumerate(lines[:FILE_LINES], 1)]
+    head = "\n".join(numbered)[:limit_chars]
+    more = len(lines) > FILE_LINES or len(head) < len("\n".join(numbered))
+    return head + (MORE if more else "")
 
 
 def excerpt(root: Path, files: Iterable[Path], budget: int) -> str:
@@ -70,13 +73,15 @@ def excerpt(root: Path, files: Iterable[Path], budget: int) -> str:
     parts: list[str] = []
     left = budget
     for rank, rel, path in ranked:
-        limit = min(left, README_CHARS if rank[0] == 0 else FILE_CHARS)
+        title = f"--- {rel} ---\n"
+        room = left - len(title) - len(MORE) - 1  # the title, the "more" mark, the newline joining parts
+        limit = min(room, README_CHARS if rank[0] == 0 else FILE_CHARS)
         if limit < 200:
             break
         head = _head(path, limit)
         if not head or not head.strip():
             continue
-        part = f"--- {rel} ---\n{head}"
+        part = title + head
         parts.append(part)
-        left -= len(part)
+        left -= len(part) + 1
     return "\n".join(parts)

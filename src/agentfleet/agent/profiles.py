@@ -70,10 +70,10 @@ line, value or function asked for).
 """
 
 TASK_HINTS = {
-    "locate": "Start with `grep -rn --exclude-dir=.venv` for the words of the task; answer with the file and the "
-    "line number.",
-    "fix": "Start by running the failing test to see the error; read the code it points to, fix it, run the test "
-    "again.",
+    "locate": "The start of the main files is shown above, with line numbers. Search with `grep -rn "
+    "--exclude-dir=.venv` for the words of the task; answer with the file, the line number and the name asked for.",
+    "fix": "The start of the main files is shown above. Run the failing test to see the error; fix the code it "
+    "points to (`sed -i`, or the whole file again with `cat > FILE`); run the test again.",
     "add": "Read the file to change first; write the new code; then run it (or its test) to check it.",
     "summarize": "The start of the main files is shown above; read more with `cat -n FILE` if you need it, then say "
     "what the project does and how (its input, its output, where it keeps data), naming its main files and "
@@ -104,6 +104,9 @@ class ModelProfile(BaseModel):
         0, ge=0, description="Show the head of the README and main source files in the prompt, this many characters"
     )
     excerpt_kinds: tuple[str, ...] = Field(("summarize",), description="The kinds of task (task_kind) that get it")
+    excerpt_is_look: tuple[str, ...] = Field(
+        ("summarize",), description="The kinds of task whose answer may rest on the excerpt alone, without a command"
+    )
     nudge_suffix: str = Field("", description="Added to each nudge after a non-answer (how to call a tool)")
     nudge_unchanged: bool = Field(
         False, description="A task asking for a change is not done while no file has changed (one nudge, then FAILED)"
@@ -141,6 +144,7 @@ PROFILES: dict[str, ModelProfile] = {
         task_hints=True,
         max_listed_files=40,
         excerpt_chars=3500,
+        excerpt_kinds=("summarize", "locate", "fix"),
         nudge_suffix=TEXT_NUDGE_SUFFIX,
         nudge_unchanged=True,
     ),

@@ -192,6 +192,7 @@ async def _loop(
         nudge_suffix=profile.nudge_suffix,
         changed=_change_probe(task, workspace, profile),
         shown=shown,
+        shown_is_look=task_kind(task.request.query) in profile.excerpt_is_look,
     )
     async with ToolBox(profile, call_timeout_s=settings.exec_max_timeout_s + 60) as tools:
         await tools.connect("workspace", server)
