@@ -3,12 +3,8 @@ in four languages; once over streamable HTTP on loopback."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import anyio
@@ -17,7 +13,7 @@ from mcp import Client
 
 from agentfleet.mcp_servers import code_assistant
 from agentfleet.mcp_servers.code_assistant import CodeAssistant, build_server
-from agentfleet.net import free_port
+from tests.mcp_servers.servers import http_server
 
 PY = '''"""Shapes."""
 import math
@@ -380,34 +376,16 @@ def test_a_changed_file_is_parsed_again(root) -> None:
 
 
 def test_the_server_runs_over_streamable_http_on_loopback(root) -> None:
-    port = free_port()
-    module = "agentfleet.mcp_servers.code_assistant"
-    args = ["--root", str(root), "--transport", "streamable-http", "--host", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    async def go() -> tuple[str, bool]:
-        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+    async def go(url: str) -> tuple[str, bool]:
+        async with Client(url) as client:
             bad = await client.call_tool("find_definition", {"symbol": "Nope"})
             result = await client.call_tool("outline", {"path": "server/server.go"})
             assert bad.is_error
             return result.content[0].text, bool(result.is_error)  # type: ignore[union-attr]
 
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the server did not start listening"
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    server.wait(timeout=0.05)  # the pause between polls; fails fast if it exited
-                assert server.poll() is None, server.stderr.read().decode() if server.stderr else "exited"
-        text, is_error = anyio.run(go)
-        assert not is_error and "method Server.Start (lines 16-19)" in text
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with http_server("code_assistant", "--root", str(root)) as url:
+        text, is_error = anyio.run(go, url)
+    assert not is_error and "method Server.Start (lines 16-19)" in text
 
 
 def test_it_runs_over_stdio_beside_the_workspace_server_on_the_same_checkout(root) -> None:
@@ -444,7 +422,9 @@ def test_the_images_and_make_install_carry_the_grammars() -> None:
         "tree-sitter",
         *(f"tree-sitter-{lang}" for lang in ("go", "javascript", "python", "typescript")),
     }
-    assert "agentfleet[mcp-code]" in extras["dev"], "make install (the dev extra) brings them for the tests"
+    selves = [re.fullmatch(r"agentfleet\[([a-z0-9,-]+)\]", r) for r in extras["dev"]]
+    brought = {extra for m in selves if m for extra in m.group(1).split(",")}
+    assert "mcp-code" in brought, "make install (the dev extra) brings them for the tests"
     for image in ("mcp_servers", "agent_container"):
         dockerfile = (repo / image / "Dockerfile").read_text()
         default = re.search(r"^ARG EXTRAS=(\S+)$", dockerfile, re.M)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import anyio
@@ -10,8 +9,8 @@ import pytest
 from mcp import Client
 
 from agentfleet.mcp_servers.workspace import Workspace, build_server
-from agentfleet.net import free_port
 from agentfleet.runtime.sandbox import Sandbox, SandboxConfig, grant_workspace
+from tests.mcp_servers.servers import http_server
 
 FILES = {
     "README.md": "# Demo\n",
@@ -136,48 +135,13 @@ def test_the_server_runs_over_stdio_as_a_subprocess(workspace) -> None:
 
 
 def test_the_server_runs_over_streamable_http(workspace, tmp_path) -> None:
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agentfleet.mcp_servers.workspace",
-            "--root",
-            str(workspace.root),
-            "--transport",
-            "streamable-http",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    async def go() -> str:
-        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+    async def go(url: str) -> str:
+        async with Client(url) as client:
             result = await client.call_tool("read_file", {"path": "src/util.py"})
             return result.content[0].text  # type: ignore[union-attr]
 
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the server did not start listening"
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    server.wait(timeout=0.05)  # the pause between polls; fails fast if it exited
-                assert server.poll() is None, "the server exited"
-        assert "VALUE = 42" in anyio.run(go)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with http_server("workspace", "--root", str(workspace.root)) as url:
+        assert "VALUE = 42" in anyio.run(go, url)
 
 
 def test_a_link_out_of_the_tree_is_listed_as_a_link_and_breaks_nothing(workspace) -> None:

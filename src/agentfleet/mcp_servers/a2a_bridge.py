@@ -36,6 +36,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
+from agentfleet.mcp_servers.transport import add_transport_args, serve
 from agentfleet.net import non_public_address
 from agentfleet.tasks import url_allowed
 
@@ -352,9 +353,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--token-env", action="append", default=[], help="NAME=VAR: send agent NAME the bearer token in $VAR"
     )
-    parser.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
+    add_transport_args(parser)
     return parser.parse_args(argv)
 
 
@@ -373,10 +372,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"--agent {agent}: no credentials in the URL; give a token with --token-env")
     reach = Reach(agents=agents, allowed_urls=args.allowed_url, allow_private=args.allow_private, tokens=tokens)
     server = build_server(Bridge(reach))
-    if args.transport == "stdio":
-        server.run("stdio")
-    else:
-        server.run("streamable-http", host=args.host, port=args.port)
+    serve(server, args)
 
 
 if __name__ == "__main__":

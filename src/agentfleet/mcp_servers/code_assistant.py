@@ -24,6 +24,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from agentfleet.errors import AgentFleetError
+from agentfleet.mcp_servers.transport import add_transport_args, serve
 from agentfleet.runtime import code_symbols
 from agentfleet.runtime.code_symbols import Symbol, language_of
 from agentfleet.runtime.files import open_regular
@@ -353,9 +354,7 @@ def build_server(root: Path | CodeAssistant, name: str = "code") -> MCPServer:
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="agentfleet-code-assistant-mcp", description=__doc__)
     parser.add_argument("--root", type=Path, required=True, help="workspace root directory")
-    parser.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8766)
+    add_transport_args(parser, port=8766)
     parser.add_argument("--owner-pid", type=int, help="end when this process, the agent, ends")
     return parser.parse_args(argv)
 
@@ -369,10 +368,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.owner_pid is not None:
         end_with(args.owner_pid)
     server = build_server(args.root)
-    if args.transport == "stdio":
-        server.run("stdio")
-    else:
-        server.run("streamable-http", host=args.host, port=args.port)
+    serve(server, args)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentfleet.mcp_servers.results import new_key, stored
+from agentfleet.mcp_servers.transport import add_transport_args, serve
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser as PlaywrightBrowser
@@ -285,9 +286,7 @@ def build_server(browser: Browser, name: str = "computer") -> MCPServer:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="agentfleet-computer-mcp", description=__doc__)
-    parser.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
+    add_transport_args(parser)
     parser.add_argument("--allow-host", action="append", default=[], help="a host the browser may reach (repeat)")
     parser.add_argument("--network", action="store_true", help="let the browser reach any host")
     parser.add_argument("--chromium", default=CHROMIUM, help="the Chromium binary")
@@ -310,10 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     store = None if args.no_artifacts else artifact_store(Settings())
     server = build_server(Browser(config, store, args.prefix))
-    if args.transport == "stdio":
-        server.run("stdio")
-    else:
-        server.run("streamable-http", host=args.host, port=args.port)
+    serve(server, args)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from agentfleet.errors import AgentFleetError
 from agentfleet.mcp_servers import media_offline
 from agentfleet.mcp_servers.media_offline import Series
 from agentfleet.mcp_servers.results import new_key, stored
+from agentfleet.mcp_servers.transport import add_transport_args, serve
 from agentfleet.ports import ArtifactStore
 
 if TYPE_CHECKING:
@@ -153,9 +154,7 @@ def artifact_store(settings: Settings) -> ArtifactStore:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="agentfleet-genmedia-mcp", description=__doc__)
-    parser.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
+    add_transport_args(parser)
     parser.add_argument("--prefix", default="media", help="artifact key prefix of what is made (e.g. a task id)")
     parser.add_argument(
         "--vertex",
@@ -180,10 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         models = {k: v for k, v in {"image_model": args.image_model, "speech_model": args.speech_model}.items() if v}
         vertex = VertexMedia.create(settings.require("project_id"), settings.region, **models)
     server = build_server(Media(artifact_store(settings), args.prefix, vertex))
-    if args.transport == "stdio":
-        server.run("stdio")
-    else:
-        server.run("streamable-http", host=args.host, port=args.port)
+    serve(server, args)
 
 
 if __name__ == "__main__":

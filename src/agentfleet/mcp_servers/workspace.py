@@ -21,6 +21,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from agentfleet.errors import AgentFleetError
 from agentfleet.locks import acquire
+from agentfleet.mcp_servers.transport import add_transport_args, serve
 from agentfleet.runtime.apply_patch import apply_patch as apply_patch_text
 from agentfleet.runtime.apply_patch import summarize
 from agentfleet.runtime.capture import end_with
@@ -245,9 +246,7 @@ def build_server(workspace: Workspace, name: str = "workspace") -> MCPServer:
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="agentfleet-workspace-mcp", description=__doc__)
     parser.add_argument("--root", type=Path, required=True, help="workspace root directory")
-    parser.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
+    add_transport_args(parser)
     parser.add_argument("--network", action="store_true", help="allow network access to commands")
     parser.add_argument(
         "--sandbox", type=SandboxConfig.model_validate_json, help="the sandbox as JSON (default: from the settings)"
@@ -273,10 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     sandbox = Sandbox(args.root, config)
     owner = (config.uid, config.gid) if config.mode == "bwrap" else None
     server = build_server(Workspace(args.root, sandbox, owner))
-    if args.transport == "stdio":
-        server.run("stdio")
-    else:
-        server.run("streamable-http", host=args.host, port=args.port)
+    serve(server, args)
 
 
 if __name__ == "__main__":
