@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,19 +21,10 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import uvicorn
 from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
-from a2a.helpers import get_text_parts, new_data_part, new_task_from_user_message, new_text_part
-from a2a.server.agent_execution import AgentExecutor, RequestContext
-from a2a.server.events import EventQueue
-from a2a.server.request_handlers import DefaultRequestHandler
-from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
-from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.helpers import get_text_parts, new_data_part, new_text_part
 from a2a.types.a2a_pb2 import (
-    AgentCapabilities,
     AgentCard,
-    AgentInterface,
-    AgentSkill,
     CancelTaskRequest,
     GetTaskRequest,
     Message,
@@ -43,84 +33,23 @@ from a2a.types.a2a_pb2 import (
     TaskState,
 )
 from mcp import Client
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 
 from agentfleet.mcp_servers.a2a_bridge import Bridge, Reach, build_server
 from agentfleet.net import free_port
+from agentfleet.testing.a2a_echo import echo_app
+from agentfleet.testing.asgi import serving
 from agentfleet.testing.polling import wait_for
 from agentfleet.testing.scripted_llm import ScriptedLLM, look, reply, tool_call
 from tests.processes import pids_running, unique_sleep_seconds
 from tests.test_serve import auth, local_client, server_process
 
-SLOW_S = 3.0
-"""How long the echo agent works on a message that starts with "slow"."""
-
-
-# --- a tiny echo A2A agent ----------------------------------------------------------------------
-
-
-class Echo(AgentExecutor):
-    """Answers each message with "echo: <text>" and an artifact holding the text shouted."""
-
-    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
-        assert context.message is not None and context.task_id and context.context_id
-        if context.current_task is None:
-            await event_queue.enqueue_event(new_task_from_user_message(context.message))
-        updater = TaskUpdater(event_queue, context.task_id, context.context_id)
-        text = context.get_user_input()
-        await updater.start_work()
-        if text.startswith("slow"):
-            await asyncio.sleep(SLOW_S)
-        await updater.add_artifact([new_text_part(text.upper())], name="shout")
-        await updater.complete(updater.new_agent_message([new_text_part(f"echo: {text}")]))
-
-    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
-        await TaskUpdater(event_queue, context.task_id or "", context.context_id or "").cancel()
-
-
-def echo_app(port: int, *, streaming: bool, message_url: str | None = None) -> Starlette:
-    card = AgentCard(
-        name="Echo",
-        description="Repeats what it is told.",
-        supported_interfaces=[
-            AgentInterface(url=message_url or f"http://127.0.0.1:{port}/rpc", protocol_binding="JSONRPC")
-        ],
-        version="1.0.0",
-        capabilities=AgentCapabilities(streaming=streaming),
-        default_input_modes=["text/plain"],
-        default_output_modes=["text/plain"],
-        skills=[AgentSkill(id="echo", name="Echo", description="Says it back", tags=["echo"], examples=["hi"])],
-    )
-    handler = DefaultRequestHandler(Echo(), InMemoryTaskStore(), card)
-
-    async def garbage(request: Any) -> PlainTextResponse:
-        return PlainTextResponse("this is no agent card")
-
-    return Starlette(
-        routes=[
-            *create_agent_card_routes(card),
-            *create_jsonrpc_routes(handler, "/rpc"),
-            Route("/bad/.well-known/agent-card.json", garbage),
-        ]
-    )
-
 
 @contextlib.contextmanager
 def serve_asgi(app_for_port: Any) -> Iterator[str]:
-    """Serve the app (built for its port) with uvicorn on loopback in a thread; stop it after."""
+    """Serve the app (built for its port) on loopback; stop it after."""
     port = free_port()
-    config = uvicorn.Config(app_for_port(port), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started, timeout_s=30, what="the echo agent to listen")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with serving(app_for_port(port), port=port) as url:
+        yield url
 
 
 @pytest.fixture(params=[True, False], ids=["streaming", "polling"])

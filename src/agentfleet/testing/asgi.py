@@ -14,9 +14,10 @@ from agentfleet.testing.polling import wait_for
 
 
 @contextlib.contextmanager
-def serving(app: Any, *, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve `app` on a free port of `host`; yields its base URL (`http://host:port`); stops it after."""
-    port = free_port()
+def serving(app: Any, *, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
+    """Serve `app` on `port` (default: a free one) of `host`; yields its base URL (`http://host:port`);
+    stops it after. Pass a port when the app must know its own address (an A2A agent's card)."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name=f"asgi-{port}", daemon=True)
     thread.start()
