@@ -107,6 +107,7 @@ bench: install ## Run the benchmark scripts under bench/ and print their figures
 	$(PY) bench/cloud_flow.py
 	$(PY) bench/idle_cpu.py
 	$(PY) bench/burst.py
+	$(PY) bench/mcp_transport.py
 
 FUNCTIONS_STAGE ?= build/functions
 
