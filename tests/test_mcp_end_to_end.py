@@ -10,9 +10,10 @@ import sqlite3
 from pathlib import Path
 
 from agentfleet.mcp_servers.toolbox import default_binary
+from agentfleet.testing.a2a_echo import echo_app
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
 from tests.mcp_servers.servers import need_binary
-from tests.mcp_servers.test_a2a_bridge import echo_app, serve_asgi
+from tests.mcp_servers.test_a2a_bridge import serve_asgi
 from tests.mcp_servers.test_computer import Site
 from tests.test_cli_run import agentfleet
 
