@@ -81,7 +81,7 @@ checkov: $(CHECKOV_STAMP) ## checkov (own venv, .venv-checkov) over terraform/ a
 
 .PHONY: terraform-check
 terraform-check: install $(CHECKOV_STAMP) ## Every check of terraform/: fmt, the cross-checks with the code, checkov, offline validate
-	$(PY) -m pytest -q tests/deploy/test_terraform_crosscheck.py tests/deploy/test_checkov.py tests/terraform
+	$(PY) -m pytest -q tests/deploy/test_terraform_crosscheck.py tests/deploy/test_terraform_mcp.py tests/deploy/test_checkov.py tests/terraform
 
 .PHONY: terraform-validate
 terraform-validate: install ## Offline terraform init + validate of the Terraform roots against provider 8.7.0's schema

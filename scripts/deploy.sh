@@ -16,6 +16,11 @@
 # (where the Terraform variables are written: build/deploy.tfvars.json), TF_STATE_BUCKET
 # (Terraform's state bucket, default PROJECT_ID-DEPLOYMENT_NAME-tfstate, created if missing;
 # prefix DEPLOYMENT_NAME).
+# Shared MCP services (each a private Cloud Run service only the agent may call): MCP_SERVERS
+# (comma-separated, of media, computer, a2a: from the mcp image), TOOLBOX_CONFIG (a tools.yaml made
+# with `python -m agentfleet.mcp_servers.toolbox --print-config`: deploys the database toolbox as
+# db) with TOOLBOX_DB_USER and TOOLBOX_DB_PASSWORD (the database credentials tools.yaml refers
+# to; stored as secret versions from stdin, escaped as the toolbox reads them).
 #
 # Order: enable the APIs the build needs -> the state bucket -> stage the functions zip -> terraform init ->
 # terraform apply of the secrets and the registry -> secret versions (gcloud) -> images (Cloud
@@ -52,6 +57,20 @@ DEPLOYMENT_NAME="${DEPLOYMENT_NAME:-agentfleet}"
 AGENT_SANDBOX="${AGENT_SANDBOX:-bwrap}"
 case "$AGENT_SANDBOX" in bwrap | none) ;; *) echo "error: AGENT_SANDBOX must be bwrap or none" >&2; exit 1 ;; esac
 TF_DIR="${TF_DIR:-$ROOT/terraform/environments/dev}"
+MCP_SERVERS="${MCP_SERVERS:-}"
+for server in ${MCP_SERVERS//,/ }; do
+  case "$server" in
+    media | computer | a2a) ;;
+    *) echo "error: MCP_SERVERS: $server is not media, computer or a2a (code runs inside the agent's job; db is TOOLBOX_CONFIG)" >&2; exit 1 ;;
+  esac
+done
+TOOLBOX_CONFIG="${TOOLBOX_CONFIG:-}"
+if [ -n "$TOOLBOX_CONFIG" ]; then
+  [ "$DRY_RUN" = 1 ] || [ -f "$TOOLBOX_CONFIG" ] || { echo "error: TOOLBOX_CONFIG $TOOLBOX_CONFIG not found" >&2; exit 1; }
+  for name in TOOLBOX_DB_USER TOOLBOX_DB_PASSWORD; do
+    [ -n "${!name:-}" ] || { echo "error: TOOLBOX_CONFIG is set but $name is not (the credentials its tools.yaml refers to)" >&2; exit 1; }
+  done
+fi
 TF_BOOTSTRAP_TARGETS="${TF_BOOTSTRAP_TARGETS:-module.secrets module.artifact_registry}"
 if [ -z "${IMAGE_TAG:-}" ]; then
   IMAGE_TAG="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || true)"
@@ -79,6 +98,15 @@ add_secret_version() {
   [ "$DRY_RUN" = 1 ] || printf %s "${!var}" | gcloud secrets versions add "$secret" --project "$PROJECT_ID" --data-file=-
 }
 
+# A database credential's new version, escaped as the toolbox needs it: it pastes the value into
+# tools.yaml's JSON text (agentfleet.mcp_servers.toolbox_config._substitutable does the same).
+add_toolbox_credential() {
+  local secret="$1" var="$2"
+  printf '+ <$%s, escaped for tools.yaml> | gcloud secrets versions add %q --project %q --data-file=-\n' "$var" "$secret" "$PROJECT_ID"
+  [ "$DRY_RUN" = 1 ] || python3 -c 'import json, os, sys; sys.stdout.write(json.dumps(os.environ[sys.argv[1]])[1:-1].replace("$", "\\u0024"))' "$var" \
+    | gcloud secrets versions add "$secret" --project "$PROJECT_ID" --data-file=-
+}
+
 tfvars_json() {
   python3 - <<'PY'
 import json, os, sys
@@ -96,6 +124,10 @@ values = {
     "functions_source_zip": env["FUNCTIONS_ZIP"],
     "agent_sandbox": env["AGENT_SANDBOX"],
 }
+servers = [s.strip() for s in env.get("MCP_SERVERS", "").split(",") if s.strip()]
+values["deploy_mcp"] = bool(servers)
+values["mcp_servers_deployed"] = servers
+values["deploy_toolbox"] = bool(env.get("TOOLBOX_CONFIG"))
 if env.get("GPT_OSS_MODEL"):
     values["gpt_oss_model"] = env["GPT_OSS_MODEL"]
 if env.get("INVOKERS"):
@@ -107,7 +139,7 @@ if env.get("ALERT_EMAIL"):
 print(json.dumps(values, indent=2))
 PY
 }
-export REGISTRY IMAGE_TAG PROJECT_ID REGION DEPLOYMENT_NAME GCS_BUCKET FUNCTIONS_ZIP AGENT_SANDBOX
+export REGISTRY IMAGE_TAG PROJECT_ID REGION DEPLOYMENT_NAME GCS_BUCKET FUNCTIONS_ZIP AGENT_SANDBOX MCP_SERVERS TOOLBOX_CONFIG
 
 [ "$DRY_RUN" = 1 ] && echo "dry run: printing the commands; none is run"
 echo "deploying $DEPLOYMENT_NAME to project $PROJECT_ID ($REGION), images $REGISTRY/*:$IMAGE_TAG"
@@ -146,6 +178,11 @@ if [ -n "${AGENTFLEET_GIT_TOKEN:-}" ]; then
   add_secret_version "$DEPLOYMENT_NAME-git-token" AGENTFLEET_GIT_TOKEN
 else
   echo "no AGENTFLEET_GIT_TOKEN: $DEPLOYMENT_NAME-git-token keeps the versions it has (public repositories need none)"
+fi
+if [ -n "$TOOLBOX_CONFIG" ]; then
+  run gcloud secrets versions add "$DEPLOYMENT_NAME-toolbox-config" --project "$PROJECT_ID" "--data-file=$TOOLBOX_CONFIG"
+  add_toolbox_credential "$DEPLOYMENT_NAME-toolbox-db-user" TOOLBOX_DB_USER
+  add_toolbox_credential "$DEPLOYMENT_NAME-toolbox-db-password" TOOLBOX_DB_PASSWORD
 fi
 
 step "Images (Cloud Build): agent, gpt-oss, mcp"

@@ -174,3 +174,56 @@ def test_a_failing_command_stops_the_deploy(stand_ins: tuple[Path, Path], tmp_pa
     proc = deploy(env=env, bin_dir=bin_dir)
     assert proc.returncode == 3
     assert len(calls(log)) == 1  # the first gcloud call failed; nothing after it ran
+
+
+def test_shared_mcp_services_and_the_toolbox_are_deployed_with_their_secrets_from_stdin(
+    stand_ins: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from agentfleet.mcp_servers.toolbox_config import _substitutable
+
+    bin_dir, log = stand_ins
+    staged = tmp_path / "functions.zip"
+    staged.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    config = tmp_path / "tools.yaml"
+    config.write_text('{"kind": "source", "user": "${AGENTFLEET_TOOLBOX_DB_USER}"}\n')
+    password = 'p"a$s\\w0rd-do-not-print'
+    env = {
+        **INPUTS,
+        "IMAGE_TAG": "abc123",
+        "FUNCTIONS_ZIP": str(staged),
+        "CALLS": str(log),
+        "TFVARS_FILE": str(tmp_path / "deploy.tfvars.json"),
+        "MCP_SERVERS": "media, a2a",
+        "TOOLBOX_CONFIG": str(config),
+        "TOOLBOX_DB_USER": "reader",
+        "TOOLBOX_DB_PASSWORD": password,
+    }
+    proc = deploy(env=env, bin_dir=bin_dir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tfvars = json.loads((tmp_path / "deploy.tfvars.json").read_text())
+    assert tfvars["deploy_mcp"] is True and tfvars["mcp_servers_deployed"] == ["media", "a2a"]
+    assert tfvars["deploy_toolbox"] is True
+    made = calls(log)
+    added = {c["args"][3]: c for c in made if c["tool"] == "gcloud" and c["args"][:3] == ["secrets", "versions", "add"]}
+    assert set(added) >= {"agentfleet-toolbox-config", "agentfleet-toolbox-db-user", "agentfleet-toolbox-db-password"}
+    assert f"--data-file={config}" in added["agentfleet-toolbox-config"]["args"]
+    # The toolbox pastes the values into tools.yaml's JSON: stored escaped exactly as the local toolbox does.
+    assert added["agentfleet-toolbox-db-password"]["stdin"] == _substitutable(password).get_secret_value()
+    assert added["agentfleet-toolbox-db-user"]["stdin"] == "reader"
+    # The secrets exist before their versions are added: the first apply creates them.
+    order = [(c["tool"], c["args"][1] if c["tool"] == "terraform" else c["args"][0]) for c in made]
+    assert order.index(("terraform", "apply")) < order.index(("gcloud", "secrets"))
+    assert all(password not in arg for c in made for arg in c["args"])
+    assert password not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"MCP_SERVERS": "code"}, "code runs inside the agent's job"),
+        ({"TOOLBOX_CONFIG": "/dev/null", "TOOLBOX_DB_USER": "reader"}, "TOOLBOX_DB_PASSWORD is not"),
+    ],
+)
+def test_a_shared_mcp_setting_that_cannot_deploy_is_refused(extra: dict[str, str], message: str) -> None:
+    proc = deploy("--dry-run", env={**INPUTS, "IMAGE_TAG": "abc", **extra})
+    assert proc.returncode == 1 and message in proc.stderr

@@ -148,6 +148,10 @@ def test_root_variables_and_outputs_of_the_contract() -> None:
         "gpt_oss_max_instances": 1,
         "agent_sandbox": "bwrap",
         "mcp_image": "",
+        "deploy_mcp": False,
+        "mcp_servers_deployed": ["media", "computer", "a2a"],
+        "mcp_server_args": {},
+        "deploy_toolbox": False,
         "alert_email": "",
         "invokers": [],
     }
@@ -366,6 +370,10 @@ def grant_of(r: Resource) -> tuple[str, str, str, str | None]:
         match = re.fullmatch(r'var\.secret_ids\["([a-z-]+)"\]', ref(r.body["secret_id"]) or "")
         assert match, f"{r.name}: secret {r.body['secret_id']!r}"
         on = f"secret:{match[1]}"
+    elif kind == "cloud_run_v2_service" and ref(r.body["name"]) == "each.value":
+        # One binding per deployed shared MCP service.
+        assert ref(r.body["for_each"]) == "var.services.mcp", f"{r.name}: for_each over what?"
+        on = "service:mcp[*]"
     elif kind == "cloud_run_v2_service":
         match = re.fullmatch(r"var\.services\.(\w+)", ref(r.body["name"]) or "")
         assert match, f"{r.name}: service {r.body['name']!r}"
@@ -546,7 +554,7 @@ def test_no_public_member_anywhere() -> None:
         ("service:dispatch", "dispatch_trigger"),
         ("service:reap", "scheduler"),
         ("service:gpt_oss", "agent"),
-        ("service:mcp", "agent"),
+        ("service:mcp[*]", "agent"),
     }, "who may invoke what"
     for r in resources(TERRAFORM, "google_cloud_run_v2_service"):
         assert r.body.get("invoker_iam_disabled") is False, f"{r.name}: the invoker check stays on"

@@ -14,14 +14,71 @@ locals {
     AGENTFLEET_GIT_TOKEN = "projects/${var.project_id}/secrets/${module.secrets.ids["git-token"]}/versions/latest"
   }
   job_secrets = { for name, ref in local.job_secret_refs : name => ref if var.use_git_token || name != "AGENTFLEET_GIT_TOKEN" }
-  mcp_servers = local.deploy_mcp ? { shared = module.mcp[0].url } : {}
-  deploy_mcp  = var.deploy_mcp && var.mcp_image != ""
+
+  # AgentFleet's own MCP servers that can run as shared services (the mcp image runs serve.sh MODULE
+  # ARGS), under the names the agent knows them by (settings.BUILTIN_MCP_SERVERS): a URL given under
+  # such a name replaces the server the agent would start over stdio. The code assistant (code) is
+  # not among them: it reads the task's checkout, which exists only inside the agent's job, so it
+  # stays a stdio server there (terraform/modules/mcp/README.md).
+  mcp_catalog = {
+    media = {
+      module      = "genmedia"
+      what        = "images, diagrams, charts and speech (Vertex AI), stored in the bucket"
+      args        = ["--prefix", local.shared_media_prefix]
+      gcp_backend = true
+      account     = "mcp_media"
+      memory      = "1Gi"
+      timeout_s   = 300
+    }
+    computer = {
+      module      = "computer"
+      what        = "a headless Chromium that checks web pages (loopback and --allow-host hosts only)"
+      args        = ["--no-artifacts"]
+      gcp_backend = false
+      account     = "mcp"
+      memory      = "2Gi"
+      timeout_s   = 300
+    }
+    a2a = {
+      module      = "a2a_bridge"
+      what        = "the A2A bridge to other agents (--agent NAME=URL, --allowed-url)"
+      args        = []
+      gcp_backend = false
+      account     = "mcp"
+      memory      = "512Mi"
+      timeout_s   = 3600
+    }
+  }
+  deploy_mcp   = var.deploy_mcp && var.mcp_image != ""
+  mcp_services = { for name, spec in local.mcp_catalog : name => spec if local.deploy_mcp && contains(var.mcp_servers_deployed, name) }
+  # A shared server has no task id: what it stores goes under tasks/ (expired with the tasks'
+  # artifacts) in a folder no task id can name (task ids are hex).
+  shared_media_prefix = "tasks/shared/media"
+  # What the gcp backend's ArtifactStore and Vertex AI need (the genmedia server reads Settings).
+  mcp_gcp_env = {
+    AGENTFLEET_BACKEND = "gcp"
+    PROJECT_ID         = var.project_id
+    REGION             = var.region
+    GCS_BUCKET         = module.storage.name
+  }
+
+  # Google's MCP Toolbox for Databases, from Google's image: its tools.yaml (made by
+  # `python -m agentfleet.mcp_servers.toolbox --print-config`, no credential in it) is a secret
+  # mounted as a file; the user name and password it refers to are secrets in its environment.
+  deploy_toolbox      = var.deploy_toolbox && var.toolbox_image != ""
+  toolbox_secrets     = ["toolbox-config", "toolbox-db-user", "toolbox-db-password"]
+  toolbox_config_path = "/secrets/tools.yaml"
+
+  # AGENTFLEET_MCP_SERVERS for the functions and the agent jobs, and the services the agent may invoke.
+  mcp_servers       = merge({ for name, m in module.mcp : name => m.url }, { for m in module.toolbox : "db" => m.url })
+  mcp_service_names = merge({ for name, m in module.mcp : name => m.name }, { for m in module.toolbox : "db" => m.name })
 }
 
 module "project_services" {
   source     = "../../modules/project-services"
   project_id = var.project_id
-  services = [
+  # Vertex AI only for the media service (genmedia's pictures and speech).
+  services = concat(contains(keys(local.mcp_services), "media") ? ["aiplatform.googleapis.com"] : [], [
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
@@ -36,7 +93,7 @@ module "project_services" {
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
-  ]
+  ])
 }
 
 module "artifact_registry" {
@@ -85,6 +142,7 @@ module "secrets" {
   project_id      = var.project_id
   region          = var.region
   deployment_name = var.deployment_name
+  secret_names    = concat(["llm-api-key", "git-token"], local.deploy_toolbox ? local.toolbox_secrets : [])
   labels          = local.labels
   depends_on      = [module.project_services]
 }
@@ -112,15 +170,43 @@ module "gpt_oss" {
   labels          = local.labels
 }
 
+# One private service per shared server (deploy_mcp, mcp_servers_deployed), each with its own
+# arguments; only the agent's service account may invoke them (module.iam).
 module "mcp" {
-  count  = local.deploy_mcp ? 1 : 0
+  for_each = local.mcp_services
+  source   = "../../modules/mcp"
+
+  project_id        = var.project_id
+  region            = var.region
+  name              = "${var.deployment_name}-mcp-${each.key}"
+  description       = each.value.what
+  image             = var.mcp_image
+  args              = concat([each.value.module], each.value.args, lookup(var.mcp_server_args, each.key, []))
+  env               = each.value.gcp_backend ? local.mcp_gcp_env : {}
+  service_account   = module.service_accounts.emails[each.value.account]
+  memory            = each.value.memory
+  request_timeout_s = each.value.timeout_s
+  labels            = local.labels
+}
+
+module "toolbox" {
+  count  = local.deploy_toolbox ? 1 : 0
   source = "../../modules/mcp"
 
-  project_id      = var.project_id
-  region          = var.region
-  name            = "${var.deployment_name}-mcp"
-  image           = var.mcp_image
-  service_account = module.service_accounts.emails.mcp
+  project_id  = var.project_id
+  region      = var.region
+  name        = "${var.deployment_name}-mcp-db"
+  description = "Google's MCP Toolbox for Databases over the database its tools.yaml names"
+  image       = var.toolbox_image
+  args        = ["--config=${local.toolbox_config_path}", "--address=0.0.0.0", "--port=8080", "--disable-version-check", "--logging-format=JSON"]
+  host_flag   = "--allowed-hosts"
+  secret_file = { path = local.toolbox_config_path, secret = module.secrets.ids["toolbox-config"] }
+  secret_env = {
+    AGENTFLEET_TOOLBOX_DB_USER     = module.secrets.ids["toolbox-db-user"]
+    AGENTFLEET_TOOLBOX_DB_PASSWORD = module.secrets.ids["toolbox-db-password"]
+  }
+  service_account = module.service_accounts.emails.toolbox
+  memory          = "512Mi"
   labels          = local.labels
 }
 
@@ -182,7 +268,7 @@ module "iam" {
     dispatch    = module.functions.services.dispatch
     reap        = module.functions.services.reap
     gpt_oss     = module.gpt_oss.name
-    mcp         = local.deploy_mcp ? module.mcp[0].name : null
+    mcp         = local.mcp_service_names
   }
 }
 

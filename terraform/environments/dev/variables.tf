@@ -41,15 +41,49 @@ variable "gpt_oss_image" {
 }
 
 variable "mcp_image" {
-  description = "Image of the shared MCP server (REGION-docker.pkg.dev/PROJECT/DEPLOYMENT/mcp:TAG); deployed only with deploy_mcp."
+  description = "Image of AgentFleet's MCP servers (REGION-docker.pkg.dev/PROJECT/DEPLOYMENT/mcp:TAG); deployed only with deploy_mcp."
   type        = string
   default     = ""
 }
 
 variable "deploy_mcp" {
-  description = "Deploy mcp_image as a shared MCP service the agents may name (AGENTFLEET_MCP_SERVERS = {\"shared\": URL}); false: {}."
+  description = "Deploy each server of mcp_servers_deployed from mcp_image as its own private Cloud Run service, listed in AGENTFLEET_MCP_SERVERS under its name (replacing the agent's stdio server of that name)."
   type        = bool
   default     = false
+}
+
+variable "mcp_servers_deployed" {
+  description = "AgentFleet's MCP servers deployed as services with deploy_mcp: media (genmedia), computer, a2a (a2a_bridge). Not code: the code assistant reads the task's checkout, which only the agent's job has; db is deploy_toolbox."
+  type        = list(string)
+  default     = ["media", "computer", "a2a"]
+
+  validation {
+    condition     = alltrue([for name in var.mcp_servers_deployed : contains(["media", "computer", "a2a"], name)])
+    error_message = "mcp_servers_deployed takes media, computer and a2a. code runs inside the agent's job (it reads the task's checkout); db is deployed with deploy_toolbox."
+  }
+}
+
+variable "mcp_server_args" {
+  description = "More options of a deployed server by name, after the deployment's own, e.g. {computer = [\"--allow-host\", \"staging.example.com\"], a2a = [\"--agent\", \"fleet=https://...\"]}."
+  type        = map(list(string))
+  default     = {}
+
+  validation {
+    condition     = alltrue([for name in keys(var.mcp_server_args) : contains(["media", "computer", "a2a"], name)])
+    error_message = "mcp_server_args is keyed by media, computer or a2a."
+  }
+}
+
+variable "deploy_toolbox" {
+  description = "Deploy Google's MCP Toolbox for Databases (toolbox_image) as the db service; its tools.yaml and database user and password are the toolbox-* secrets, which need versions before the service can start."
+  type        = bool
+  default     = false
+}
+
+variable "toolbox_image" {
+  description = "Google's published toolbox image (the version AgentFleet's tools.yaml is made and tested for: mcp_servers/toolbox/package.json)."
+  type        = string
+  default     = "us-central1-docker.pkg.dev/database-toolbox/toolbox/toolbox:1.12.0"
 }
 
 variable "functions_source_zip" {

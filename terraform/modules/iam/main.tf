@@ -208,14 +208,68 @@ resource "google_cloud_run_v2_service_iam_member" "agent_invokes_gpt_oss" {
   member   = local.sa.agent
 }
 
+# Every deployed shared MCP service, one binding each: the agent is the only one who may call them.
 resource "google_cloud_run_v2_service_iam_member" "agent_invokes_mcp" {
-  count = var.services.mcp == null ? 0 : 1
+  for_each = var.services.mcp
 
   project  = var.project_id
   location = var.region
-  name     = var.services.mcp
+  name     = each.value
   role     = "roles/run.invoker"
   member   = local.sa.agent
+}
+
+# --- shared MCP services -------------------------------------------------------------------------
+
+# media (genmedia): pictures and speech from Vertex AI, written to the bucket under its own prefix
+# only (create, never read, replace or delete). Granted only while the service is deployed.
+resource "google_project_iam_member" "mcp_media_vertex" {
+  count = contains(keys(var.services.mcp), "media") ? 1 : 0
+
+  project = var.project_id
+  role    = "roles/aiplatform.user"
+  member  = local.sa.mcp_media
+}
+
+resource "google_storage_bucket_iam_member" "mcp_media_objects" {
+  count = contains(keys(var.services.mcp), "media") ? 1 : 0
+
+  bucket = var.bucket
+  role   = "roles/storage.objectCreator"
+  member = local.sa.mcp_media
+  condition {
+    title       = "shared-media-only"
+    description = "Only what the shared media server stores"
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${var.bucket}/objects/tasks/shared/media/\")"
+  }
+}
+
+# db (the toolbox): its tools.yaml and the database user and password, nothing else.
+resource "google_secret_manager_secret_iam_member" "toolbox_config" {
+  count = contains(keys(var.services.mcp), "db") ? 1 : 0
+
+  project   = var.project_id
+  secret_id = var.secret_ids["toolbox-config"]
+  role      = "roles/secretmanager.secretAccessor"
+  member    = local.sa.toolbox
+}
+
+resource "google_secret_manager_secret_iam_member" "toolbox_db_user" {
+  count = contains(keys(var.services.mcp), "db") ? 1 : 0
+
+  project   = var.project_id
+  secret_id = var.secret_ids["toolbox-db-user"]
+  role      = "roles/secretmanager.secretAccessor"
+  member    = local.sa.toolbox
+}
+
+resource "google_secret_manager_secret_iam_member" "toolbox_db_password" {
+  count = contains(keys(var.services.mcp), "db") ? 1 : 0
+
+  project   = var.project_id
+  secret_id = var.secret_ids["toolbox-db-password"]
+  role      = "roles/secretmanager.secretAccessor"
+  member    = local.sa.toolbox
 }
 
 # --- gpt-oss -------------------------------------------------------------------------------

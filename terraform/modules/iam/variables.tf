@@ -19,10 +19,10 @@ variable "service_accounts" {
 
   validation {
     condition = length(setsubtract(
-      ["orchestrate", "dispatch", "dispatch_trigger", "reap", "scheduler", "agent", "gpt_oss", "build"],
+      ["orchestrate", "dispatch", "dispatch_trigger", "reap", "scheduler", "agent", "gpt_oss", "mcp", "mcp_media", "toolbox", "build"],
       keys(var.service_accounts)
     )) == 0
-    error_message = "service_accounts needs orchestrate, dispatch, dispatch_trigger, reap, scheduler, agent, gpt_oss and build."
+    error_message = "service_accounts needs orchestrate, dispatch, dispatch_trigger, reap, scheduler, agent, gpt_oss, mcp, mcp_media, toolbox and build."
   }
 }
 
@@ -52,18 +52,18 @@ variable "dead_letter_topic_id" {
 }
 
 variable "secret_ids" {
-  description = "Secret id by short name (llm-api-key, git-token)."
+  description = "Secret id by short name (llm-api-key, git-token; toolbox-config, toolbox-db-user, toolbox-db-password with the toolbox)."
   type        = map(string)
 }
 
 variable "services" {
-  description = "Cloud Run service names: the functions' underlying services, gpt-oss, and mcp (null when none)."
+  description = "Cloud Run service names: the functions' underlying services, gpt-oss, and mcp: each deployed shared MCP service by its server name (media, computer, a2a, db)."
   type = object({
     orchestrate = string
     dispatch    = string
     reap        = string
     gpt_oss     = string
-    mcp         = optional(string)
+    mcp         = optional(map(string), {})
   })
 }
 

@@ -8,7 +8,9 @@ locals {
     scheduler        = { suffix = "sched", what = "Cloud Scheduler calling reap with an OIDC token" }
     agent            = { suffix = "agent", what = "the agent Cloud Run jobs" }
     gpt_oss          = { suffix = "gptoss", what = "the gpt-oss model service" }
-    mcp              = { suffix = "mcp", what = "the shared MCP service" }
+    mcp              = { suffix = "mcp", what = "the shared MCP services that need nothing of the project (computer, a2a)" }
+    mcp_media        = { suffix = "mcpmedia", what = "the shared media MCP service (Vertex AI, writes to the bucket)" }
+    toolbox          = { suffix = "toolbox", what = "the shared database toolbox MCP service (reads its own secrets)" }
     build            = { suffix = "build", what = "Cloud Build building the functions" }
   }
 }
