@@ -317,14 +317,19 @@ class Settings(BaseSettings):
             elif isinstance(value, bool):
                 value = "true" if value else "false"
             elif name == "mcp_servers":
-                value = json.dumps(
-                    {k: v.model_dump(mode="json", exclude_defaults=True) for k, v in value.items()}
-                    | {k: None for k in BUILTIN_MCP_SERVERS if k not in value}
-                )
+                value = self.mcp_servers_json()
             elif isinstance(value, dict | list):
                 value = json.dumps(value)
             env[name.upper() if name in SEED_NAMES else f"AGENTFLEET_{name.upper()}"] = str(value)
         return env
+
+    def mcp_servers_json(self) -> str:
+        """AGENTFLEET_MCP_SERVERS that gives these servers back: each as set, a built-in one that is
+        gone as null."""
+        servers: dict[str, object] = {
+            k: v.model_dump(mode="json", exclude_defaults=True) for k, v in self.mcp_servers.items()
+        }
+        return json.dumps(servers | {k: None for k in BUILTIN_MCP_SERVERS if k not in servers}, sort_keys=True)
 
     def validation_context(self) -> dict[str, object]:
         """What TaskRequest validation needs to know about this deployment."""

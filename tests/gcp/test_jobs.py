@@ -25,7 +25,7 @@ from agentfleet.local.queue import SqliteTaskQueue
 from agentfleet.local.store import SqliteTaskStore
 from agentfleet.ports import Backends, DispatchMessage
 from agentfleet.service import Service
-from agentfleet.settings import Settings
+from agentfleet.settings import McpServerConfig, Settings
 from agentfleet.tasks import Task, TaskOptions, TaskRequest, TaskStatus
 from agentfleet.testing.emulators import free_port
 from agentfleet.testing.fake_cloud_run import FakeCloudRun
@@ -81,6 +81,19 @@ def test_the_job_environment_carries_the_shared_settings_and_never_a_secret(tmp_
     assert (env["AGENTFLEET_BACKEND"], env["PROJECT_ID"], env["REGION"]) == ("gcp", "demo-project", "us-central1")
     assert not any("do-not-leak" in value for value in env.values())
     assert not {"LLM_API_KEY", "AGENTFLEET_API_TOKEN", "AGENTFLEET_LLM_API_KEY"} & env.keys()
+
+
+def test_the_job_gets_the_deployments_mcp_servers_and_reads_them_back_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "AGENTFLEET_MCP_SERVERS" not in job_environment(make_settings(tmp_path, "unused:1"))  # the built-in ones
+    given = {"media": "https://media-1.us-central1.run.app/mcp", "a2a": None}  # a Cloud Run service; one removed
+    servers = make_settings(tmp_path, "unused:1", mcp_servers=given)
+    env = job_environment(servers)
+    monkeypatch.setenv("AGENTFLEET_MCP_SERVERS", env["AGENTFLEET_MCP_SERVERS"])
+    again = Settings(_env_file=None).mcp_servers  # type: ignore[call-arg]
+    assert again == servers.mcp_servers
+    assert again["media"] == McpServerConfig(url="https://media-1.us-central1.run.app/mcp") and "a2a" not in again
 
 
 def test_the_workspace_job_is_created_once_and_reused_by_every_task_of_the_workspace(

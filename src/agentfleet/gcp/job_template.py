@@ -4,13 +4,12 @@ overrides of one execution, and the port's view of an execution."""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 from google.cloud import run_v2
 
 from agentfleet.ports import ATTEMPT_ENV, TASK_ID_ENV, Execution
-from agentfleet.settings import Settings
+from agentfleet.settings import BUILTIN_MCP_SERVERS, Settings
 from agentfleet.tasks import Task
 
 TEARDOWN_MARGIN_S = 300
@@ -49,8 +48,8 @@ def job_environment(settings: Settings) -> dict[str, str]:
     }
     if settings.job_sandbox == "none":  # chosen for the deployment: the container is the only sandbox
         env["AGENTFLEET_ALLOW_UNSANDBOXED"] = "true"
-    if settings.mcp_servers:
-        env["AGENTFLEET_MCP_SERVERS"] = json.dumps(settings.mcp_servers, sort_keys=True)
+    if settings.mcp_servers != BUILTIN_MCP_SERVERS:
+        env["AGENTFLEET_MCP_SERVERS"] = settings.mcp_servers_json()
     if settings.llm_identity_token is not None:
         env["AGENTFLEET_LLM_IDENTITY_TOKEN"] = "true" if settings.llm_identity_token else "false"
     if settings.gpt_oss_url:
