@@ -45,6 +45,9 @@ class McpServerConfig(BaseModel):
     env: dict[str, str] = Field(
         default_factory=dict, repr=False, description="Environment of a stdio server (may hold secrets: never shown)"
     )
+    network_args: list[str] = Field(
+        default_factory=list, description="Arguments added for a task that allows the network (e.g. --network)"
+    )
     settings_env: list[Literal["database_url"]] = Field(
         default_factory=list, description="Settings a stdio server gets in its environment by their seed name"
     )
@@ -57,8 +60,10 @@ class McpServerConfig(BaseModel):
         given = [k for k in ("url", "module", "command") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of url, module or command (given: {', '.join(given) or 'none'})")
-        if self.url is not None and (self.args or self.env or self.settings_env):
-            raise ValueError("args, env and settings_env are for a stdio server (module or command), not a url")
+        if self.url is not None and (self.args or self.env or self.settings_env or self.network_args):
+            raise ValueError(
+                "args, env, settings_env and network_args are for a stdio server (module or command), not a url"
+            )
         return self
 
     @property
@@ -69,7 +74,9 @@ class McpServerConfig(BaseModel):
 BUILTIN_MCP_SERVERS: dict[str, McpServerConfig] = {
     "code": McpServerConfig(module="code_assistant", args=["--root", "{workspace}"]),
     "media": McpServerConfig(module="genmedia", args=["--prefix", "tasks/{task_id}/media"]),
-    "computer": McpServerConfig(module="computer", args=["--prefix", "tasks/{task_id}/screenshots"]),
+    "computer": McpServerConfig(
+        module="computer", args=["--prefix", "tasks/{task_id}/screenshots"], network_args=["--network"]
+    ),
     "a2a": McpServerConfig(module="a2a_bridge"),
     "db": McpServerConfig(module="toolbox", args=["--transport", "stdio"], settings_env=["database_url"]),
 }

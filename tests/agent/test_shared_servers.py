@@ -11,7 +11,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from agentfleet.agent.tools import shared_servers
 from agentfleet.agent.work import work_task
+from agentfleet.errors import ConfigError
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.net import free_port
 from agentfleet.settings import McpServerConfig, Settings
@@ -134,3 +138,26 @@ def test_a_server_the_task_names_but_nobody_configured_fails_the_task_saying_so(
     assert task.status is TaskStatus.FAILED
     assert task.error and "MCP server 'nowhere' is not configured" in task.error
     assert requests == []
+
+
+def test_the_built_in_servers_start_on_the_tasks_checkout_with_its_id_and_network_and_the_database_url(
+    settings, tmp_path
+) -> None:
+    named = [McpServerSpec(name=n) for n in ("code", "media", "computer", "db")]
+    configured = settings.model_copy(update={"database_url": "postgresql://agent:pw@127.0.0.1/app"})
+    plans = {p.name: p for p in shared_servers(named, configured, tmp_path / "ws", "t123", network=True)}
+    assert [p.transport for p in plans.values()] == ["stdio"] * 4
+    code, media, computer, db = (plans[n].server for n in ("code", "media", "computer", "db"))
+    assert code.args[-2:] == ["--root", str(tmp_path / "ws")]
+    assert media.args[-2:] == ["--prefix", "tasks/t123/media"]
+    assert computer.args[-3:] == ["--prefix", "tasks/t123/screenshots", "--network"]
+    assert db.env["DATABASE_URL"] == "postgresql://agent:pw@127.0.0.1/app"
+    assert not any("DATABASE_URL" in p.server.env for p in plans.values() if p.name != "db")
+    assert "LLM_API_KEY" not in media.env and media.env["AGENTFLEET_HOME"] == str(settings.home)
+    quiet = {p.name: p for p in shared_servers(named[2:3], configured, tmp_path / "ws", "t123")}
+    assert "--network" not in quiet["computer"].server.args
+
+
+def test_the_database_server_without_a_database_url_says_what_to_set(settings, tmp_path) -> None:
+    with pytest.raises(ConfigError, match="MCP server 'db' needs DATABASE_URL, which is not set"):
+        shared_servers([McpServerSpec(name="db")], settings.model_copy(update={"database_url": None}), tmp_path)

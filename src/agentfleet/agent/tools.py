@@ -45,14 +45,15 @@ MODULE_SETTINGS = ("backend", "home", "gcs_bucket", "project_id", "region")
 
 
 def shared_servers(
-    requested: list[McpServerSpec], settings: Settings, workspace: Path, task_id: str = ""
+    requested: list[McpServerSpec], settings: Settings, workspace: Path, task_id: str = "", network: bool = False
 ) -> list[ServerPlan]:
     """The shared servers for a task: every configured one marked `always`, then those the task
     names (configured ones by name, or a URL it gave that the deployment allows). In a stdio
-    server's arguments `{workspace}` is the workspace root and `{task_id}` the task's id."""
+    server's arguments `{workspace}` is the workspace root and `{task_id}` the task's id; a task
+    that allows the network (`network`) gives a stdio server its `network_args` too."""
     places = {"{workspace}": str(workspace), "{task_id}": task_id}
     names = [name for name, config in settings.mcp_servers.items() if config.always]
-    plans = [_configured(name, settings.mcp_servers[name], settings, places) for name in names]
+    plans = [_configured(name, settings.mcp_servers[name], settings, places, network) for name in names]
     for spec in requested:
         if spec.url is None:
             if spec.name in names:
@@ -60,7 +61,7 @@ def shared_servers(
             if spec.name not in settings.mcp_servers:
                 raise ConfigError(f"MCP server {spec.name!r} is not configured (AGENTFLEET_MCP_SERVERS)")
             names.append(spec.name)
-            plans.append(_configured(spec.name, settings.mcp_servers[spec.name], settings, places))
+            plans.append(_configured(spec.name, settings.mcp_servers[spec.name], settings, places, network))
         else:
             plans.append(ServerPlan(spec.name, _http(task_server_url(spec, settings), None)))
     return plans
@@ -75,7 +76,9 @@ def _put(args: list[str], places: dict[str, str]) -> list[str]:
     return out
 
 
-def _configured(name: str, config: McpServerConfig, settings: Settings, places: dict[str, str]) -> ServerPlan:
+def _configured(
+    name: str, config: McpServerConfig, settings: Settings, places: dict[str, str], network: bool
+) -> ServerPlan:
     if config.url is not None:
         return ServerPlan(name, _http(config.url, config.identity_token), config.tools)
     env = {"PYTHONUNBUFFERED": "1"}
@@ -89,6 +92,8 @@ def _configured(name: str, config: McpServerConfig, settings: Settings, places: 
     else:
         assert config.command is not None
         command, args = config.command[0], _put([*config.command[1:], *config.args], places)
+    if network:
+        args += config.network_args
     for setting in config.settings_env:
         value = getattr(settings, setting)
         if value is None:

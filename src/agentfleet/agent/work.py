@@ -196,7 +196,9 @@ async def _loop(
     )
     async with ToolBox(profile, call_timeout_s=settings.exec_max_timeout_s + 60) as tools:
         await tools.connect("workspace", server)
-        for plan in shared_servers(options.mcp_servers, settings, workspace.root, task.id):
+        for plan in shared_servers(
+            options.mcp_servers, settings, workspace.root, task.id, network=bool(options.network)
+        ):
             await tools.connect(plan.name, plan.server, plan.tools)
             record(EventKind.LOG, {"message": f"MCP server {plan.name} connected ({plan.transport})"})
         async with _llm_client(settings) as llm:
