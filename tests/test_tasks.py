@@ -134,7 +134,7 @@ MCP = Settings(  # type: ignore[call-arg]
         ),
         ({"name": "meta", "url": "http://169.254.169.254/computeMetadata/v1/"}, "is not allowed here"),
         ({"name": "near", "url": "https://mcp.example.com.evil.net/mcp"}, "is not allowed here"),
-        ({"name": "code"}, "MCP server 'code' is not configured here (configured: db)"),
+        ({"name": "gitlab"}, "MCP server 'gitlab' is not configured here (configured: a2a, code, computer, db, media)"),
         ({"name": "db", "url": "https://mcp.example.com/db"}, "give its name alone"),
         ({"name": "x", "url": "https://user:pw@mcp.example.com/x"}, "should match pattern"),
     ],
