@@ -81,7 +81,10 @@ def test_mcp_servers_come_on_top_of_the_built_in_ones_and_null_removes_one(monke
     [
         ({"x": {"url": "https://a/mcp", "module": "code_assistant"}}, "give exactly one of url, module or command"),
         ({"x": {}}, "give exactly one of url, module or command (given: none)"),
-        ({"x": {"url": "https://a/mcp", "args": ["-v"]}}, "args, env, settings_env and network_args are for a stdio server"),
+        (
+            {"x": {"url": "https://a/mcp", "args": ["-v"]}},
+            "args, env, settings_env and network_args are for a stdio server",
+        ),
         ({"x": {"module": "code_assistant", "tool": ["a"]}}, "Extra inputs are not permitted"),
         ({"Bad Name": "https://a/mcp"}, "MCP server name 'Bad Name'"),
         ({"x": "ftp://a/mcp"}, "String should match pattern"),
