@@ -75,6 +75,34 @@ def test_a_python_fence_in_an_answer_is_not_mistaken_for_a_call() -> None:
     assert recover_tool_calls(content, KNOWN, shell_tool="exec").calls == []
 
 
+@pytest.mark.parametrize(
+    ("content", "command"),
+    [
+        ("cat -n README.md", "cat -n README.md"),
+        ("`grep -rn quota .`", "grep -rn quota ."),
+        ("$ python3 test_calc.py", "python3 test_calc.py"),
+        ("  ls  ", "ls"),
+    ],
+)
+def test_a_reply_that_is_one_bare_command_line_runs_under_the_text_protocol(content: str, command: str) -> None:
+    assert recover_tool_calls(content, KNOWN, shell_tool="exec").calls == [TextCall("exec", {"command": command})]
+    assert recover_tool_calls(content, KNOWN).calls == []  # the native protocol never guesses
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "cat is the command I would use.",
+        "grep found the function in billing/limits.py",
+        "git: the repository has two branches",
+        "ls\nshows three files",
+        "The port is 5433.",
+    ],
+)
+def test_an_answer_that_starts_with_a_command_word_is_still_an_answer(content: str) -> None:
+    assert recover_tool_calls(content, KNOWN, shell_tool="exec").calls == []
+
+
 def test_profiles_are_chosen_by_model_family_and_by_name() -> None:
     assert profile_for("openai/gpt-oss-120b").name == "gpt-oss"
     assert profile_for("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf").protocol == "text"

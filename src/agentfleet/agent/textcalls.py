@@ -2,7 +2,8 @@
 
 Forms seen from open models: a JSON object in a ```json fence, Hermes/Qwen `<tool_call>` tags,
 gpt-oss harmony text leaking through a server (`to=functions.NAME ... <|message|>{...}`), a bare
-JSON object as the whole reply, and (for the text-action protocol) one ```bash fence.
+JSON object as the whole reply, and (for the text-action protocol) one ```bash fence, or a reply
+that is one bare command line.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ _HARMONY = re.compile(
     re.DOTALL,
 )
 _SHELL_LANGS = {"bash", "sh", "shell", "console", "zsh"}
+_BARE_COMMAND = re.compile(r"\$?[ \t]*(cat|grep|ls|sed|head|tail|find|python3?|pytest|git|wc|tree|awk)([ \t]+[^\n]*)?")
+"""A reply that is nothing but one command line, unfenced: small models copy the example they were
+shown without its fence. A sentence (a word and a full stop at the end, a colon-space, "the") is not one."""
 
 
 @dataclass(frozen=True)
@@ -144,4 +148,9 @@ def _from_shell_fence(content: str, shell_tool: str) -> Recovery:
             command = match["body"].strip()
             if command:
                 return Recovery([TextCall(shell_tool, {"command": command})])
+    line = content.strip().strip("`").strip()
+    bare = _BARE_COMMAND.fullmatch(line)
+    sentence = re.search(r"\w[.!?]$", line) or ": " in line or re.search(r"\b(the|is|was)\b", line)
+    if bare and not sentence:
+        return Recovery([TextCall(shell_tool, {"command": line.removeprefix("$").strip()})])
     return Recovery()
