@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -63,15 +63,22 @@ def format_end(task: Task | None, last_seq: int) -> str:
     return f"event: end\ndata: {json.dumps(data)}\n\n"
 
 
-def event_stream(store: Events, task_id: str, after: int, config: StreamConfig) -> Iterator[str]:
-    """Every event after `after`, in order, as SSE; then `event: end` once the task settled."""
+def event_stream(
+    store: Events,
+    task_id: str,
+    after: int,
+    config: StreamConfig,
+    render: Callable[[TaskEvent], str] = format_event,
+) -> Iterator[str]:
+    """Every event after `after`, in order, as SSE (each as `render` writes it: the API's JSON, or
+    the console's HTML); then `event: end` once the task settled."""
     quiet_since = time.monotonic()
     while True:
         task = store.get(task_id)
         done = settled(task, config.settle_s)
         events = store.events(task_id, after=after, limit=PAGE)
         for event in events:
-            yield format_event(event)
+            yield render(event)
             after = event.seq
         if events:
             quiet_since = time.monotonic()

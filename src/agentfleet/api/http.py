@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
+from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
 from agentfleet import jsontext
@@ -38,9 +39,11 @@ from agentfleet.api.bodies import (
     Uploaded,
     WorkspaceResetBody,
 )
+from agentfleet.api.console import Console
 from agentfleet.api.events import PAGE, StreamConfig, event_page, event_stream
 from agentfleet.api.openapi import openapi_document as _openapi_document
-from agentfleet.api.routes import public_paths, url_map
+from agentfleet.api.routes import is_page, public_paths, url_map
+from agentfleet.api.session import Sessions
 from agentfleet.errors import ConflictError, InvalidRequestError, TaskNotFoundError
 from agentfleet.service import Service
 from agentfleet.tasks import Task, TaskStatus
@@ -105,6 +108,7 @@ class Api:
         token = token or configured
         self._token = token.encode() if token else None
         self.hosts = hosts
+        self.console = Console(self, Sessions(self._token))
 
     def __call__(self, request: Request) -> Response:
         try:
@@ -126,6 +130,8 @@ class Api:
             return error_response(500, "internal error; see the server logs")
 
     def _handle(self, request: Request) -> Response:
+        if is_page(request.path):
+            return self.console(request)
         self.admit(request, public=request.path in PUBLIC)
         endpoint, args = self._route(request)
         handler: Callable[..., Response] = getattr(self, f"_{endpoint}")
@@ -154,6 +160,21 @@ class Api:
             return True
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self._token)
+
+    def bearer_matches(self, request: Request) -> bool:
+        """The request carries this server's token in its Authorization header."""
+        return self._token is not None and self._authorized(request)
+
+    def call(self, method: str, path: str, body: Any = None, *, host: str = "localhost") -> tuple[int, Any]:
+        """This API's answer (status, JSON) to a request made in process with the server's own token:
+        the console's forms go through the same routes, rules and errors as any client."""
+        headers = {"Host": host}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token.decode()}"
+        environ = EnvironBuilder(path=path, method=method, json=body, headers=headers).get_environ()
+        response = self(Request(environ))
+        data = response.get_data()
+        return response.status_code, json.loads(data) if data else None
 
     def _authorize(self, request: Request) -> None:
         if not self._authorized(request):

@@ -216,3 +216,56 @@ def url_map() -> Map:
 
 def public_paths() -> frozenset[str]:
     return frozenset(p for route in ROUTES if route.public for p in (route.path, route.path + "/"))
+
+
+# --- the web console -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    """One route of the web console (api/console.py): HTML for people, signed in by a session cookie.
+    Not in the OpenAPI document, which is the contract of the JSON API: its routes take the bearer
+    token only, and never the console's cookie."""
+
+    method: str
+    path: str
+    endpoint: str
+    """The handler: `Console.<endpoint>`."""
+    summary: str
+    public: bool = False
+    """Served without signing in (the sign-in form and the static files)."""
+
+    @property
+    def rule(self) -> str:
+        return self.path.replace("{", "<").replace("}", ">")
+
+
+PAGES: tuple[Page, ...] = (
+    Page("GET", "/", "task_list", "The tasks, newest first, filtered by status and text"),
+    Page("GET", "/console/login", "login_form", "The sign-in form", public=True),
+    Page("POST", "/console/login", "login", "Sign in with the API token: sets the session cookie", public=True),
+    Page("POST", "/console/logout", "logout", "Sign out"),
+    Page("GET", "/console/new", "new_task", "The submit form"),
+    Page("POST", "/console/tasks", "submit", "Submit the form's task (POST /orchestrate)"),
+    Page("GET", "/console/tasks/{task_id}", "task_page", "A task: its steps (live), summary, diff, follow-up"),
+    Page("GET", "/console/tasks/{task_id}/events", "steps", "A task's steps as Server-Sent Events of HTML"),
+    Page("POST", "/console/tasks/{task_id}/cancel", "cancel", "Cancel the task (POST /tasks/{id}/cancel)"),
+    Page("POST", "/console/tasks/{task_id}/followup", "followup", "A follow-up (POST /tasks/{id}/followup)"),
+    Page("GET", "/console/workspaces/{workspace_id}/memory", "memory", "A workspace's memory"),
+    Page("POST", "/console/workspaces/{workspace_id}/memory/clear", "clear_memory", "Clear a workspace's memory"),
+    Page("GET", "/console/static/{name}", "static", "The console's stylesheets and script", public=True),
+)
+"""Every route of the web console."""
+
+
+def is_page(path: str) -> bool:
+    """Whether a path is the console's (it owns / and /console/...; the JSON API has the rest)."""
+    return path == "/" or path == "/console" or path.startswith("/console/")
+
+
+def page_map() -> Map:
+    return Map(
+        [Rule(page.rule, methods=[page.method], endpoint=page.endpoint) for page in PAGES],
+        strict_slashes=False,
+        merge_slashes=False,
+    )
