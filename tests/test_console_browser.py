@@ -38,7 +38,9 @@ SCRIPT = [
     reply(None, tool_call("exec", {"command": f"printf '%s\\n' '{HOSTILE_OUTPUT}'; echo \"print('bye')\" > app.py"})),
     reply("app.py now prints bye."),
 ]
-HOSTILE_QUERY = "<script>window.pwned = 'query'</script><img src=x onerror=\"window.pwned = 'img'\"> make app.py print bye"
+HOSTILE_QUERY = (
+    "<script>window.pwned = 'query'</script><img src=x onerror=\"window.pwned = 'img'\"> make app.py print bye"
+)
 TIMEOUT_MS = 60_000
 
 
@@ -95,21 +97,24 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     artifacts.mkdir(parents=True, exist_ok=True)
     repo = str(make_repo(tmp / "repos" / "app", FILES))
     gates = {"HOLD-LIVE": threading.Event(), "HOLD-CANCEL": threading.Event()}
-    with GatedLLM(SCRIPT, gates) as llm, server_process(tmp, llm.url) as (url, _):
-        with playwright_sync.sync_playwright() as driver:
-            browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS))
-            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            token = read_token(tmp / "home") or ""
-            signed_in = Console(url, token, repo, gates, browser, page, artifacts)
+    with (
+        GatedLLM(SCRIPT, gates) as llm,
+        server_process(tmp, llm.url) as (url, _),
+        playwright_sync.sync_playwright() as driver,
+    ):
+        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS))
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        token = read_token(tmp / "home") or ""
+        signed_in = Console(url, token, repo, gates, browser, page, artifacts)
+        try:
             signed_in.sign_in(page, token)
             page.wait_for_url(f"{url}/")
-            try:
-                yield signed_in
-            finally:
-                for gate in gates.values():
-                    gate.set()
-                browser.close()
+            yield signed_in
+        finally:
+            for gate in gates.values():
+                gate.set()
+            browser.close()
 
 
 def test_a_person_signs_in_with_the_token_before_seeing_anything(console: Console) -> None:

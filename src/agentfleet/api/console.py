@@ -13,6 +13,9 @@ form carries the session's CSRF token, and a POST whose Origin is another site i
 
 Everything shown is escaped by the templates; the Content-Security-Policy allows this origin's
 script and styles only, so even markup that got through would run nothing.
+
+One unit, over ~300 lines: the console's one gate (sessions, CSRF, origin) and the pages behind it;
+their HTML is pages.py's.
 """
 
 from __future__ import annotations
@@ -32,11 +35,11 @@ from werkzeug.wrappers import Request, Response
 from agentfleet.api.bodies import MAX_BODY_BYTES, MAX_SEQ
 from agentfleet.api.diffview import STYLE_CSS, FileDiff, render_patch
 from agentfleet.api.events import PAGE, event_stream, settled
-from agentfleet.api.pages import render, render_step, repositories, step
+from agentfleet.api.pages import render, repositories, sse_step, step, task_body
 from agentfleet.api.routes import PAGES, ROUTES, Page, page_map
 from agentfleet.api.session import COOKIE, LIFETIME_S, Session, Sessions
 from agentfleet.errors import AgentFleetError, InvalidRequestError, TaskNotFoundError
-from agentfleet.tasks import EventKind, Task, TaskEvent, TaskStatus, utcnow
+from agentfleet.tasks import Task, TaskEvent, TaskStatus, utcnow
 
 if TYPE_CHECKING:
     from agentfleet.api.http import Api
@@ -100,9 +103,7 @@ class Console:
         except InvalidRequestError as exc:
             response = self._error(400, str(exc), view)
         if view.cookie:
-            response.set_cookie(
-                COOKIE, view.cookie, max_age=LIFETIME_S, path="/", httponly=True, samesite="Strict", secure=_https(request)
-            )
+            _set_session(response, view.cookie, request)
         return _secured(response)
 
     # --- who may ----------------------------------------------------------------------------
@@ -112,9 +113,10 @@ class Console:
         if page.public:
             return View(None)
         if self.api.bearer_matches(request):  # a program with the token: no cookie, no CSRF to check
-            session, _ = self.sessions.issue()
-            return View(session, self.sessions.csrf(session))
-        session, cookie = self.sessions.read(request.cookies.get(COOKIE)), None
+            issued, _ = self.sessions.issue()
+            return View(issued, self.sessions.csrf(issued))
+        session: Session | None = self.sessions.read(request.cookies.get(COOKIE))
+        cookie = None
         if session is None and self.sessions.token is None:
             session, cookie = self.sessions.issue()
         if session is None:
@@ -124,7 +126,7 @@ class Console:
         if request.method == "POST":
             request.max_content_length = MAX_BODY_BYTES
             if not _same_origin(request) or not self.sessions.csrf_matches(session, request.form.get("csrf")):
-                return self._error(403, "the form is out of date or came from another page: reload it and send it again")
+                return self._error(403, "the form is out of date or from another page: reload it and send it again")
         return View(session, self.sessions.csrf(session), session.signed_in, cookie)
 
     def login_form(self, request: Request, view: View) -> Response:
@@ -142,9 +144,7 @@ class Console:
             return _html(page, 401)
         _, cookie = self.sessions.issue()
         response = redirect(target, 303)
-        response.set_cookie(
-            COOKIE, cookie, max_age=LIFETIME_S, path="/", httponly=True, samesite="Strict", secure=_https(request)
-        )
+        _set_session(response, cookie, request)
         return response
 
     def logout(self, request: Request, view: View) -> Response:
@@ -174,7 +174,10 @@ class Console:
         form = defaultdict(str, request.form.to_dict())
         return _html(render("new.html", view=view, form=form, message=_said(answer, status)), status)
 
-    def task_page(self, request: Request, view: View, task_id: str, message: str | None = None) -> Response:
+    def task_page(
+        self, request: Request, view: View, task_id: str, message: str | None = None, status: int = 200
+    ) -> Response:
+        """The task; with `message`, the answer to a form that did not go through (with its `status`)."""
         task = self.service.task(task_id)
         events = self._events(task_id)
         last = events[-1].seq if events else 0
@@ -191,7 +194,6 @@ class Console:
             "parent_id": parent_id,
             "children": [t for t in followers if getattr(t, "parent_id", None) == task.id],
         }
-        status = 200 if message is None else 409
         return _html(render("task.html", view=view, now=utcnow(), message=message, **values), status)
 
     def steps(self, request: Request, view: View, task_id: str) -> Response:
@@ -205,18 +207,18 @@ class Console:
         status, answer = self.api.call("POST", f"/tasks/{quote(task_id)}/cancel", host=request.host)
         if status == 200:
             return redirect(f"/console/tasks/{task_id}", 303)
-        return self.task_page(request, view, task_id, message=_said(answer, status))
+        return self.task_page(request, view, task_id, message=_said(answer, status), status=status)
 
     def followup(self, request: Request, view: View, task_id: str) -> Response:
         if not has_route("POST", FOLLOWUP):
-            return self.task_page(request, view, task_id, message="This server does not take follow-ups.")
+            return self.task_page(request, view, task_id, message="This server does not take follow-ups.", status=501)
         body: dict[str, Any] = {"query": request.form.get("query", "")}
         if request.form.get("push_branch") == "on":
             body["options"] = {"push_branch": True}
         status, answer = self.api.call("POST", f"/tasks/{quote(task_id)}/followup", body, host=request.host)
         if status in (200, 201, 202) and isinstance(answer, dict) and answer.get("task_id"):
             return redirect(f"/console/tasks/{answer['task_id']}", 303)
-        return self.task_page(request, view, task_id, message=_said(answer, status))
+        return self.task_page(request, view, task_id, message=_said(answer, status), status=status)
 
     def memory(self, request: Request, view: View, workspace_id: str) -> Response:
         values: dict[str, Any] = {"workspace_id": workspace_id, "memory": None, "entries": [], "raw": ""}
@@ -276,42 +278,6 @@ class Console:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def task_body(form: Any) -> dict[str, Any]:
-    """The TaskRequest the submit form describes (validated by the API like any other)."""
-    repos = [line.strip() for line in str(form.get("repos", "")).splitlines() if line.strip()]
-    options: dict[str, Any] = {}
-    for name in ("check", "setup"):
-        if str(form.get(name, "")).strip():
-            options[name] = str(form.get(name))
-    steps = str(form.get("max_steps", "")).strip()
-    if steps:
-        options["max_steps"] = int(steps) if steps.isdigit() else steps
-    for name in ("network", "push_branch"):
-        if form.get(name) == "on":
-            options[name] = True
-    body: dict[str, Any] = {"query": str(form.get("query", "")), "options": options}
-    if len(repos) == 1:
-        body["repo_url"] = repos[0]
-    elif repos:
-        body["repos"] = repos
-    if str(form.get("ref", "")).strip():
-        body["ref"] = str(form.get("ref")).strip()
-    return body
-
-
-def sse_step(event: TaskEvent) -> str:
-    """One event for the task page's stream: the step's HTML, the model's progress as text, and a
-    status change as its own `status` event too."""
-    if event.kind is EventKind.PROGRESS:
-        data = event.data
-        return f"id: {event.seq}\nevent: progress\ndata: model writing: {int(data.get('tokens') or 0)} tokens\n\n"
-    html = (render_step(event) or "").replace("\r\n", "\n").replace("\r", "\n")
-    message = f"id: {event.seq}\nevent: step\n" + "".join(f"data: {line}\n" for line in html.split("\n")) + "\n"
-    if event.kind is EventKind.STATUS and event.data.get("status") in TaskStatus.__members__:
-        message += f"event: status\ndata: {event.data['status']}\n\n"
-    return message
-
-
 def _entries(answer: Any) -> list[dict[str, Any]]:
     """The memory's entries: the first list of objects in the answer (its shape is the route's)."""
     if isinstance(answer, dict):
@@ -348,6 +314,11 @@ def _same_origin(request: Request) -> bool:
         return False
     origin = request.headers.get("Origin")
     return origin is None or urlsplit(origin).netloc.lower() == request.host.lower()
+
+
+def _set_session(response: Response, cookie: str, request: Request) -> None:
+    secure = _https(request)
+    response.set_cookie(COOKIE, cookie, max_age=LIFETIME_S, path="/", httponly=True, samesite="Strict", secure=secure)
 
 
 def _https(request: Request) -> bool:

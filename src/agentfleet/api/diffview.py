@@ -98,7 +98,7 @@ def _render(path: str, raws: list[str], budget: int) -> FileDiff:
         new += kind != "del"
         diff.added += kind == "add"
         diff.removed += kind == "del"
-        diff.lines.append(Line(kind, shown_old, shown_new, Markup(html)))  # noqa: S704 - Pygments escaped it
+        diff.lines.append(Line(kind, shown_old, shown_new, Markup(html)))  # Pygments escaped it
     return diff
 
 

@@ -168,9 +168,9 @@ class Api:
     def call(self, method: str, path: str, body: Any = None, *, host: str = "localhost") -> tuple[int, Any]:
         """This API's answer (status, JSON) to a request made in process with the server's own token:
         the console's forms go through the same routes, rules and errors as any client."""
-        headers = {"Host": host}
+        headers = [("Host", host)]
         if self._token is not None:
-            headers["Authorization"] = f"Bearer {self._token.decode()}"
+            headers.append(("Authorization", f"Bearer {self._token.decode()}"))
         environ = EnvironBuilder(path=path, method=method, json=body, headers=headers).get_environ()
         response = self(Request(environ))
         data = response.get_data()

@@ -20,7 +20,10 @@ the server has one: a local `agentfleet serve` always has one), 403 when a local
 for another host or from a web page, 404 for an unknown task or route, 405 (with `Allow`) for a
 wrong method, 409 for a change the task's state does not allow (or an idempotency key reused for a
 different request), 413 for a body over 1 MiB, 415 for a body that is not application/json, 500
-for a server fault."""
+for a server fault.
+
+The web console (HTML for people, at `/` and `/console/`) is served beside this API and is not part
+of this document; its session cookie opens none of these routes."""
 BEARER = {
     "type": "http",
     "scheme": "bearer",

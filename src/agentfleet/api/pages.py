@@ -1,5 +1,6 @@
 """The web console's HTML: Jinja templates (api/templates/, autoescaped: every value shown is text,
-whatever it holds) and the views they show — a task's row, an event as a readable step.
+whatever it holds) and the views they show — a task's row, an event as a readable step (in the
+page, or as a message of the page's event stream); and the task request the submit form means.
 
 Rendering only; what is shown and who may see it is console.py's.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from agentfleet.tasks import EventKind, Task, TaskEvent, utcnow
+from agentfleet.tasks import EventKind, Task, TaskEvent, TaskStatus, utcnow
 
 COLLAPSE_LINES = 12
 COLLAPSE_CHARS = 1200
@@ -60,7 +61,8 @@ def step(event: TaskEvent) -> Step | None:
         case EventKind.PROGRESS:
             return None
         case EventKind.STATUS:
-            return Step(seq, kind, f"status: {data.get('status')}", str(data.get("error") or ""), bool(data.get("error")))
+            error = str(data.get("error") or "")
+            return Step(seq, kind, f"status: {data.get('status')}", error, bool(error))
         case EventKind.LLM:
             calls = ", ".join(data.get("tool_calls") or []) or "no tool call"
             tokens = (data.get("prompt_tokens") or 0) + (data.get("completion_tokens") or 0)
@@ -118,3 +120,39 @@ def render(template: str, **values: Any) -> str:
 def render_step(event: TaskEvent) -> str | None:
     shown = step(event)
     return None if shown is None else environment().get_template("step.html").render(step=shown)
+
+
+def task_body(form: Any) -> dict[str, Any]:
+    """The TaskRequest the submit form describes (validated by the API like any other)."""
+    repos = [line.strip() for line in str(form.get("repos", "")).splitlines() if line.strip()]
+    options: dict[str, Any] = {}
+    for name in ("check", "setup"):
+        if str(form.get(name, "")).strip():
+            options[name] = str(form.get(name))
+    steps = str(form.get("max_steps", "")).strip()
+    if steps:
+        options["max_steps"] = int(steps) if steps.isdigit() else steps
+    for name in ("network", "push_branch"):
+        if form.get(name) == "on":
+            options[name] = True
+    body: dict[str, Any] = {"query": str(form.get("query", "")), "options": options}
+    if len(repos) == 1:
+        body["repo_url"] = repos[0]
+    elif repos:
+        body["repos"] = repos
+    if str(form.get("ref", "")).strip():
+        body["ref"] = str(form.get("ref")).strip()
+    return body
+
+
+def sse_step(event: TaskEvent) -> str:
+    """One event for the task page's stream: the step's HTML, the model's progress as text, and a
+    status change as its own `status` event too."""
+    if event.kind is EventKind.PROGRESS:
+        data = event.data
+        return f"id: {event.seq}\nevent: progress\ndata: model writing: {int(data.get('tokens') or 0)} tokens\n\n"
+    html = (render_step(event) or "").replace("\r\n", "\n").replace("\r", "\n")
+    message = f"id: {event.seq}\nevent: step\n" + "".join(f"data: {line}\n" for line in html.split("\n")) + "\n"
+    if event.kind is EventKind.STATUS and event.data.get("status") in TaskStatus.__members__:
+        message += f"event: status\ndata: {event.data['status']}\n\n"
+    return message

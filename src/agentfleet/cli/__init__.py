@@ -140,6 +140,8 @@ def serve(
             raise typer.Exit(2) from None
         signal.signal(signal.SIGTERM, _interrupt)
         err.print(f"AgentFleet serving on {server.url} (Ctrl-C stops; running agents keep going)")
+        where = f"the token in {server.token_file}" if server.token_file else "AGENTFLEET_API_TOKEN"
+        err.print(f"web console: {server.url}/ (sign in with {where})")
         with suppress(KeyboardInterrupt):
             server.serve_forever()
     err.print("stopped")
