@@ -63,6 +63,13 @@ class Client:
         result: dict[str, Any] = self._call("POST", "/orchestrate", json=body)
         return result
 
+    def followup(self, task_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/tasks/{task_id}/followup", json=body)
+        return result
+
+    def chain(self, task_id: str) -> list[Task]:
+        return [Task.model_validate(t) for t in self._call("GET", f"/tasks/{task_id}/chain")["tasks"]]
+
     def upload(self, path: Path, name: str) -> str:
         """Upload the file at `path` as the input file `name` (POST /files); its key."""
         with path.open("rb") as fh:

@@ -72,6 +72,10 @@ class TaskStore(Protocol):
         """Newest first."""
         ...
 
+    def followups(self, root_id: str, limit: int = 1000) -> list[Task]:
+        """The follow-ups of the chain whose first task is `root_id` (their `root_id`), oldest first."""
+        ...
+
     def transition(
         self,
         task_id: str,

@@ -1,4 +1,4 @@
-"""Use cases: submit, dispatch, start and finish an attempt, cancel, reap, schedule, reset a
+"""Use cases: submit, follow up, dispatch, start and finish an attempt, cancel, reap, schedule, reset a
 workspace, and the reads the API serves. Entry points (HTTP, CloudEvents, the CLI, the agent
 process) parse their input, build backends from settings and call one of these.
 
@@ -25,11 +25,22 @@ from agentfleet.errors import (
     TaskNotFoundError,
     describe_validation_error,
 )
+from agentfleet.followups import followup_task
 from agentfleet.names import WORKSPACE_ID, snapshot_key, upload_key
 from agentfleet.ports import Backends, DispatchMessage, Execution
 from agentfleet.runtime.workspaces import reset_workspace_files
 from agentfleet.settings import Settings
-from agentfleet.tasks import LIVE, NOT_FINAL, EventKind, Task, TaskEvent, TaskRequest, TaskStatus, utcnow
+from agentfleet.tasks import (
+    LIVE,
+    NOT_FINAL,
+    EventKind,
+    FollowupRequest,
+    Task,
+    TaskEvent,
+    TaskRequest,
+    TaskStatus,
+    utcnow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +92,23 @@ class Service:
         """Validate, store QUEUED, publish. Returns (task, created); a repeated idempotency key
         returns the first task and publishes nothing."""
         request = body if isinstance(body, TaskRequest) else self.parse_request(body)
-        task, created = self.store.create(Task(request=request))
-        if not created and task.request != request:
+        return self._create(Task(request=request))
+
+    def followup(self, parent_id: str, body: Any) -> tuple[Task, bool]:
+        """A new task continuing the ended task `parent_id`'s result (followups.py), stored and
+        published like a submitted one. ConflictError while the parent has not ended."""
+        parent = self.task(parent_id)
+        try:
+            asked = body if isinstance(body, FollowupRequest) else FollowupRequest.model_validate(body)
+        except ValidationError as exc:
+            raise InvalidRequestError(describe_validation_error(exc)) from None
+        return self._create(followup_task(parent, asked, self.settings.validation_context()))
+
+    def _create(self, new: Task) -> tuple[Task, bool]:
+        task, created = self.store.create(new)
+        if not created and (task.request, task.parent_id) != (new.request, new.parent_id):
             raise ConflictError(
-                f"idempotency_key {request.idempotency_key!r} was used for a different request (task {task.id}); "
+                f"idempotency_key {new.request.idempotency_key!r} was used for a different request (task {task.id}); "
                 "send that request again, or use a new key for this one"
             )
         if created:
@@ -259,6 +283,12 @@ class Service:
         self, *, status: TaskStatus | None = None, workspace_id: str | None = None, limit: int = 100
     ) -> list[Task]:
         return self.store.list_tasks(status=status, workspace_id=workspace_id, limit=limit)
+
+    def chain(self, task_id: str) -> list[Task]:
+        """The follow-up chain the task belongs to, its first task first, then in order of creation."""
+        task = self.task(task_id)
+        root = self.store.get(task.root_id) if task.root_id else task
+        return ([root] if root else []) + self.store.followups(task.root_id or task.id)
 
     def events(self, task_id: str, after: int = 0, limit: int = 1000) -> list[TaskEvent]:
         return self.store.events(task_id, after=after, limit=limit)

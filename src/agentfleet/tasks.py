@@ -71,6 +71,14 @@ def _check_text(value: Any, where: str = "body") -> None:
 # --- request ---------------------------------------------------------------------------------
 
 
+def check_query(value: str) -> str:
+    if not value.strip():
+        raise ValueError("query is empty; say what the agent should do")
+    if len(value) > MAX_QUERY_CHARS:
+        raise ValueError(f"query is {len(value)} characters; the limit is {MAX_QUERY_CHARS}")
+    return value
+
+
 class McpServerSpec(_Strict):
     """A shared MCP server the agent connects to over streamable HTTP: one the deployment
     configured (by `name` alone), or a `url` the deployment allows (AGENTFLEET_MCP_ALLOWED_URLS)."""
@@ -146,11 +154,7 @@ class TaskRequest(_Strict):
     @field_validator("query")
     @classmethod
     def _query(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("query is empty; say what the agent should do")
-        if len(value) > MAX_QUERY_CHARS:
-            raise ValueError(f"query is {len(value)} characters; the limit is {MAX_QUERY_CHARS}")
-        return value
+        return check_query(value)
 
     @field_validator("ref")
     @classmethod
@@ -270,6 +274,15 @@ class ToolCallRecord(_Strict):
     is_error: bool = False
 
 
+class RepoOutcome(_Strict):
+    """One repository of a task's result: where the task started there and where its change went."""
+
+    name: str = Field(description="The repository's key in the task: its folder name ('' for a scratch workspace)")
+    base_commit: str = Field(description="The commit the task started from (the patch is against it)")
+    changed: bool = False
+    commit: str | None = Field(None, description="The commit pushed to the task's branch")
+
+
 class TaskResult(_Strict):
     summary: str
     patch: str | None = None
@@ -282,6 +295,7 @@ class TaskResult(_Strict):
     artifacts: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list, description="What the patch leaves out, and why")
     usage: Usage = Field(default_factory=Usage)
+    repos: list[RepoOutcome] = Field(default_factory=list, description="Each repository: its base, its pushed commit")
 
 
 class EventKind(StrEnum):
@@ -309,6 +323,68 @@ class TaskEvent(_Strict):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+# --- follow-ups --------------------------------------------------------------------------------
+
+
+class ChainEntry(_Strict):
+    """An earlier task of a follow-up chain, as the follow-up's prompt shows it (clipped)."""
+
+    task_id: str
+    status: TaskStatus
+    query: str
+    summary: str = ""
+    diff_stat: str = ""
+
+
+class PatchStep(_Strict):
+    """An earlier task's change that was not pushed: applied as one commit on the way to a follow-up's start."""
+
+    task_id: str
+    patch: str = Field(description="The artifact key of that task's patch")
+    part: str = Field("", description="The repository's section of a multi-repository patch ('' for the whole)")
+    message: str = Field(description="The commit's message")
+
+
+class RepoStart(_Strict):
+    """Where a follow-up starts in one repository: a commit the remote has, then the chain's patches not pushed."""
+
+    commit: str | None = Field(
+        None, description="None: where the request's ref points (a scratch workspace: its files)"
+    )
+    patches: list[PatchStep] = Field(default_factory=list, max_length=1000)
+
+
+class Followup(_Strict):
+    """What a follow-up task carries from its chain, fixed when it is created."""
+
+    chain: list[ChainEntry] = Field(description="The earlier tasks, oldest first (the newest ones, when many)")
+    earlier: int = Field(0, description="Older tasks of the chain left out of `chain`")
+    repos: dict[str, RepoStart] = Field(
+        default_factory=dict, description="Where each repository starts, by its key (RepoOutcome.name)"
+    )
+
+
+class FollowupRequest(_Strict):
+    """The body of POST /tasks/{id}/followup: a new query on the parent's result, the parent's options
+    except those given here."""
+
+    query: str
+    options: TaskOptions | None = Field(None, description="Options to change; the others are the parent's")
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            _check_text(data)
+        return data
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, value: str) -> str:
+        return check_query(value)
+
+
 def new_task_id() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -328,6 +404,20 @@ class Task(_Strict):
     result: TaskResult | None = None
     error: str | None = None
     usage: Usage = Field(default_factory=Usage)
+    parent_id: str | None = Field(None, description="The task this one follows up")
+    root_id: str | None = Field(None, description="The first task of its follow-up chain (None: this one is)")
+    followup: Followup | None = Field(None, description="What a follow-up carries from its chain")
+
+    @model_validator(mode="after")
+    def _chain(self) -> Task:
+        if (self.parent_id is None) != (self.root_id is None) or (self.parent_id is None) != (self.followup is None):
+            raise ValueError("a follow-up has parent_id, root_id and followup; a first task has none of them")
+        return self
+
+    @property
+    def branch(self) -> str:
+        """The branch push_branch pushes: the chain's first task's, for all of its tasks."""
+        return f"agentfleet/{self.root_id or self.id}"
 
     @model_validator(mode="after")
     def _workspace(self) -> Task:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from agentfleet.agent.answers import asks_for_change
 from agentfleet.agent.loop import Outcome
-from agentfleet.agent.workspace import PreparedWorkspace, push_branch, write_changes
+from agentfleet.agent.workspace import PreparedWorkspace, RepoCheckout, push_branch, write_changes
+from agentfleet.errors import WorkspaceError
+from agentfleet.followups import commit_message
 from agentfleet.ports import ArtifactStore
-from agentfleet.tasks import Emit, EventKind, Task, TaskResult
+from agentfleet.tasks import Emit, EventKind, RepoOutcome, Task, TaskResult
 
 
 def finish(
@@ -23,9 +25,10 @@ def finish(
     max_patch_bytes: int,
 ) -> tuple[TaskResult, str | None]:
     """The result: the patch kept as an artifact (when under `max_patch_bytes`), the diff stat,
-    the branch when pushed, and notes on what the patch leaves out."""
+    the branch when pushed (after the patch is kept: a push that fails loses nothing), and notes on
+    what the patch leaves out."""
     multi = len(workspace.repos) > 1
-    stats, notes, branch, total, changed = [], [], None, 0, []
+    stats, notes, total, changed, touched = [], [], 0, [], []
     with tempfile.NamedTemporaryFile(prefix="agentfleet-patch-") as patch:
         for repo in workspace.repos:
             name = repo.path.name
@@ -41,16 +44,15 @@ def finish(
                 continue
             stats.append(f"# {name}\n{changes.stat}" if multi else changes.stat)
             changed += [f"{name}/{path}" if multi else path for path in changes.files]
-            if task.request.options.push_branch:
-                branch = f"agentfleet/{task.id}"
-                push_branch(repo, branch, _commit_message(task))
-                record(EventKind.LOG, {"message": f"pushed branch {branch}", "repo": repo.url})
+            touched.append(repo)
         patch.flush()
         too_big = total > max_patch_bytes
         key = None
         if total and not too_big:
             key = artifacts.put_file(f"tasks/{task.id}/patch.diff", Path(patch.name))
-    error = outcome.error
+    pushed, push_error = _push(task, touched, record) if task.request.options.push_branch else ({}, None)
+    branch = task.branch if pushed else None
+    error = outcome.error or push_error
     if too_big:
         notes.append(_too_big_note(total, max_patch_bytes, branch))
         error = error or (None if branch else notes[-1])
@@ -68,8 +70,26 @@ def finish(
         artifacts=[key] if key else [],
         notes=notes,
         usage=outcome.usage,
+        repos=[
+            RepoOutcome(name=r.key, base_commit=r.base_commit, changed=r in touched, commit=pushed.get(r.key))
+            for r in workspace.repos
+        ],
     )
     return result, error
+
+
+def _push(task: Task, repos: list[RepoCheckout], record: Emit) -> tuple[dict[str, str], str | None]:
+    """Push each changed repository's commit to the task's branch: {key: commit}, and the reason the
+    first push that failed did (the ones after it are not tried). A follow-up never forces."""
+    pushed: dict[str, str] = {}
+    for repo in repos:
+        try:
+            pushed[repo.key] = push_branch(repo, task.branch, commit_message(task), force=task.root_id is None)
+        except WorkspaceError as exc:
+            record(EventKind.ERROR, {"message": str(exc), "repo": repo.url})
+            return pushed, str(exc)
+        record(EventKind.LOG, {"message": f"pushed branch {task.branch}", "repo": repo.url, "commit": pushed[repo.key]})
+    return pushed, None
 
 
 def _nested_note(repo: str, nested: list[str]) -> str:
@@ -87,8 +107,3 @@ def _too_big_note(size: int, limit: int, branch: str | None) -> str:
         f"the patch is {size:,} bytes, over the limit of {limit:,} (AGENTFLEET_MAX_PATCH_BYTES), so it was not "
         f"kept{where}. Large or generated files usually belong in .gitignore; the diff stat shows which files"
     )
-
-
-def _commit_message(task: Task) -> str:
-    first = task.request.query.strip().splitlines()[0][:72]
-    return f"AgentFleet task {task.id}: {first}"

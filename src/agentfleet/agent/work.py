@@ -22,6 +22,7 @@ from openai import AsyncOpenAI
 from agentfleet.agent.acceptance import Acceptance, CheckSpec, RunCheck, check_specs
 from agentfleet.agent.answers import asks_for_change, task_kind
 from agentfleet.agent.excerpt import excerpt
+from agentfleet.agent.followup import chain_section
 from agentfleet.agent.loop import Agent, Limits, Outcome
 from agentfleet.agent.models import model_for
 from agentfleet.agent.profiles import TASK_HINTS, ModelProfile, profile_for
@@ -347,6 +348,7 @@ def _prompt(
         lines[-1] += more
     if shown:
         lines += ["", "Start of the main files:", shown]
+    lines += chain_section(task)
     hint = TASK_HINTS.get(task_kind(task.request.query)) if profile.task_hints else None
     if hint:
         lines += ["", f"Hint: {hint}"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from agentfleet.agent.followup import continue_chain
 from agentfleet.agent.mirrors import fetch_url, resolve_commit, sync_checkout, update_mirror
 from agentfleet.agent.setup import RunSetup, SetupAction, SetupRun, run_setups
 from agentfleet.errors import WorkspaceError
@@ -28,7 +29,7 @@ from agentfleet.runtime.files import real_dir, remove_path
 from agentfleet.runtime.git import checkout_config, guard_checkout, run_git
 from agentfleet.runtime.workspaces import host_index
 from agentfleet.settings import Settings
-from agentfleet.tasks import Emit, EventKind, RepoSpec, Task
+from agentfleet.tasks import Emit, EventKind, RepoSpec, RepoStart, Task
 
 __all__ = ["PreparedWorkspace", "RepoCheckout", "SetupRun", "prepare_workspace", "push_branch", "write_changes"]
 
@@ -45,6 +46,8 @@ class RepoCheckout:
     """The `.git/config` we wrote, put back before each git command we run after the agent."""
     index: Path | None = field(default=None, repr=False, compare=False)
     """The host's own index of this checkout, outside the workspace (never the agent's `.git/index`)."""
+    key: str = ""
+    """The repository's name in the task (its folder name; '' for a scratch workspace): RepoOutcome.name."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,11 @@ def prepare_workspace(
     multi = len(specs) > 1
     root = _workspace_root(settings, task.workspace_id, multi, emit)
     paths = [root / repo_dirname(spec.url) if multi else root for spec in specs]
-    repos = [_prepare_repo(spec, path, settings, emit) for spec, path in zip(specs, paths, strict=True)]
+    starts = task.followup.repos if task.followup else {}
+    repos = [
+        _prepare_repo(spec, path, settings, emit, starts.get(repo_dirname(spec.url)), artifacts)
+        for spec, path in zip(specs, paths, strict=True)
+    ]
     if multi:
         _drop_other_checkouts(root, {repo.path.name for repo in repos})
     setup = run_setups(task, settings, root, [repo.path for repo in repos], emit, run_setup)
@@ -95,11 +102,16 @@ def _drop_other_checkouts(root: Path, keep: set[str]) -> None:
 # --- mirror and checkout -----------------------------------------------------------------------
 
 
-def _prepare_repo(spec: RepoSpec, path: Path, settings: Settings, emit: Emit) -> RepoCheckout:
+def _prepare_repo(
+    spec: RepoSpec, path: Path, settings: Settings, emit: Emit, start: RepoStart | None, artifacts: ArtifactStore
+) -> RepoCheckout:
+    """The checkout at the spec's ref, or for a follow-up at its start (a commit, then the chain's patches)."""
     shown = redact_url(spec.url)
     mirror, fetched = update_mirror(spec.url, settings.mirrors_dir)
     emit(EventKind.WORKSPACE, {"step": "mirror", "action": fetched, "repo": shown})
-    commit = resolve_commit(mirror, spec.ref)
+    commit = resolve_commit(mirror, start.commit if start and start.commit else spec.ref)
+    if commit is None and start and start.commit:
+        raise WorkspaceError(f"commit {start.commit} of the follow-up's chain is no longer in {shown}")
     if commit is None and spec.ref is not None:
         raise WorkspaceError(f"ref {spec.ref!r} not found in {shown}; give an existing branch, tag or commit")
     if commit is None:
@@ -118,7 +130,10 @@ def _prepare_repo(spec: RepoSpec, path: Path, settings: Settings, emit: Emit) ->
         sync_checkout(path, mirror, commit, config, index)
     action = "reused" if reused else "cloned"
     emit(EventKind.WORKSPACE, {"step": "checkout", "action": action, "commit": commit, "repo": shown})
-    return RepoCheckout(shown, path, commit, spec.ref, fetch_url=remote, git_config=config, index=index)
+    if start and start.patches:
+        commit = continue_chain(path, mirror, commit, start.patches, artifacts, (config, index), emit)
+    key = repo_dirname(spec.url)
+    return RepoCheckout(shown, path, commit, spec.ref, fetch_url=remote, git_config=config, index=index, key=key)
 
 
 # --- a scratch workspace -------------------------------------------------------------------------
@@ -144,6 +159,9 @@ def _prepare_scratch(task: Task, settings: Settings, artifacts: ArtifactStore, e
     sync_checkout(root, mirror, commit, config, index)
     emit(EventKind.WORKSPACE, {"step": "scratch", "files": [name for name, _ in files], "commit": commit})
     emit(EventKind.WORKSPACE, {"step": "files", "count": len(files)})
+    start = task.followup.repos.get("") if task.followup else None
+    if start and start.patches:
+        commit = continue_chain(root, mirror, commit, start.patches, artifacts, (config, index), emit)
     checkout = RepoCheckout(SCRATCH_URL, root, commit, None, fetch_url=str(mirror), git_config=config, index=index)
     return PreparedWorkspace(root=root, repos=[checkout], setup="none", scratch=True)
 
@@ -221,15 +239,22 @@ def changed_paths(checkout: RepoCheckout) -> list[str]:
     return git.changed_files(checkout.path, checkout.base_commit, index, nested)
 
 
-def push_branch(checkout: RepoCheckout, branch: str, message: str) -> None:
-    """Commit every change (as write_changes recorded it) on a new branch `branch` at the base
-    commit and push it to the repository's origin."""
+def push_branch(checkout: RepoCheckout, branch: str, message: str, *, force: bool = True) -> str:
+    """Commit every change (as write_changes recorded it) on the base commit and push it to the
+    repository's origin as `branch`; the commit. `force=False` (a follow-up) only adds it on top of
+    the branch as it is: PushRejectedError when the remote holds commits it does not build on."""
     index = _guarded_index(checkout)
     if branch.startswith("-") or run_git(checkout.path, "check-ref-format", "--branch", branch, check=False).returncode:
         raise WorkspaceError(f"branch name {branch!r} is not valid; use letters, digits, '-', '_' and '/'")
     git.stage_worktree(checkout.path, index)
+    remote = checkout.fetch_url or "origin"
     try:
-        git.commit_and_push(checkout.path, checkout.base_commit, index, branch, message, checkout.fetch_url or "origin")
+        return git.commit_and_push(checkout.path, checkout.base_commit, index, branch, message, remote, force=force)
+    except git.PushRejectedError as exc:
+        raise git.PushRejectedError(
+            f"the remote {checkout.url} rejected the push to {branch}: it holds commits this task did not start "
+            f"from (someone else pushed to it); nothing was forced. ({exc})"
+        ) from None
     except WorkspaceError as exc:
         raise WorkspaceError(f"could not push branch {branch} to {checkout.url}: {exc}") from None
 

@@ -5,7 +5,9 @@ its text parts are the query, its data parts the other TaskRequest fields (`repo
 `files`, `options`). The task's status maps back (QUEUED, DISPATCHED, RUNNING → working; SUCCEEDED →
 completed, with the summary and the patch as artifacts; FAILED → failed with the reason; CANCELLED →
 canceled; a request that does not validate → rejected with what to fix), and an A2A cancel cancels
-the task. `agentfleet serve` mounts it beside the HTTP API (`mount`): the card at
+the task. A later message in the same A2A context that names no repository is a follow-up of the
+context's last task (Service.followup; rejected with the reason while that task has not ended).
+`agentfleet serve` mounts it beside the HTTP API (`mount`): the card at
 /.well-known/agent-card.json (public), JSON-RPC at /a2a (the API's bearer token and Host checks).
 
 The A2A task record (history, artifacts) lives in this process's memory (a2a-sdk's InMemoryTaskStore);
@@ -65,13 +67,17 @@ SKILL = AgentSkill(
         "Clone one or more git repositories, work the query in a sandbox with an AI coding agent, and "
         "return a summary and the patch. Send the query as text and the repositories as a data part: "
         '{"repo_url": "https://host/owner/repo"} or {"repos": ["URL", ...]}, optionally "ref", "files" '
-        'and "options" (max_steps, timeout_s, network, push_branch, setup, check) as in POST /orchestrate.'
+        'and "options" (max_steps, timeout_s, network, push_branch, setup, check) as in POST /orchestrate. '
+        "A later message in the same context, naming no repository, follows up the context's last task: it "
+        "continues that task's result (and its branch)."
     ),
     tags=["code", "git", "repository", "patch"],
     examples=["Fix the failing test in tests/test_app.py", "Add type hints to src/util.py"],
     input_modes=["text/plain", "application/json"],
     output_modes=["text/plain", "text/x-diff"],
 )
+FOLLOWUP_FIELDS = frozenset({"query", "options", "idempotency_key"})
+"""What a message that follows up its context's last task may carry (FollowupRequest's fields)."""
 _REACHED: contextvars.ContextVar[str] = contextvars.ContextVar("a2a_reached", default="http://127.0.0.1:8080")
 """The scheme://host a request reached: where the card says to send messages."""
 
@@ -133,6 +139,8 @@ class TaskExecutor(AgentExecutor):
         self.poll_s = poll_s
         self._submitted: dict[str, asyncio.Future[tuple[Task, bool]]] = {}
         """A2A task id → its AgentFleet task, once submitted (what cancel needs)."""
+        self._latest: dict[str, str] = {}
+        """A2A context id → the AgentFleet task its last message made (what a follow-up follows)."""
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         message, a2a_id, context_id = context.message, context.task_id, context.context_id
@@ -146,7 +154,7 @@ class TaskExecutor(AgentExecutor):
         except InvalidRequestError as exc:
             await updater.reject(updater.new_agent_message([new_text_part(f"invalid request: {exc}")]))
             return
-        submitted = asyncio.ensure_future(asyncio.to_thread(self.service.submit, body))
+        submitted = asyncio.ensure_future(asyncio.to_thread(self._submit, context_id, body))
         self._submitted[a2a_id] = submitted
         try:
             task, _ = await asyncio.shield(submitted)  # a cancel while submitting still finds the task
@@ -154,11 +162,20 @@ class TaskExecutor(AgentExecutor):
             self._submitted.pop(a2a_id, None)
             await updater.reject(updater.new_agent_message([new_text_part(f"invalid request: {exc}")]))
             return
+        self._latest[context_id] = task.id
         try:
             final = await self._follow(task, updater)
             await self._finish(final, updater)
         finally:
             self._submitted.pop(a2a_id, None)
+
+    def _submit(self, context_id: str, body: dict[str, Any]) -> tuple[Task, bool]:
+        """A new task; or, in a context that made one before and naming no repository (only a query,
+        options), a follow-up of the context's last task."""
+        earlier = self._latest.get(context_id)
+        if earlier is None or set(body) - FOLLOWUP_FIELDS:
+            return self.service.submit(body)
+        return self.service.followup(earlier, body)
 
     async def _follow(self, task: Task, updater: TaskUpdater) -> Task:
         """Poll the task until it ends, reporting each status it passes through as `working`."""

@@ -45,6 +45,11 @@ class TaskList(_Body):
     tasks: list[Task] = Field(description="Newest first")
 
 
+class Chain(_Body):
+    root_id: str = Field(description="The chain's first task")
+    tasks: list[Task] = Field(description="The first task, then its follow-ups in the order they were made")
+
+
 class EventPage(_Body):
     events: list[TaskEvent]
     next_after: int = Field(description="Pass as `after` to get the next page")

@@ -30,6 +30,7 @@ from agentfleet.api.bodies import (
     MAX_BODY_BYTES,
     MAX_SEQ,
     MAX_UPLOAD_BYTES,
+    Chain,
     Containers,
     ErrorBody,
     Health,
@@ -204,12 +205,15 @@ class Api:
     # --- handlers -------------------------------------------------------------------------
 
     def _submit(self, request: Request) -> Response:
-        task, created = self.service.submit(read_json_body(request))
-        links = TaskLinks(
-            self=f"/tasks/{task.id}", events=f"/tasks/{task.id}/events", cancel=f"/tasks/{task.id}/cancel"
-        )
-        body = Submitted(task_id=task.id, status=task.status, workspace_id=task.workspace_id, links=links)
-        return json_response(body, 202 if created else 200, {"Location": links.self})
+        return _submitted(*self.service.submit(read_json_body(request)))
+
+    def _followup(self, request: Request, task_id: str) -> Response:
+        self._task(task_id)  # an unknown task is a 404 before its body is read
+        return _submitted(*self.service.followup(task_id, read_json_body(request)))
+
+    def _chain(self, request: Request, task_id: str) -> Response:
+        task = self._task(task_id)
+        return json_response(Chain(root_id=task.root_id or task.id, tasks=self.service.chain(task_id)))
 
     def _upload_file(self, request: Request) -> Response:
         with tempfile.NamedTemporaryFile(prefix="agentfleet-upload-") as tmp:
@@ -265,6 +269,12 @@ class Api:
 
     def _task(self, task_id: str) -> Task:
         return self.service.task(task_id)
+
+
+def _submitted(task: Task, created: bool) -> Response:
+    links = TaskLinks(self=f"/tasks/{task.id}", events=f"/tasks/{task.id}/events", cancel=f"/tasks/{task.id}/cancel")
+    body = Submitted(task_id=task.id, status=task.status, workspace_id=task.workspace_id, links=links)
+    return json_response(body, 202 if created else 200, {"Location": links.self})
 
 
 # --- input ------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from agentfleet.api.bodies import (
     MAX_BODY_BYTES,
     MAX_SEQ,
     MAX_UPLOAD_BYTES,
+    Chain,
     Containers,
     EventPage,
     Health,
@@ -24,7 +25,7 @@ from agentfleet.api.bodies import (
     Uploaded,
     WorkspaceResetBody,
 )
-from agentfleet.tasks import Task, TaskRequest, TaskStatus
+from agentfleet.tasks import FollowupRequest, Task, TaskRequest, TaskStatus
 
 Schema = type[BaseModel] | dict[str, Any]
 
@@ -160,6 +161,36 @@ ROUTES: tuple[Route, ...] = (
         "Cancel a task that has not ended",
         replies={200: Reply(Task, "The cancelled task")},
         errors={404: NOT_FOUND, 409: "The task has already ended"},
+        parameters=(_path_param("task_id"),),
+    ),
+    Route(
+        "POST",
+        "/tasks/{task_id}/followup",
+        "followup",
+        "Follow up an ended task: a new task on the same repositories, starting from its result (its pushed "
+        "branch, or its patch on its base), with the chain so far in the prompt; it pushes to the chain's branch",
+        replies={
+            202: Reply(Submitted, "The follow-up was created and queued"),
+            200: Reply(Submitted, "The idempotency key was used before, for this follow-up: that task"),
+        },
+        errors={
+            400: "Malformed JSON, unknown fields, wrong types or an invalid request",
+            404: NOT_FOUND,
+            409: "The task has not ended (or its change was not kept), or the idempotency key was used for "
+            "a different request",
+            413: f"The body is larger than {MAX_BODY_BYTES} bytes",
+            415: "The body is not application/json",
+        },
+        parameters=(_path_param("task_id"),),
+        body=FollowupRequest,
+    ),
+    Route(
+        "GET",
+        "/tasks/{task_id}/chain",
+        "chain",
+        "The follow-up chain a task belongs to: its first task, then each follow-up in order",
+        replies={200: Reply(Chain, "The chain")},
+        errors={404: NOT_FOUND},
         parameters=(_path_param("task_id"),),
     ),
     Route(

@@ -1,4 +1,4 @@
-"""CLI commands that talk to an AgentFleet server: submit, status, watch, logs, cancel,
+"""CLI commands that talk to an AgentFleet server: submit, followup, chain, status, watch, logs, cancel,
 containers, tasks."""
 
 from __future__ import annotations
@@ -77,6 +77,56 @@ def submit(
     out.print(created["task_id"])
     if wait:
         watch(created["task_id"], server=server, token=token)
+
+
+def followup(
+    task_id: Annotated[str, typer.Argument(help="The ended task to follow up")],
+    query: Annotated[str, typer.Argument(help="What the agent should do next, on that task's result")],
+    check: Annotated[str | None, typer.Option("--check", help=CHECK_HELP)] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many model turns")] = None,
+    network: Annotated[
+        bool | None, typer.Option("--network/--no-network", help="Let commands reach the network")
+    ] = None,
+    push_branch: Annotated[
+        bool | None,
+        typer.Option("--push-branch/--no-push-branch", help="Add the change to the chain's branch agentfleet/<first>"),
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the task until it ends")] = False,
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+) -> None:
+    """Follow up an ended task: a new task on its result (same repositories, same branch); print its id.
+    Options not given are the parent's."""
+    given = {"check": check, "max_steps": max_steps, "network": network, "push_branch": push_branch}
+    options = {key: value for key, value in given.items() if value is not None}
+    try:
+        created = _client(server, token).followup(task_id, {"query": query, "options": options})
+    except ApiError as exc:
+        raise _fail(exc) from None
+    out.print(created["task_id"])
+    if wait:
+        watch(created["task_id"], server=server, token=token)
+
+
+def chain(
+    task_id: Annotated[str, typer.Argument(help="Any task of the chain")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+) -> None:
+    """The follow-up chain a task belongs to: its first task, then each follow-up, in order."""
+    try:
+        found = _client(server, token).chain(task_id)
+    except ApiError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        out.print_json(json.dumps([json.loads(t.model_dump_json()) for t in found]))
+        return
+    table = Table("task", "parent", "status", "branch", "query")
+    for t in found:
+        branch = t.result.branch if t.result and t.result.branch else ""
+        table.add_row(t.id, t.parent_id or "", t.status.value, branch, escape(t.request.query.splitlines()[0][:60]))
+    out.print(table)
 
 
 def _upload(client: Client, files: list[Path]) -> list[str]:
@@ -206,4 +256,4 @@ def reset_workspace(
     out.print(f"{workspace_id} reset: {', '.join(removed) or 'nothing was kept'}")
 
 
-COMMANDS: list[Callable[..., None]] = [submit, status, watch, logs, cancel, containers, tasks]
+COMMANDS: list[Callable[..., None]] = [submit, followup, chain, status, watch, logs, cancel, containers, tasks]

@@ -48,9 +48,20 @@ LIST_BY_WORKSPACE = QueryShape("tasks", ("workspace_id",), (("created_at", DESC)
 LIST_BY_BOTH = QueryShape("tasks", ("status", "workspace_id"), (("created_at", DESC),))
 STALE = QueryShape("tasks", ("status",), (("alive_at", ASC),))
 ACTIVE = QueryShape("tasks", ("workspace_id", "status"), ())
+CHAIN = QueryShape("tasks", ("root_id",), (("created_at", ASC),))
 EVENTS_AFTER = QueryShape("events", (), (("seq", ASC),))
 LAST_EVENT = QueryShape("events", (), (("seq", DESC),))
-QUERY_SHAPES = (LIST_ALL, LIST_BY_STATUS, LIST_BY_WORKSPACE, LIST_BY_BOTH, STALE, ACTIVE, EVENTS_AFTER, LAST_EVENT)
+QUERY_SHAPES = (
+    LIST_ALL,
+    LIST_BY_STATUS,
+    LIST_BY_WORKSPACE,
+    LIST_BY_BOTH,
+    STALE,
+    ACTIVE,
+    CHAIN,
+    EVENTS_AFTER,
+    LAST_EVENT,
+)
 LIST_SHAPES = {(False, False): LIST_ALL, (True, False): LIST_BY_STATUS, (False, True): LIST_BY_WORKSPACE}
 
 
@@ -67,6 +78,7 @@ def _copies(task: Task) -> dict[str, Any]:
         "workspace_id": task.workspace_id,
         "created_at": utc(task.created_at),
         "alive_at": utc(alive),
+        "root_id": task.root_id,
     }
 
 
@@ -81,6 +93,8 @@ class TaskDoc(BaseModel):
     workspace_id: str
     created_at: datetime
     alive_at: datetime
+    root_id: str | None = None
+    """The chain's first task, for a follow-up (documents from before follow-ups have none)."""
 
     @classmethod
     def of(cls, task: Task) -> TaskDoc:

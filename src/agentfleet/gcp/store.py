@@ -42,6 +42,7 @@ from google.cloud import firestore
 from agentfleet.errors import ConfigError
 from agentfleet.gcp.documents import (
     ACTIVE,
+    CHAIN,
     EVENTS_AFTER,
     LAST_EVENT,
     LIST_BY_BOTH,
@@ -172,6 +173,13 @@ class FirestoreTaskStore:
         values = [TaskStatus(status).value] if status is not None else []
         values += [workspace_id] if workspace_id is not None else []
         return self._tasks_of(self._shaped(self.tasks, shape, *values).limit(limit))
+
+    @_google_errors
+    def followups(self, root_id: str, limit: int = 1000) -> list[Task]:
+        """Oldest first (created_at, then id)."""
+        if limit <= 0:
+            return []
+        return self._tasks_of(self._shaped(self.tasks, CHAIN, root_id).limit(limit))
 
     @_google_errors
     def transition(

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_status_workspace ON tasks (status, workspace_id);
 CREATE INDEX IF NOT EXISTS tasks_status_heartbeat ON tasks (status, heartbeat_at);
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at, id);
+CREATE INDEX IF NOT EXISTS tasks_root ON tasks (json_extract(doc, '$.root_id'), created_at, id);
 CREATE TABLE IF NOT EXISTS events (
     task_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -143,6 +144,14 @@ class SqliteTaskStore:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self._conn().execute(
             f"SELECT doc FROM tasks {clause} ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit)
+        )
+        return [_task(row) for row in rows.fetchall()]
+
+    def followups(self, root_id: str, limit: int = 1000) -> list[Task]:
+        """Oldest first (created_at, then id); `root_id` is read from the stored task itself."""
+        rows = self._conn().execute(
+            "SELECT doc FROM tasks WHERE json_extract(doc, '$.root_id') = ? ORDER BY created_at, id LIMIT ?",
+            (root_id, limit),
         )
         return [_task(row) for row in rows.fetchall()]
 

@@ -134,6 +134,7 @@ def _token_config(env: dict[str, str]) -> None:
 def _env(index: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _ENV_DROP}
     env.update(GIT_TERMINAL_PROMPT="0", GCM_INTERACTIVE="never", LC_ALL="C", GIT_NO_REPLACE_OBJECTS="1")
+    env["GIT_ATTR_NOSYSTEM"] = "1"  # attributes name drivers from config only, and ours defines none
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
     _token_config(env)
     if index is not None:
@@ -367,10 +368,41 @@ def commit_files(gitdir: Path, files: list[tuple[str, Path]], message: str, auth
     return commit
 
 
-def commit_and_push(path: Path, base: str, index: Path, branch: str, message: str, remote: str) -> None:
-    """Commit what `index` holds on top of `base` and push it to `remote` as branch `branch`.
-    Nothing in the checkout changes: no HEAD, ref or index the agent could have touched is used."""
+class PushRejectedError(WorkspaceError):
+    """The remote refused the push: the branch holds commits the push does not build on."""
+
+
+def commit_and_push(
+    path: Path, base: str, index: Path, branch: str, message: str, remote: str, *, force: bool = True
+) -> str:
+    """Commit what `index` holds on top of `base` and push it to `remote` as branch `branch`; the
+    commit. Nothing in the checkout changes: no HEAD, ref or index the agent could have touched is
+    used. `force=False` pushes only onto the branch as it was (a fast-forward); PushRejectedError
+    when the remote has moved on."""
     tree = run_git(path, "write-tree", index=index).stdout.strip()
     commit = run_git(path, "commit-tree", tree, "-p", base, "-F", "-", input=message).stdout.strip()
-    # forced: the branch belongs to one task, and a retried attempt pushes it again
-    run_git(path, "push", "--quiet", "--", remote, f"+{commit}:refs/heads/{branch}")
+    # forced for a chain's first task (the branch is its own, and a retried attempt pushes it again);
+    # never for a follow-up, which adds its commit to the branch its chain shares
+    refspec = f"{'+' if force else ''}{commit}:refs/heads/{branch}"
+    pushed = run_git(path, "push", "--quiet", "--porcelain", "--", remote, refspec, check=False)
+    if pushed.returncode:
+        said = pushed.stdout + pushed.stderr
+        if not force and re.search(r"\[rejected\]|\(fetch first\)|non-fast-forward|\[remote rejected\]", said):
+            raise PushRejectedError(redact_text(said.strip())[-1000:])
+        _failed(("push",), said, pushed.returncode)
+    return commit
+
+
+def commit_patch(path: Path, base: str, patch: Path, message: str) -> str:
+    """A new commit on `base` whose tree is `base`'s with `patch` applied, made in the repository
+    at `path` without touching its working tree or index: the patch is applied to an index of our
+    own (`git apply --cached`: no filters, no hooks, no attributes file), then written as objects.
+    Paths outside the tree, under `.git` or beyond a symlink are refused by git. WorkspaceError
+    when the patch does not apply."""
+    attributes = ("-c", "core.attributesFile=/dev/null")
+    with tempfile.TemporaryDirectory(prefix="agentfleet-apply-") as tmp:
+        index = Path(tmp) / "index"
+        run_git(path, "read-tree", base, index=index)
+        run_git(path, *attributes, "apply", "--cached", "--whitespace=nowarn", "--", str(patch), index=index)
+        tree = run_git(path, "write-tree", index=index).stdout.strip()
+    return run_git(path, "commit-tree", tree, "-p", base, "-F", "-", input=message).stdout.strip()
