@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import pytest
 
 from agentfleet.ports import TaskStore
-from agentfleet.tasks import EventKind, Task, TaskRequest, TaskResult, TaskStatus, Usage, utcnow
+from agentfleet.tasks import EventKind, Followup, Task, TaskRequest, TaskResult, TaskStatus, Usage, utcnow
 from agentfleet.testing.polling import race
 
 T = TypeVar("T")
@@ -287,6 +287,28 @@ def test_list_tasks_filters_by_status_and_workspace_newest_first(task_store: Tas
     assert ids(task_store.list_tasks(status=Q, workspace_id=widgets)) == ids([tasks[2], tasks[0]])
     assert ids(task_store.list_tasks(status=D)) == [tasks[4].id]
     assert task_store.list_tasks(status=R) == []
+
+
+def test_followups_lists_a_chain_s_follow_ups_oldest_first_and_no_other_task(task_store: TaskStore) -> None:
+    start = utcnow()
+    root, other = new_task(created_at=start), new_task(created_at=start)
+    chained = [
+        new_task(
+            created_at=start + timedelta(seconds=i), parent_id=root.id, root_id=root.id, followup=Followup(chain=[])
+        )
+        for i in (2, 1, 3)
+    ]
+    stranger = new_task(parent_id=other.id, root_id=other.id, followup=Followup(chain=[]))
+    for task in (root, other, *chained, stranger):
+        task_store.create(task)
+    moved = task_store.transition(chained[0].id, [Q], D)
+
+    found = task_store.followups(root.id)
+
+    assert [t.id for t in found] == [chained[1].id, chained[0].id, chained[2].id]
+    assert found[1] == moved and found[0] == chained[1], "whole tasks, as stored"
+    assert [t.id for t in task_store.followups(root.id, limit=1)] == [chained[1].id]
+    assert task_store.followups(chained[0].id) == []
 
 
 def test_health_reports_ok_and_the_number_of_tasks(task_store: TaskStore) -> None:

@@ -145,7 +145,7 @@ def test_a_task_document_holds_the_task_and_native_copies_of_the_queried_fields(
 
     doc = raw(store, task.id)
 
-    assert set(doc) == {"task", "status", "attempt", "workspace_id", "created_at", "alive_at"}
+    assert set(doc) == {"task", "status", "attempt", "workspace_id", "created_at", "alive_at", "root_id"}
     assert doc["task"] == beaten.model_dump(mode="json")
     assert (doc["status"], doc["attempt"], doc["workspace_id"]) == ("DISPATCHED", 1, task.workspace_id)
     assert isinstance(doc["created_at"], datetime) and doc["created_at"] == task.created_at
