@@ -28,6 +28,7 @@ from agentfleet.api.http import ROUTES
 from agentfleet.api.openapi import openapi_document
 from agentfleet.backends import build_backends
 from agentfleet.local.jobs import LocalJobRunner
+from agentfleet.memory import MemoryEntry
 from agentfleet.ports import DispatchMessage
 from agentfleet.service import Service
 from agentfleet.settings import Settings
@@ -157,6 +158,24 @@ def test_a_workspace_is_reset_unless_a_task_of_it_is_running(client: FlaskClient
     assert status == 409 and "dispatched or running" in body["error"]
     status, body = call(client, "POST", "/workspaces/.../reset")
     assert status == 400 and "is not one" in body["error"]
+
+
+def test_a_workspaces_memory_is_listed_searched_and_cleared(client: FlaskClient, service: Service) -> None:
+    memory = service.backends.memory
+    memory.add(MemoryEntry(workspace_id="calc-0123456789", kind="task", task_id="t1", query="fix add", answer="ok"))
+    memory.add(MemoryEntry(workspace_id="calc-0123456789", kind="note", note="tests run with make check"))
+    status, body = call(client, "GET", "/workspaces/calc-0123456789/memory")
+    assert status == 200 and [e["kind"] for e in body["entries"]] == ["note", "task"]
+    status, body = call(client, "GET", "/workspaces/calc-0123456789/memory?q=add&limit=5")
+    assert status == 200 and [e["task_id"] for e in body["entries"]] == ["t1"]
+    status, body = call(client, "DELETE", "/workspaces/calc-0123456789/memory")
+    assert (status, body) == (200, {"workspace_id": "calc-0123456789", "removed": 2})
+    status, body = call(client, "GET", "/workspaces/calc-0123456789/memory")
+    assert (status, body["entries"]) == (200, [])
+    status, body = call(client, "DELETE", "/workspaces/.../memory")
+    assert status == 400 and "is not one" in body["error"]
+    status, body = call(client, "GET", "/workspaces/calc-0123456789/memory?limit=0")
+    assert status == 400
 
 
 def test_an_input_file_is_uploaded_raw_or_as_a_form_and_a_task_names_it(client: FlaskClient, service: Service) -> None:

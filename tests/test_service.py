@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from agentfleet.errors import ConflictError
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.local.jobs import LocalJobRunner
+from agentfleet.local.memory import SqliteMemoryStore
 from agentfleet.local.queue import SqliteTaskQueue
 from agentfleet.local.store import SqliteTaskStore
 from agentfleet.ports import Backends, DispatchMessage
@@ -34,6 +36,7 @@ def backends_for(settings: Settings, command: list[str] | None = None) -> Backen
         queue=SqliteTaskQueue(settings.home / "queue.db"),
         jobs=LocalJobRunner(settings, command=command, grace_s=2.0),
         artifacts=LocalArtifactStore(settings.artifacts_dir),
+        memory=SqliteMemoryStore(settings.home / "memory.db"),
     )
 
 
@@ -218,7 +221,7 @@ def test_a_task_whose_publish_fails_stays_queued_and_the_reaper_publishes_it_lat
     real = backends_for(settings, idle_command)
     assert isinstance(real.queue, SqliteTaskQueue)
     down = _DownQueue(real.queue)
-    service = Service(Backends(real.store, down, real.jobs, real.artifacts), settings)
+    service = Service(replace(real, queue=down), settings)
     task, created = service.submit({"query": "q", "repo_url": str(repo_factory(FILES))})
     assert created and real.store.get(task.id).status is TaskStatus.QUEUED
     assert drain(service, real.queue) == []
@@ -253,7 +256,7 @@ def test_a_dispatch_that_raced_past_the_workspace_limit_gives_the_slot_back(
     first, _ = Service(real, settings).submit({"query": "one", "repo_url": repo})
     second, _ = Service(real, settings).submit({"query": "two", "repo_url": repo})
     real.store.transition(first.id, [TaskStatus.QUEUED], TaskStatus.DISPATCHED, attempt=1)  # claimed first
-    racing = Service(Backends(_StaleFirstCount(real.store), real.queue, real.jobs, real.artifacts), settings)  # type: ignore[arg-type]
+    racing = Service(replace(real, store=_StaleFirstCount(real.store)), settings)  # type: ignore[arg-type]
     outcome = racing.dispatch(DispatchMessage(task_id=second.id, attempt=1, workspace_id=second.workspace_id))
     assert outcome.action == "waiting"
     assert real.store.get(second.id).status is TaskStatus.QUEUED  # type: ignore[union-attr]
@@ -280,7 +283,7 @@ def test_a_slot_given_back_after_the_winner_ended_wakes_the_workspace(
                 assert not Service(real, settings).schedule_next(first.workspace_id)  # no room: the loser counts
             return listed
 
-    racing = Service(Backends(WinnerEndsMidRace(real.store), real.queue, real.jobs, real.artifacts), settings)  # type: ignore[arg-type]
+    racing = Service(replace(real, store=WinnerEndsMidRace(real.store)), settings)  # type: ignore[arg-type]
     outcome = racing.dispatch(DispatchMessage(task_id=second.id, attempt=1, workspace_id=second.workspace_id))
     assert outcome.action == "waiting"
     assert drain(Service(real, settings), real.queue) == ["launched"]

@@ -8,7 +8,7 @@ bundle of them) know nothing of this: the graph points one way, adapters → por
 
 from __future__ import annotations
 
-from agentfleet.ports import Backends
+from agentfleet.ports import Backends, MemoryStore
 from agentfleet.settings import Settings
 
 
@@ -21,3 +21,15 @@ def build_backends(settings: Settings) -> Backends:
     from agentfleet import local
 
     return local.build_backends(settings)
+
+
+def build_memory(settings: Settings) -> MemoryStore:
+    """The MemoryStore alone (`agentfleet run` works a task in its own process with no other backend)."""
+    if settings.backend == "gcp":
+        from agentfleet.gcp.memory import FirestoreMemoryStore
+
+        return FirestoreMemoryStore.from_settings(settings)
+    from agentfleet.local.memory import SqliteMemoryStore
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return SqliteMemoryStore(settings.home / "memory.db")

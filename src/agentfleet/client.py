@@ -7,10 +7,12 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from agentfleet.errors import AgentFleetError
+from agentfleet.memory import MemoryEntry
 from agentfleet.tasks import Task, TaskEvent
 
 
@@ -96,6 +98,14 @@ class Client:
     def reset_workspace(self, workspace_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("POST", f"/workspaces/{workspace_id}/reset")
         return result
+
+    def memory(self, workspace_id: str, query: str | None = None, limit: int = 50) -> list[MemoryEntry]:
+        params: dict[str, Any] = {"limit": limit} | ({"q": query} if query else {})
+        data = self._call("GET", f"/workspaces/{quote(workspace_id, safe='')}/memory", params=params)
+        return [MemoryEntry.model_validate(e) for e in data["entries"]]
+
+    def clear_memory(self, workspace_id: str) -> int:
+        return int(self._call("DELETE", f"/workspaces/{quote(workspace_id, safe='')}/memory")["removed"])
 
     def containers(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/containers")

@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from agentfleet.memory import MemoryEntry
 from agentfleet.tasks import EventKind, Task, TaskEvent, TaskStatus
 
 TASK_ID_ENV = "AGENTFLEET_TASK_ID"
@@ -187,6 +188,34 @@ class ArtifactStore(Protocol):
         ...
 
 
+@runtime_checkable
+class MemoryStore(Protocol):
+    """What each workspace keeps of its finished tasks and its agents' notes (agentfleet.memory):
+    bounded entries, searched by their words. Workspaces never see each other's entries."""
+
+    def add(self, entry: MemoryEntry) -> MemoryEntry:
+        """Keep `entry` (clipped to the bounds) and return what was kept; past KEEP_PER_WORKSPACE
+        entries of its workspace, the oldest go."""
+        ...
+
+    def recent(self, workspace_id: str, limit: int = 20) -> list[MemoryEntry]:
+        """The workspace's entries, newest first."""
+        ...
+
+    def search(self, workspace_id: str, query: str, limit: int = 5) -> list[MemoryEntry]:
+        """The workspace's entries sharing a search term with `query` (memory.terms), the most
+        shared first, then the newest; none for a query with no terms."""
+        ...
+
+    def clear(self, workspace_id: str) -> int:
+        """Forget every entry of the workspace; how many there were."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """At least `ok` (bool) and `backend` (str); never raises."""
+        ...
+
+
 @dataclass(frozen=True)
 class Backends:
     """One implementation of each port, as `agentfleet.backends.build_backends` chooses them."""
@@ -195,3 +224,4 @@ class Backends:
     queue: TaskQueue
     jobs: JobRunner
     artifacts: ArtifactStore
+    memory: MemoryStore

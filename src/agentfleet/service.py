@@ -26,6 +26,7 @@ from agentfleet.errors import (
     describe_validation_error,
 )
 from agentfleet.followups import followup_task
+from agentfleet.memory import MemoryEntry
 from agentfleet.names import WORKSPACE_ID, snapshot_key, upload_key
 from agentfleet.ports import Backends, DispatchMessage, Execution
 from agentfleet.runtime.workspaces import reset_workspace_files
@@ -307,8 +308,7 @@ class Service:
         """Forget what persists of a workspace between tasks (its checkout with ignored files,
         setup markers, its snapshot): the next task starts from a fresh clone and runs setup.
         ConflictError while a task of the workspace is dispatched or running."""
-        if not WORKSPACE_ID.match(workspace_id):
-            raise InvalidRequestError(f"workspace id {workspace_id[:100]!r} is not one (see a task's workspace_id)")
+        _check_workspace_id(workspace_id)
         busy = ConflictError(
             f"workspace {workspace_id} has a task dispatched or running; cancel it or let it end, then reset"
         )
@@ -322,6 +322,20 @@ class Service:
             removed.append("snapshot")
         logger.info("reset workspace %s: %s", workspace_id, ", ".join(removed) or "nothing to remove")
         return WorkspaceReset(workspace_id=workspace_id, removed=removed)
+
+    def memory(self, workspace_id: str, query: str | None = None, limit: int = 50) -> list[MemoryEntry]:
+        """A workspace's memory: newest first, or with `query` the entries that match it best."""
+        _check_workspace_id(workspace_id)
+        if query:
+            return self.backends.memory.search(workspace_id, query, limit=limit)
+        return self.backends.memory.recent(workspace_id, limit=limit)
+
+    def clear_memory(self, workspace_id: str) -> int:
+        """Forget a workspace's memory; how many entries it held."""
+        _check_workspace_id(workspace_id)
+        removed = self.backends.memory.clear(workspace_id)
+        logger.info("cleared the memory of workspace %s: %d entries", workspace_id, removed)
+        return removed
 
     # --- reap and schedule ----------------------------------------------------------------
 
@@ -372,3 +386,8 @@ def _health_of(name: str, backend: Any) -> dict[str, Any]:
     except Exception as exc:  # top-level handler of a health check: the report says what failed
         logger.exception("health check of the %s failed", name)
         return {"ok": False, "error": f"{type(exc).__name__}: health check failed"}
+
+
+def _check_workspace_id(workspace_id: str) -> None:
+    if not WORKSPACE_ID.match(workspace_id):
+        raise InvalidRequestError(f"workspace id {workspace_id[:100]!r} is not one (see a task's workspace_id)")

@@ -226,6 +226,11 @@ class Settings(BaseSettings):
     check_retries: int = Field(
         2, ge=0, le=10, description="Times a failed acceptance check sends the agent back to work"
     )
+    memory: Literal["builtin", "off"] = Field(
+        "builtin",
+        description="Memory per workspace (finished tasks, the agent's notes): `builtin` (SQLite FTS5 locally, "
+        "Firestore on gcp), or `off`",
+    )
 
     # Git.
     git_author_name: str = Field("AgentFleet", description="Author and committer of a pushed branch")

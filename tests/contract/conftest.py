@@ -1,4 +1,4 @@
-"""Port fixtures (`task_store`, `artifact_store`, `job_runner`): fresh, empty, once per implementation.
+"""Port fixtures (`task_store`, `artifact_store`, `job_runner`, `memory_store`): fresh, empty, once per implementation.
 
 Every test in tests/contract/ runs against each param: "local" in-process, "gcp" against the
 emulators (the session's `cloud` fixture; fresh collection, bucket and fake Cloud Run per test).
@@ -13,8 +13,9 @@ import pytest
 
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.local.jobs import LocalJobRunner
+from agentfleet.local.memory import SqliteMemoryStore
 from agentfleet.local.store import SqliteTaskStore
-from agentfleet.ports import ArtifactStore, JobRunner, TaskStore
+from agentfleet.ports import ArtifactStore, JobRunner, MemoryStore, TaskStore
 from agentfleet.settings import Settings
 
 BACKENDS = ["local", "gcp"]
@@ -55,3 +56,15 @@ def job_runner(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobRu
     with FakeCloudRun(command=["sleep", "30"], grace_s=1.0) as fake:
         configured = settings.model_copy(update={"cloud_run_endpoint": fake.address, "job_image": "agent:test"})
         yield CloudRunJobRunner.from_settings(configured)
+
+
+@pytest.fixture(params=BACKENDS)
+def memory_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemoryStore]:
+    if request.param == "local":
+        store = SqliteMemoryStore(tmp_path / "memory.db")
+        yield store
+        store.close()
+        return
+    from agentfleet.gcp.memory import FirestoreMemoryStore
+
+    yield FirestoreMemoryStore.from_settings(request.getfixturevalue("gcp_settings"))

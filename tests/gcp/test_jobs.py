@@ -21,6 +21,7 @@ from agentfleet.gcp.errors import JobLaunchError
 from agentfleet.gcp.job_template import TEARDOWN_MARGIN_S, job_environment
 from agentfleet.gcp.jobs import CloudRunJobRunner
 from agentfleet.local.artifacts import LocalArtifactStore
+from agentfleet.local.memory import SqliteMemoryStore
 from agentfleet.local.queue import SqliteTaskQueue
 from agentfleet.local.store import SqliteTaskStore
 from agentfleet.ports import Backends, DispatchMessage
@@ -286,7 +287,8 @@ def test_dispatch_requeues_on_a_transient_failure_and_fails_the_task_on_a_refusa
     fake = start_fake()
     runner = runner_for(tmp_path, fake.address)
     store = SqliteTaskStore(tmp_path / "tasks.db")
-    backends = Backends(store, SqliteTaskQueue(tmp_path / "queue.db"), runner, LocalArtifactStore(tmp_path / "a"))
+    queue, memory = SqliteTaskQueue(tmp_path / "queue.db"), SqliteMemoryStore(tmp_path / "m.db")
+    backends = Backends(store, queue, runner, LocalArtifactStore(tmp_path / "a"), memory)
     service = Service(backends, runner.settings)
     transient, _ = store.create(make_task())
     refused, _ = store.create(make_task("https://example.com/acme/gadgets"))

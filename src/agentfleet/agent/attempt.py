@@ -67,7 +67,7 @@ def run_attempt(task_id: str, attempt: int | None, settings: Settings, backends:
         # and the task shows RUNNING (and heartbeats) while they do.
         from agentfleet.agent.work import work_task
 
-        final = work_task(running, settings, backends.artifacts, listeners=[to_store])
+        final = work_task(running, settings, backends.artifacts, listeners=[to_store], memory=backends.memory)
     finally:
         beat.stopped.set()
     service.finish_attempt(running, final)

@@ -24,6 +24,7 @@ from agentfleet.agent.answers import asks_for_change, task_kind
 from agentfleet.agent.excerpt import excerpt
 from agentfleet.agent.followup import chain_section
 from agentfleet.agent.loop import Agent, Limits, Outcome
+from agentfleet.agent.memory import RepositoryMemory, entry_of, recollect
 from agentfleet.agent.models import model_for
 from agentfleet.agent.profiles import TASK_HINTS, ModelProfile, profile_for
 from agentfleet.agent.result import finish
@@ -32,7 +33,8 @@ from agentfleet.agent.tools import ToolBox, shared_servers
 from agentfleet.agent.workspace import PreparedWorkspace, SetupRun, changed_paths, prepare_workspace, task_input_names
 from agentfleet.errors import AgentFleetError, ConfigError
 from agentfleet.gcp.identity import IdentityToken, audience_of, wants_identity_token
-from agentfleet.ports import ArtifactStore
+from agentfleet.mcp_servers.memory import build_server as memory_server
+from agentfleet.ports import ArtifactStore, MemoryStore
 from agentfleet.runtime.filewalk import entry, iter_files
 from agentfleet.runtime.occupancy import Occupancy, occupy
 from agentfleet.runtime.sandbox import Sandbox, SandboxConfig, grant_workspace
@@ -64,13 +66,24 @@ class EventRecorder:
         return "".join(e.model_dump_json() + "\n" for e in self.events).encode()
 
 
-def work_task(task: Task, settings: Settings, artifacts: ArtifactStore, listeners: Iterable[Listener] = ()) -> Task:
-    """Work `task` to a final state and return it; never raises for a task failure."""
+def work_task(
+    task: Task,
+    settings: Settings,
+    artifacts: ArtifactStore,
+    listeners: Iterable[Listener] = (),
+    memory: MemoryStore | None = None,
+) -> Task:
+    """Work `task` to a final state and return it; never raises for a task failure. With `memory`
+    (and AGENTFLEET_MEMORY not off), a repository task is shown its workspace's memory and kept in it."""
     record = EventRecorder(task.id, listeners)
     task = task.model_copy(update={"status": TaskStatus.RUNNING, "started_at": utcnow()})
     record(EventKind.STATUS, {"status": TaskStatus.RUNNING.value, "attempt": task.attempt})
     spent, started = Usage(), time.monotonic()  # the agent counts into `spent`: kept when the task fails
-    result, error = _attempt(task, settings, artifacts, record, spent)
+    if settings.memory == "off" or not task.request.primary_repo:  # a scratch workspace keeps nothing
+        memory = None
+    result, error = _attempt(task, settings, artifacts, record, spent, memory)
+    if memory is not None and result is not None:
+        _keep(memory, task, result, error, record)
     status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
     if error:
         record(EventKind.ERROR, {"message": error})
@@ -89,19 +102,35 @@ def work_task(task: Task, settings: Settings, artifacts: ArtifactStore, listener
     )
 
 
+def _keep(memory: MemoryStore, task: Task, result: TaskResult, error: str | None, record: EventRecorder) -> None:
+    """Keep the task in its workspace's memory; a store that fails is logged, never the task's outcome."""
+    try:
+        entry = memory.add(entry_of(task, result, error, record.events))
+    except Exception as exc:  # top-level handler: memory is an aid, not the task's result
+        logger.warning("could not keep the task in memory: %s", exc, extra={"task_id": task.id})
+        record(EventKind.LOG, {"message": f"could not keep the task in the workspace's memory: {exc}"})
+        return
+    record(EventKind.WORKSPACE, {"step": "memory", "kept": entry.id})
+
+
 def _since(started: float) -> float:
     return round(time.monotonic() - started, 3)
 
 
 def _attempt(
-    task: Task, settings: Settings, artifacts: ArtifactStore, record: EventRecorder, spent: Usage
+    task: Task,
+    settings: Settings,
+    artifacts: ArtifactStore,
+    record: EventRecorder,
+    spent: Usage,
+    memory: MemoryStore | None,
 ) -> tuple[TaskResult | None, str | None]:
     """The workspace snapshot restored, the work done, the snapshot saved: (result, error)."""
     snapshot: SnapshotState | None = None
     try:
         if settings.snapshots_enabled and task.request.primary_repo:  # a scratch workspace keeps nothing
             snapshot = restore_snapshot(task, settings, artifacts, record)
-        result, error = asyncio.run(_work(task, settings, artifacts, record, spent))
+        result, error = asyncio.run(_work(task, settings, artifacts, record, spent, memory))
     except AgentFleetError as exc:
         result, error = None, str(exc)
     except ExceptionGroup as group:  # raised through the MCP clients' task groups
@@ -143,7 +172,12 @@ def _save_log(artifacts: ArtifactStore, task_id: str, record: EventRecorder) -> 
 
 
 async def _work(
-    task: Task, settings: Settings, artifacts: ArtifactStore, record: EventRecorder, spent: Usage
+    task: Task,
+    settings: Settings,
+    artifacts: ArtifactStore,
+    record: EventRecorder,
+    spent: Usage,
+    memory: MemoryStore | None,
 ) -> tuple[TaskResult, str | None]:
     options = task.request.options
     config = SandboxConfig.from_settings(settings, network=options.network)
@@ -159,7 +193,7 @@ async def _work(
         )
         grant_workspace(workspace.root, config.uid, config.gid)
         config = config.model_copy(update={"path_prepend": tool_paths(workspace)})
-        outcome = await _loop(task, settings, workspace, config, occupancy, record, spent)
+        outcome = await _loop(task, settings, workspace, config, occupancy, record, spent, memory)
         occupancy.wait_processes_gone()  # the server and its commands are gone before git reads the checkout
         try:
             return finish(task, workspace, artifacts, outcome, record, settings.max_patch_bytes)
@@ -176,15 +210,18 @@ async def _loop(
     occupancy: Occupancy,
     record: EventRecorder,
     spent: Usage,
+    memory: MemoryStore | None,
 ) -> Outcome:
-    """The agent loop with its tools (the workspace server, then the shared servers) and its
-    acceptance checks, all under the agent's own sandbox configuration."""
+    """The agent loop with its tools (the workspace server, the memory server, then the shared
+    servers) and its acceptance checks, all under the agent's own sandbox configuration."""
     options = task.request.options
     model = options.model or settings.model
     profile = profile_for(model, settings.model_profile)
     server = _workspace_server(workspace.root, settings, sandbox, occupancy.procs)
     checks = check_specs(options.check, workspace.root, [repo.path for repo in workspace.repos])
     shown = _excerpt(task, workspace, profile)
+    checkouts = [repo.path for repo in workspace.repos]
+    remembered = recollect(task, workspace.root, checkouts, memory, profile.protocol == "text", record)
     acceptance = Acceptance(
         checks,
         _check_runner(sandbox, settings),
@@ -197,6 +234,8 @@ async def _loop(
     )
     async with ToolBox(profile, call_timeout_s=settings.exec_max_timeout_s + 60) as tools:
         await tools.connect("workspace", server)
+        if memory is not None:
+            await tools.connect("memory", memory_server(memory, task.workspace_id, task.id))
         for plan in shared_servers(
             options.mcp_servers, settings, workspace.root, task.id, network=bool(options.network)
         ):
@@ -219,7 +258,7 @@ async def _loop(
                 headers=_llm_headers(settings),
             )
             agent = Agent(talker, tools, _limits(task, settings), record, spent, acceptance)
-            return await agent.run(_prompt(task, workspace, checks, profile, shown))
+            return await agent.run(_prompt(task, workspace, checks, profile, shown, remembered))
 
 
 def _change_probe(task: Task, workspace: PreparedWorkspace, profile: ModelProfile) -> Callable[[], bool] | None:
@@ -326,7 +365,12 @@ def _excerpt(task: Task, workspace: PreparedWorkspace, profile: ModelProfile) ->
 
 
 def _prompt(
-    task: Task, workspace: PreparedWorkspace, checks: list[CheckSpec], profile: ModelProfile, shown: str = ""
+    task: Task,
+    workspace: PreparedWorkspace,
+    checks: list[CheckSpec],
+    profile: ModelProfile,
+    shown: str = "",
+    remembered: RepositoryMemory | None = None,
 ) -> str:
     lines = [task.request.query.strip(), "", "Workspace:"]
     for repo in workspace.repos:
@@ -348,6 +392,8 @@ def _prompt(
         lines[-1] += more
     if shown:
         lines += ["", "Start of the main files:", shown]
+    if remembered is not None:
+        lines += remembered.prompt_lines()
     lines += chain_section(task)
     hint = TASK_HINTS.get(task_kind(task.request.query)) if profile.task_hints else None
     if hint:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentfleet.memory import MemoryEntry
 from agentfleet.ports import Execution
 from agentfleet.tasks import Task, TaskEvent, TaskStatus
 
@@ -70,6 +71,16 @@ class Uploaded(_Body):
 class WorkspaceResetBody(_Body):
     workspace_id: str
     removed: list[str] = Field(description="What there was to remove: checkout, setup markers, snapshot")
+
+
+class MemoryBody(_Body):
+    workspace_id: str
+    entries: list[MemoryEntry] = Field(description="Newest first; with `q`, the best matches first")
+
+
+class MemoryCleared(_Body):
+    workspace_id: str
+    removed: int = Field(description="How many entries the memory held")
 
 
 class Health(_Body):

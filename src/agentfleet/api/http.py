@@ -34,6 +34,8 @@ from agentfleet.api.bodies import (
     Containers,
     ErrorBody,
     Health,
+    MemoryBody,
+    MemoryCleared,
     Submitted,
     TaskLinks,
     TaskList,
@@ -257,6 +259,18 @@ class Api:
     def _reset_workspace(self, request: Request, workspace_id: str) -> Response:
         reset = self.service.reset_workspace(workspace_id)
         return json_response(WorkspaceResetBody(workspace_id=reset.workspace_id, removed=reset.removed))
+
+    def _memory(self, request: Request, workspace_id: str) -> Response:
+        limit = int_param(request, "limit", default=50, maximum=200, minimum=1)
+        query = request.args.get("q") or None
+        if query is not None and len(query) > 1000:
+            raise InvalidRequestError("q: at most 1000 characters")
+        entries = self.service.memory(workspace_id, query, limit)
+        return json_response(MemoryBody(workspace_id=workspace_id, entries=entries))
+
+    def _clear_memory(self, request: Request, workspace_id: str) -> Response:
+        removed = self.service.clear_memory(workspace_id)
+        return json_response(MemoryCleared(workspace_id=workspace_id, removed=removed))
 
     def _health(self, request: Request) -> Response:
         reports = self.service.health()

@@ -60,6 +60,7 @@ def run(
 ) -> None:
     """Run one task in this process with the local defaults and show its steps live."""
     from agentfleet.agent.work import work_task
+    from agentfleet.backends import build_memory
 
     settings = load_settings()
     artifacts = LocalArtifactStore(settings.artifacts_dir)
@@ -84,7 +85,7 @@ def run(
         err.print(f"[bold]task {task.id}[/bold] on workspace {task.workspace_id}")
         printer = EventPrinter(err)
         try:
-            final = work_task(task, configured, artifacts, listeners=[printer])
+            final = work_task(task, configured, artifacts, listeners=[printer], memory=build_memory(configured))
         finally:
             printer.close()
     if as_json:

@@ -1,5 +1,5 @@
 """CLI commands that talk to an AgentFleet server: submit, followup, chain, status, watch, logs, cancel,
-containers, tasks."""
+containers, tasks, memory; workspace reset."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from agentfleet.cli.console import CHECK_HELP, MCP_HELP, SETUP_HELP, err, mcp_sp
 from agentfleet.cli.render import EventPrinter, report
 from agentfleet.client import ApiError, Client
 from agentfleet.local.token import read_token
+from agentfleet.memory import MemoryEntry
+from agentfleet.names import WORKSPACE_ID, workspace_id
 from agentfleet.net import is_loopback
 from agentfleet.settings import load_settings
 
@@ -224,6 +226,57 @@ def tasks(
     out.print(table)
 
 
+def memory(
+    workspace: Annotated[str, typer.Argument(help="A task's workspace_id, or the repository (URL or local path)")],
+    clear: Annotated[bool, typer.Option("--clear", help="Forget it: later tasks see none of it")] = False,
+    query: Annotated[str | None, typer.Option("--query", "-q", help="Only the entries matching these words")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    local: Annotated[
+        bool, typer.Option("--local", help="Act on $AGENTFLEET_HOME here, without a server (after `agentfleet run`)")
+    ] = False,
+    server: Server = DEFAULT_SERVER,
+    token: Token = None,
+) -> None:
+    """Show (or with --clear forget) what a workspace keeps of its tasks and its agents' notes."""
+    workspace_id = _workspace_of(workspace)
+    if local:
+        from agentfleet.backends import build_memory
+
+        store = build_memory(load_settings())
+        if clear:
+            out.print(f"{workspace_id}: {store.clear(workspace_id)} memory entries forgotten")
+            return
+        entries = store.search(workspace_id, query, limit=50) if query else store.recent(workspace_id, limit=50)
+    else:
+        try:
+            found = _remote_memory(_client(server, token), workspace_id, clear, query)
+        except ApiError as exc:
+            raise _fail(exc) from None
+        if found is None:
+            return
+        entries = found
+    if as_json:
+        out.print_json(json.dumps([json.loads(e.model_dump_json()) for e in entries]))
+    elif not entries:
+        err.print(f"{workspace_id}: nothing in memory" + (f" matches {query!r}" if query else ""))
+    else:
+        out.print(escape("\n".join(entry.render() for entry in entries)), highlight=False)
+
+
+def _remote_memory(client: Client, workspace_id: str, clear: bool, query: str | None) -> list[MemoryEntry] | None:
+    if clear:
+        out.print(f"{workspace_id}: {client.clear_memory(workspace_id)} memory entries forgotten")
+        return None
+    return client.memory(workspace_id, query)
+
+
+def _workspace_of(value: str) -> str:
+    """A workspace id as given, or the workspace of a repository URL or local path."""
+    if WORKSPACE_ID.match(value) and not Path(value).expanduser().exists():
+        return value
+    return workspace_id(repo_arg(value))
+
+
 workspace_app = typer.Typer(help="Workspaces: what persists of a repository between its tasks", no_args_is_help=True)
 
 
@@ -256,4 +309,4 @@ def reset_workspace(
     out.print(f"{workspace_id} reset: {', '.join(removed) or 'nothing was kept'}")
 
 
-COMMANDS: list[Callable[..., None]] = [submit, followup, chain, status, watch, logs, cancel, containers, tasks]
+COMMANDS: list[Callable[..., None]] = [submit, followup, chain, status, watch, logs, cancel, containers, tasks, memory]

@@ -1,4 +1,4 @@
-"""The Google Cloud implementations of the ports: Firestore (TaskStore), Pub/Sub (TaskQueue),
+"""The Google Cloud implementations of the ports: Firestore (TaskStore, MemoryStore), Pub/Sub (TaskQueue),
 Cloud Run Jobs (JobRunner), Cloud Storage (ArtifactStore). Imported only when
 AGENTFLEET_BACKEND=gcp; every client honours its emulator variable.
 """
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 def build_backends(settings: Settings) -> Backends:
     from agentfleet.gcp.artifacts import GcsArtifactStore
     from agentfleet.gcp.jobs import CloudRunJobRunner
+    from agentfleet.gcp.memory import FirestoreMemoryStore
     from agentfleet.gcp.queue import PubSubTaskQueue
     from agentfleet.gcp.store import FirestoreTaskStore
 
@@ -24,4 +25,5 @@ def build_backends(settings: Settings) -> Backends:
         queue=PubSubTaskQueue.from_settings(settings),
         jobs=CloudRunJobRunner.from_settings(settings),
         artifacts=GcsArtifactStore.from_settings(settings),
+        memory=FirestoreMemoryStore.from_settings(settings),
     )

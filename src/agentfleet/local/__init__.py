@@ -1,4 +1,4 @@
-"""Embedded local implementations of the ports (no cloud account needed): SQLite store and queue,
+"""Embedded local implementations of the ports (no cloud account needed): SQLite store, queue and memory,
 agent processes as the job runner, a directory of artifacts; and `agentfleet serve`'s process."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 def build_backends(settings: Settings) -> Backends:
     from agentfleet.local.artifacts import LocalArtifactStore
     from agentfleet.local.jobs import LocalJobRunner
+    from agentfleet.local.memory import SqliteMemoryStore
     from agentfleet.local.queue import SqliteTaskQueue
     from agentfleet.local.store import SqliteTaskStore
 
@@ -23,4 +24,5 @@ def build_backends(settings: Settings) -> Backends:
         queue=SqliteTaskQueue(settings.home / "queue.db"),
         jobs=LocalJobRunner(settings),
         artifacts=LocalArtifactStore(settings.artifacts_dir),
+        memory=SqliteMemoryStore(settings.home / "memory.db"),
     )
