@@ -53,3 +53,20 @@ def test_remember_keeps_a_bounded_number_of_notes_from_its_task(tmp_path: Path, 
     assert results[3][1] and "the most one task may keep" in results[3][0]
     notes = store.recent(WS)
     assert [n.task_id for n in notes] == ["task-1", "task-1"] and notes[1].note == "tests: make check"
+
+
+def test_building_an_in_process_server_leaves_the_callers_logging_alone() -> None:
+    # MCPServer configures the root logger when nothing has: at INFO, every HTTP request of the
+    # agent's model client would then be printed in the middle of `agentfleet run`'s output.
+    import logging
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, tempfile; from pathlib import Path\n"
+        "from agentfleet.mcp_servers import workspace, code_assistant\n"
+        "code_assistant.build_server(Path(tempfile.mkdtemp()))\n"
+        "print(logging.getLogger().getEffectiveLevel())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert int(out) >= logging.WARNING

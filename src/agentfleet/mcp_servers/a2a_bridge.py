@@ -303,7 +303,7 @@ def reply_of(task: Task) -> AgentReply:
 
 def build_server(bridge: Bridge, name: str = "a2a") -> MCPServer:
     """The MCP server exposing a Bridge's operations as tools."""
-    server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS)
+    server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS, log_level="WARNING")
     known = ", ".join(sorted(bridge.reach.agents)) or "none configured"
 
     @server.tool(

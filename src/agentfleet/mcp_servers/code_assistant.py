@@ -321,7 +321,7 @@ def _size(n: int) -> str:
 def build_server(root: Path | CodeAssistant, name: str = "code") -> MCPServer:
     """The MCP server over the checkout at `root`."""
     assistant = root if isinstance(root, CodeAssistant) else CodeAssistant(root)
-    server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS)
+    server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS, log_level="WARNING")
 
     @server.tool(structured_output=False)
     def repo_map(path: str = ".", page: int = 1) -> str:

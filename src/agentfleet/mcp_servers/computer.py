@@ -240,7 +240,7 @@ def build_server(browser: Browser, name: str = "computer") -> MCPServer:
         finally:
             await browser.close()
 
-    server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS, lifespan=lifespan)
+    server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS, lifespan=lifespan, log_level="WARNING")
 
     async def one_at_a_time(action: Callable[[], Awaitable[T]]) -> T:
         async with browser.lock():

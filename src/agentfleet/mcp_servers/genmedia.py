@@ -102,7 +102,7 @@ class Media:
 
 def build_server(media: Media, name: str = "genmedia") -> MCPServer:
     """The MCP server exposing a Media's operations as tools."""
-    server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS)
+    server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS, log_level="WARNING")
 
     @server.tool(structured_output=False)
     def diagram(dot: str, format: Literal["png", "svg"] = "png", layout: str = "dot") -> list[ContentBlock]:

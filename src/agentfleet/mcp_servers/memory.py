@@ -26,7 +26,7 @@ INSTRUCTIONS = (
 
 def build_server(store: MemoryStore, workspace_id: str, task_id: str | None = None, name: str = "memory") -> MCPServer:
     """The MCP server over `workspace_id`'s memory; notes are kept as coming from `task_id`."""
-    server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS)
+    server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS, log_level="WARNING")
     kept: list[str] = []
 
     @server.tool(structured_output=False)

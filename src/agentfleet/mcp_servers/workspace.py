@@ -190,7 +190,7 @@ def _grep(root: Path, file: Path, regex: re.Pattern[str], budget: int) -> Iterat
 
 def build_server(workspace: Workspace, name: str = "workspace") -> MCPServer:
     """The MCP server exposing a Workspace's operations as tools."""
-    server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS)
+    server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS, log_level="WARNING")
 
     @server.tool(name="exec", structured_output=False)
     def exec_(command: str, timeout_s: int = 120) -> str:
