@@ -11,6 +11,7 @@ reply reaches the memory server; the prompt says so in one line. The digest is i
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ TEXT_RECALL = 'To search it, reply with <tool_call>{"name": "recall", "arguments
 NATIVE_RECALL = "Search it with the recall tool; keep a fact for later tasks with remember."
 _TEST_COMMAND = re.compile(r"test|spec|check|verify|tox|nox|jest|mocha|lint", re.IGNORECASE)
 """What makes an exec command one that tested the work (pytest, test_calc.py, npm test, make check…)."""
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,3 +113,16 @@ def _test_commands(result: TaskResult) -> list[str]:
         if isinstance(command, str) and _TEST_COMMAND.search(command):
             commands.setdefault(command.strip(), None)
     return list(commands)
+
+
+def keep(
+    memory: MemoryStore, task: Task, result: TaskResult, error: str | None, events: Iterable[TaskEvent], emit: Emit
+) -> None:
+    """Keep the task in its workspace's memory; a store that fails is logged, never the task's outcome."""
+    try:
+        entry = memory.add(entry_of(task, result, error, events))
+    except Exception as exc:  # top-level handler: memory is an aid, not the task's result
+        logger.warning("could not keep the task in memory: %s", exc, extra={"task_id": task.id})
+        emit(EventKind.LOG, {"message": f"could not keep the task in the workspace's memory: {exc}"})
+        return
+    emit(EventKind.WORKSPACE, {"step": "memory", "kept": entry.id})

@@ -7,7 +7,6 @@ reason a person can act on; nothing escapes as a traceback.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import sys
@@ -21,29 +20,25 @@ from openai import AsyncOpenAI
 
 from agentfleet.agent.acceptance import Acceptance, CheckSpec, RunCheck, check_specs
 from agentfleet.agent.answers import asks_for_change, task_kind
-from agentfleet.agent.excerpt import excerpt
-from agentfleet.agent.followup import chain_section
 from agentfleet.agent.loop import Agent, Limits, Outcome
-from agentfleet.agent.memory import RepositoryMemory, entry_of, recollect
+from agentfleet.agent.memory import keep, recollect
 from agentfleet.agent.models import model_for
-from agentfleet.agent.profiles import TASK_HINTS, ModelProfile, profile_for
+from agentfleet.agent.profiles import ModelProfile, profile_for
+from agentfleet.agent.prompt import build_prompt, excerpt_for
 from agentfleet.agent.result import finish
 from agentfleet.agent.snapshot import SnapshotState, restore_snapshot, save_snapshot
 from agentfleet.agent.tools import ToolBox, shared_servers
-from agentfleet.agent.workspace import PreparedWorkspace, SetupRun, changed_paths, prepare_workspace, task_input_names
+from agentfleet.agent.workspace import PreparedWorkspace, SetupRun, changed_paths, prepare_workspace
 from agentfleet.errors import AgentFleetError, ConfigError
 from agentfleet.gcp.identity import IdentityToken, audience_of, wants_identity_token
 from agentfleet.mcp_servers.memory import build_server as memory_server
 from agentfleet.ports import ArtifactStore, MemoryStore
-from agentfleet.runtime.filewalk import entry, iter_files
 from agentfleet.runtime.occupancy import Occupancy, occupy
 from agentfleet.runtime.sandbox import Sandbox, SandboxConfig, grant_workspace
 from agentfleet.runtime.workspaces import forget_workspace
 from agentfleet.settings import Settings
 from agentfleet.tasks import CheckRun, EventKind, Task, TaskEvent, TaskResult, TaskStatus, Usage, utcnow
 
-EXCERPT_WALK = 5000
-"""The most files the prompt's excerpt picks its files from."""
 logger = logging.getLogger(__name__)
 Listener = Callable[[TaskEvent], None]
 
@@ -83,7 +78,7 @@ def work_task(
         memory = None
     result, error = _attempt(task, settings, artifacts, record, spent, memory)
     if memory is not None and result is not None:
-        _keep(memory, task, result, error, record)
+        keep(memory, task, result, error, record.events, record)
     status = TaskStatus.FAILED if error else TaskStatus.SUCCEEDED
     if error:
         record(EventKind.ERROR, {"message": error})
@@ -100,17 +95,6 @@ def work_task(
             "usage": result.usage if result else spent.model_copy(update={"wall_s": _since(started)}),
         }
     )
-
-
-def _keep(memory: MemoryStore, task: Task, result: TaskResult, error: str | None, record: EventRecorder) -> None:
-    """Keep the task in its workspace's memory; a store that fails is logged, never the task's outcome."""
-    try:
-        entry = memory.add(entry_of(task, result, error, record.events))
-    except Exception as exc:  # top-level handler: memory is an aid, not the task's result
-        logger.warning("could not keep the task in memory: %s", exc, extra={"task_id": task.id})
-        record(EventKind.LOG, {"message": f"could not keep the task in the workspace's memory: {exc}"})
-        return
-    record(EventKind.WORKSPACE, {"step": "memory", "kept": entry.id})
 
 
 def _since(started: float) -> float:
@@ -219,7 +203,7 @@ async def _loop(
     profile = profile_for(model, settings.model_profile)
     server = _workspace_server(workspace.root, settings, sandbox, occupancy.procs)
     checks = check_specs(options.check, workspace.root, [repo.path for repo in workspace.repos])
-    shown = _excerpt(task, workspace, profile)
+    shown = excerpt_for(task, workspace, profile)
     checkouts = [repo.path for repo in workspace.repos]
     remembered = recollect(task, workspace.root, checkouts, memory, profile.protocol == "text", record)
     acceptance = Acceptance(
@@ -258,7 +242,7 @@ async def _loop(
                 headers=_llm_headers(settings),
             )
             agent = Agent(talker, tools, _limits(task, settings), record, spent, acceptance)
-            return await agent.run(_prompt(task, workspace, checks, profile, shown, remembered))
+            return await agent.run(build_prompt(task, workspace, checks, profile, shown, remembered))
 
 
 def _change_probe(task: Task, workspace: PreparedWorkspace, profile: ModelProfile) -> Callable[[], bool] | None:
@@ -354,48 +338,3 @@ def _workspace_server(
     args += ["--owner-pid", str(os.getpid()), "--hold-lock", str(procs_lock)]
     settings.home.mkdir(parents=True, exist_ok=True)
     return StdioServerParameters(command=sys.executable, args=args, env=env, cwd=str(settings.home))
-
-
-def _excerpt(task: Task, workspace: PreparedWorkspace, profile: ModelProfile) -> str:
-    """What the prompt shows of the files themselves: for a profile and a kind of task that want it."""
-    if not profile.excerpt_chars or task_kind(task.request.query) not in profile.excerpt_kinds:
-        return ""
-    walked = itertools.islice(iter_files(workspace.root, workspace.root), EXCERPT_WALK)
-    return excerpt(workspace.root, walked, profile.excerpt_chars)
-
-
-def _prompt(
-    task: Task,
-    workspace: PreparedWorkspace,
-    checks: list[CheckSpec],
-    profile: ModelProfile,
-    shown: str = "",
-    remembered: RepositoryMemory | None = None,
-) -> str:
-    lines = [task.request.query.strip(), "", "Workspace:"]
-    for repo in workspace.repos:
-        where = repo.path.relative_to(workspace.root).as_posix() or "."
-        lines.append(f"- {where}: {repo.url} at {repo.base_commit[:12]}")
-    inputs = workspace.root / ".agentfleet" / "inputs"
-    if workspace.scratch:
-        lines.append("Input files (at the workspace root): " + ", ".join(task_input_names(task)))
-    elif inputs.is_dir():
-        lines.append("Input files: " + ", ".join(f".agentfleet/inputs/{p.name}" for p in sorted(inputs.iterdir())))
-    for spec in checks:
-        where = "" if spec.where == "." else f" (run in {spec.where})"
-        lines.append(f"Acceptance check{where}: `{spec.command}` must pass; the task is done only when it does.")
-    most = profile.max_listed_files
-    files = [entry(workspace.root, f) for f in itertools.islice(iter_files(workspace.root, workspace.root), most + 1)]
-    if files and most:
-        more = "\n- … (more files: list them)" if len(files) > most else ""
-        lines += ["", "Files:", *(f"- {f}" for f in files[:most])]
-        lines[-1] += more
-    if shown:
-        lines += ["", "Start of the main files:", shown]
-    if remembered is not None:
-        lines += remembered.prompt_lines()
-    lines += chain_section(task)
-    hint = TASK_HINTS.get(task_kind(task.request.query)) if profile.task_hints else None
-    if hint:
-        lines += ["", f"Hint: {hint}"]
-    return "\n".join(lines)
