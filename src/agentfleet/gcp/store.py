@@ -197,12 +197,17 @@ class FirestoreTaskStore:
         allowed = {TaskStatus(s) for s in expected}
         ref = self.tasks.document(task_id)
 
-        def compare_and_set(transaction: firestore.Transaction) -> Task | None:
-            snap = ref.get(transaction=transaction, **self._read)
+        def applies(snap: Any) -> Task | None:
             if not snap.exists:
                 return None
             task: Task = read_doc(TaskDoc, snap).task
             if task.status not in allowed or (attempt is not None and task.attempt != attempt):
+                return None
+            return task
+
+        def compare_and_set(transaction: firestore.Transaction) -> Task | None:
+            task = applies(ref.get(transaction=transaction, **self._read))
+            if task is None:
                 return None
             moved = apply_transition(task, TaskStatus(new), changes or {})
             transaction.set(ref, TaskDoc.of(moved).fields())
@@ -210,6 +215,11 @@ class FirestoreTaskStore:
 
         run = firestore.transactional(compare_and_set)
         for round_ in range(_TRIES):
+            # A plain read first: once another writer has moved the task on, the answer is None
+            # without a transaction. Racing losers otherwise keep aborting each other's
+            # transactions on the emulator's locks long after the winner has committed.
+            if applies(ref.get(**self._read)) is None:
+                return None
             try:
                 return run(self.client.transaction(max_attempts=3))
             except gexc.Aborted:  # contention on the read: start over
