@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 import pytest
 
-from agentfleet.api.console import FOLLOWUP, MEMORY, has_route
 from agentfleet.local.token import read_token
 from agentfleet.testing.repos import make_repo
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
@@ -197,7 +196,6 @@ def test_without_the_token_the_state_changing_routes_refuse(console: Console) ->
     assert after == before, "no refused request made a task"
 
 
-@pytest.mark.skipif(not has_route("POST", FOLLOWUP), reason=f"runs once the API has POST {FOLLOWUP}")
 def test_a_follow_up_sent_from_a_finished_task_opens_the_new_task_linked_to_it(console: Console) -> None:
     page = console.page
     parent = console.submit("make app.py print bye")
@@ -212,7 +210,6 @@ def test_a_follow_up_sent_from_a_finished_task_opens_the_new_task_linked_to_it(c
     assert page.locator(f"a[href='/console/tasks/{child}']").count() == 1, "the parent names its follow-up"
 
 
-@pytest.mark.skipif(not has_route("GET", MEMORY), reason=f"runs once the API has GET/DELETE {MEMORY}")
 def test_a_workspace_memory_shows_what_earlier_tasks_did_and_is_cleared(console: Console) -> None:
     page = console.page
     console.submit("make app.py print bye, remembered")

@@ -135,14 +135,10 @@ class RepoSpec(_Strict):
     ref: str | None = None
 
 
-class TaskRequest(_Strict):
+class _Asked(_Strict):
+    """A body holding a query: its text checked (no control or odd Unicode), the query bounded."""
+
     query: str
-    repo_url: str | None = None
-    repos: list[RepoSpec | str] = Field(default_factory=list)
-    ref: str | None = None
-    files: list[str] = Field(default_factory=list)
-    options: TaskOptions = Field(default_factory=TaskOptions)
-    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
 
     @model_validator(mode="before")
     @classmethod
@@ -155,6 +151,16 @@ class TaskRequest(_Strict):
     @classmethod
     def _query(cls, value: str) -> str:
         return check_query(value)
+
+
+class TaskRequest(_Asked):
+    query: str
+    repo_url: str | None = None
+    repos: list[RepoSpec | str] = Field(default_factory=list)
+    ref: str | None = None
+    files: list[str] = Field(default_factory=list)
+    options: TaskOptions = Field(default_factory=TaskOptions)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
 
     @field_validator("ref")
     @classmethod
@@ -364,25 +370,13 @@ class Followup(_Strict):
     )
 
 
-class FollowupRequest(_Strict):
+class FollowupRequest(_Asked):
     """The body of POST /tasks/{id}/followup: a new query on the parent's result, the parent's options
     except those given here."""
 
     query: str
     options: TaskOptions | None = Field(None, description="Options to change; the others are the parent's")
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _unicode(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            _check_text(data)
-        return data
-
-    @field_validator("query")
-    @classmethod
-    def _query(cls, value: str) -> str:
-        return check_query(value)
 
 
 def new_task_id() -> str:

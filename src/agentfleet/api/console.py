@@ -36,7 +36,7 @@ from agentfleet.api.bodies import MAX_BODY_BYTES, MAX_SEQ
 from agentfleet.api.diffview import STYLE_CSS, FileDiff, render_patch
 from agentfleet.api.events import PAGE, event_stream, settled
 from agentfleet.api.pages import render, repositories, sse_step, step, task_body
-from agentfleet.api.routes import PAGES, ROUTES, Page, page_map
+from agentfleet.api.routes import PAGES, Page, page_map
 from agentfleet.api.session import COOKIE, LIFETIME_S, Session, Sessions
 from agentfleet.errors import AgentFleetError, InvalidRequestError, TaskNotFoundError
 from agentfleet.tasks import Task, TaskEvent, TaskStatus, utcnow
@@ -61,8 +61,6 @@ STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 MAX_EVENTS = 5000
 """Steps a task page renders at once (the rest of a very long task: GET /tasks/{id}/events)."""
 MAX_PATCH_BYTES = 1 << 20
-FOLLOWUP = "/tasks/{task_id}/followup"
-MEMORY = "/workspaces/{workspace_id}/memory"
 
 
 @dataclass(frozen=True)
@@ -73,11 +71,6 @@ class View:
     csrf: str = ""
     signed_in: bool = False
     cookie: str | None = None
-
-
-def has_route(method: str, path: str) -> bool:
-    """Whether the JSON API has this route (the follow-up and memory routes may be absent)."""
-    return any(route.method == method and route.path == path for route in ROUTES)
 
 
 class Console:
@@ -210,8 +203,6 @@ class Console:
         return self.task_page(request, view, task_id, message=_said(answer, status), status=status)
 
     def followup(self, request: Request, view: View, task_id: str) -> Response:
-        if not has_route("POST", FOLLOWUP):
-            return self.task_page(request, view, task_id, message="This server does not take follow-ups.", status=501)
         body: dict[str, Any] = {"query": request.form.get("query", "")}
         if request.form.get("push_branch") == "on":
             body["options"] = {"push_branch": True}
@@ -222,21 +213,18 @@ class Console:
 
     def memory(self, request: Request, view: View, workspace_id: str) -> Response:
         values: dict[str, Any] = {"workspace_id": workspace_id, "memory": None, "entries": [], "raw": ""}
-        values["unavailable"] = "This server keeps no memory per workspace."
-        status = 200
-        if has_route("GET", MEMORY):
-            status, answer = self.api.call("GET", f"/workspaces/{quote(workspace_id)}/memory", host=request.host)
-            if status == 200:
-                values.update(memory=answer, entries=_entries(answer), raw=json.dumps(answer, indent=2))
-            else:
-                values["unavailable"] = _said(answer, status)
+        values["unavailable"] = None
+        status, answer = self.api.call("GET", f"/workspaces/{quote(workspace_id)}/memory", host=request.host)
+        if status == 200:
+            values.update(memory=answer, entries=_entries(answer), raw=json.dumps(answer, indent=2))
+        else:
+            values["unavailable"] = _said(answer, status)
         return _html(render("memory.html", view=view, message=None, **values), status)
 
     def clear_memory(self, request: Request, view: View, workspace_id: str) -> Response:
-        if has_route("DELETE", MEMORY):
-            status, answer = self.api.call("DELETE", f"/workspaces/{quote(workspace_id)}/memory", host=request.host)
-            if status >= 400:
-                return self._error(status, _said(answer, status), view)
+        status, answer = self.api.call("DELETE", f"/workspaces/{quote(workspace_id)}/memory", host=request.host)
+        if status >= 400:
+            return self._error(status, _said(answer, status), view)
         return redirect(f"/console/workspaces/{workspace_id}/memory", 303)
 
     def static(self, request: Request, view: View, name: str) -> Response:

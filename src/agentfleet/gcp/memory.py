@@ -23,12 +23,11 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry, if_exception_type
-from google.auth.exceptions import DefaultCredentialsError
 from google.cloud import firestore
 from pydantic import ValidationError
 
-from agentfleet.errors import ConfigError
 from agentfleet.gcp.errors import CorruptDocumentError, translated
+from agentfleet.gcp.store import firestore_client
 from agentfleet.memory import KEEP_PER_WORKSPACE, MAX_QUERY_TERMS, MemoryEntry, rank, terms
 from agentfleet.settings import Settings
 
@@ -46,15 +45,7 @@ class FirestoreMemoryStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FirestoreMemoryStore:
-        project = settings.require("project_id")
-        try:
-            client = firestore.Client(project=project, database=settings.firestore_database)
-        except DefaultCredentialsError as exc:
-            raise ConfigError(
-                "no Google Cloud credentials: run `gcloud auth application-default login`, set "
-                "GOOGLE_APPLICATION_CREDENTIALS, or FIRESTORE_EMULATOR_HOST for the emulator"
-            ) from exc
-        return cls(client, f"{settings.tasks_collection}-memory")
+        return cls(firestore_client(settings), f"{settings.tasks_collection}-memory")
 
     def _entries(self, workspace_id: str) -> Any:
         return self.workspaces.document(workspace_id).collection("entries")

@@ -88,6 +88,18 @@ def _backoff(round_: int) -> None:
     time.sleep(random.uniform(0, min(_BACKOFF_MAX_S, 0.02 * 2**round_)))  # jitter between optimistic retries
 
 
+def firestore_client(settings: Settings) -> firestore.Client:
+    """The deployment's Firestore database; ConfigError saying what to set when there are no credentials."""
+    project = settings.require("project_id")
+    try:
+        return firestore.Client(project=project, database=settings.firestore_database)
+    except DefaultCredentialsError as exc:
+        raise ConfigError(
+            "no Google Cloud credentials: run `gcloud auth application-default login`, set "
+            "GOOGLE_APPLICATION_CREDENTIALS, or FIRESTORE_EMULATOR_HOST for the emulator"
+        ) from exc
+
+
 class FirestoreTaskStore:
     def __init__(self, client: firestore.Client, collection: str, *, timeout_s: float = 30.0) -> None:
         """`timeout_s`: how long one call keeps retrying a transient failure before it raises."""
@@ -106,15 +118,7 @@ class FirestoreTaskStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FirestoreTaskStore:
-        project = settings.require("project_id")
-        try:
-            client = firestore.Client(project=project, database=settings.firestore_database)
-        except DefaultCredentialsError as exc:
-            raise ConfigError(
-                "no Google Cloud credentials: run `gcloud auth application-default login`, set "
-                "GOOGLE_APPLICATION_CREDENTIALS, or FIRESTORE_EMULATOR_HOST for the emulator"
-            ) from exc
-        return cls(client, settings.tasks_collection)
+        return cls(firestore_client(settings), settings.tasks_collection)
 
     def _shaped(self, base: Any, shape: QueryShape, *values: Any, bound: tuple[str, Any] | None = None) -> Any:
         """The query of `shape`: equality values in shape order (a list means `in`), an optional

@@ -12,10 +12,7 @@ the gcp store gives.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -43,28 +40,9 @@ def _entry(row: sqlite3.Row) -> MemoryEntry:
     return MemoryEntry.model_validate_json(row["doc"])
 
 
-class SqliteMemoryStore:
+class SqliteMemoryStore(sqlite.ThreadConnections):
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-        sqlite.create(path, _SCHEMA)
-
-    def _conn(self) -> sqlite3.Connection:
-        """This thread's connection; a fresh one in a new thread or after a fork."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != os.getpid():
-            conn = sqlite.connect(self.path, check_same_thread=False)
-            self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
-
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
-        return sqlite.write_transaction(self._conn())
-
-    def close(self) -> None:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        super().__init__(path, _SCHEMA)
 
     def add(self, entry: MemoryEntry) -> MemoryEntry:
         kept = entry.clipped()

@@ -5,9 +5,11 @@ read-check-write is atomic across threads and processes.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 BUSY_TIMEOUT_S = 30.0
@@ -51,3 +53,31 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+class ThreadConnections:
+    """A database file made with `schema`, one connection per thread (a fresh one after a fork):
+    what the local stores are built on."""
+
+    def __init__(self, path: Path, schema: str) -> None:
+        self.path = path
+        self._local = threading.local()
+        create(path, schema)
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection; a fresh one in a new thread or after a fork."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            conn = connect(self.path, check_same_thread=False)
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._conn())
+
+    def close(self) -> None:
+        """Close this thread's connection (other threads' close when those threads end)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

@@ -14,11 +14,8 @@ queries filter and sort on. Datetimes are ISO-8601 UTC strings in one fixed form
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import threading
 from collections.abc import Collection
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,31 +79,9 @@ def _columns(task: Task) -> tuple[Any, ...]:
     )
 
 
-class SqliteTaskStore:
+class SqliteTaskStore(sqlite.ThreadConnections):
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-        sqlite.create(path, _SCHEMA)
-
-    # --- connections ---------------------------------------------------------------------
-
-    def _conn(self) -> sqlite3.Connection:
-        """This thread's connection; a fresh one in a new thread or after a fork."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != os.getpid():
-            conn = sqlite.connect(self.path, check_same_thread=False)
-            self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
-
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
-        return sqlite.write_transaction(self._conn())
-
-    def close(self) -> None:
-        """Close this thread's connection (other threads' close when those threads end)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        super().__init__(path, _SCHEMA)
 
     # --- tasks ---------------------------------------------------------------------------
 
