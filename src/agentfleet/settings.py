@@ -170,6 +170,9 @@ class Settings(BaseSettings):
     max_concurrent_per_workspace: int = Field(1, ge=1, description="Executions at once per workspace")
     max_attempts: int = Field(3, ge=1, description="Attempts before a silent task is FAILED")
     heartbeat_interval_s: float = Field(10.0, gt=0, description="Agent heartbeat period")
+    agent_prefork: bool = Field(
+        True, description="Local: fork each agent from a process that imported it once (off: a fresh interpreter)"
+    )
     heartbeat_timeout_s: float = Field(60.0, gt=0, description="Silence after which the reaper acts")
     reap_interval_s: float = Field(15.0, gt=0, description="How often `agentfleet serve` runs the reaper")
     api_token: SecretStr | None = Field(None, description="Bearer token the HTTP API requires")

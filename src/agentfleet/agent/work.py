@@ -7,16 +7,19 @@ reason a person can act on; nothing escapes as a traceback.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx2
 from mcp.server.mcpserver import MCPServer
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
 from agentfleet.agent.acceptance import Acceptance, CheckSpec, RunCheck, check_specs
 from agentfleet.agent.answers import asks_for_change, task_kind
@@ -262,7 +265,16 @@ def _llm_client(settings: Settings) -> AsyncOpenAI:
         api_key=settings.llm_api_key.get_secret_value(),
         timeout=settings.llm_timeout_s,
         max_retries=0,  # waiting for a model that is away is the Model's, with backoff and events
+        http_client=DefaultAsyncHttpxClient(verify=tls_context()),
     )
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The HTTP library's own default TLS context, made once per process: loading the CA bundle
+    takes ~30 ms, which a client made per task would pay before its first request (the warm
+    launcher makes it before it forks the agents)."""
+    return httpx2.create_ssl_context()
 
 
 def _llm_headers(settings: Settings) -> Callable[[], dict[str, str]] | None:

@@ -26,9 +26,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agentfleet.local import sqlite
+from agentfleet.local.warm import WarmChild, WarmLauncher
 from agentfleet.ports import ATTEMPT_ENV, TASK_ID_ENV, Execution
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task
@@ -55,7 +56,16 @@ CREATE TABLE IF NOT EXISTS executions (
 );
 """
 
-_children: dict[int, subprocess.Popen[bytes]] = {}
+
+class Child(Protocol):
+    """A started agent process: a Popen, or one the warm launcher forked."""
+
+    pid: int
+
+    def wait(self) -> int: ...
+
+
+_children: dict[int, Child] = {}
 """Processes this process started, by pid, until their watcher thread has reaped them."""
 _children_lock = threading.Lock()
 _HAS_PROC = Path("/proc/self/stat").exists()
@@ -179,15 +189,20 @@ class LocalJobRunner:
         db_path: Path | None = None,
         grace_s: float = 10.0,
         env: Mapping[str, str] | None = None,
+        warm: bool | None = None,
     ) -> None:
         """`command`: argv of the agent, with `{task_id}`, `{attempt}`, `{workspace_id}` and
         `{execution}` replaced per launch (default: `python -m agentfleet.agent`). `env`: the base
-        environment of the agent (default: this process's environment, read at each launch)."""
+        environment of the agent (default: this process's environment, read at each launch).
+        `warm`: fork the default agent from a process that has imported it once (local/warm.py;
+        default: AGENTFLEET_AGENT_PREFORK); a custom `command` always starts as itself."""
         self.settings = settings
         self.command = command
         self.db_path = db_path or settings.home / "executions.db"
         self.grace_s = grace_s
         self.env = env
+        self.warm = (settings.agent_prefork if warm is None else warm) and command is None
+        self._launcher: WarmLauncher | None = None
         sqlite.create(self.db_path, _SCHEMA)
 
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
@@ -281,14 +296,39 @@ class LocalJobRunner:
             argv.append(part)
         return argv
 
+    def close(self) -> None:
+        """Stop the warm launcher, if one was started (the agents it started run on)."""
+        if self._launcher is not None:
+            self._launcher.close()
+
+    def _warm_start(self, task: Task, env: dict[str, str], log_path: Path) -> WarmChild | None:
+        """The agent forked by the warm launcher; None when that cannot be done (it is said once)."""
+        if self._launcher is None:
+            base = agent_environment(self.settings, os.environ if self.env is None else self.env)
+            self._launcher = WarmLauncher(base, self.settings.home)
+        try:
+            args = ["--task-id", task.id, "--attempt", str(task.attempt)]
+            return self._launcher.launch(args, env, self.settings.home, log_path)
+        except OSError as exc:
+            logger.warning("starting the agent directly: %s", exc)
+            self.warm = False
+            return None
+
     def _start(self, task: Task, name: str, log_path: Path) -> None:
         env = agent_environment(self.settings, os.environ if self.env is None else self.env)
         env.update({TASK_ID_ENV: task.id, ATTEMPT_ENV: str(task.attempt)})
+        argv = self._argv(task, name)
+        if self.warm:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            child = self._warm_start(task, env, log_path)
+            if child is not None:
+                self._record(task, name, child, child.start)
+                return
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with log_path.open("ab") as log:
                 proc = subprocess.Popen(
-                    self._argv(task, name),
+                    argv,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -301,12 +341,11 @@ class LocalJobRunner:
             with self._write() as conn:
                 conn.execute("DELETE FROM executions WHERE name = ?", (name,))
             raise
-        self._record(task, name, proc)
-
-    def _record(self, task: Task, name: str, proc: subprocess.Popen[bytes]) -> None:
-        """Remember the started process (its pid and start time), then watch it until it exits."""
         stat = _proc_stat(proc.pid)  # read before anything can reap it
-        start = stat[1] if stat else None
+        self._record(task, name, proc, stat[1] if stat else None)
+
+    def _record(self, task: Task, name: str, proc: Child, start: str | None) -> None:
+        """Remember the started process (its pid and start time), then watch it until it exits."""
         with _children_lock:
             _children[proc.pid] = proc
         with self._write() as conn:
@@ -317,7 +356,7 @@ class LocalJobRunner:
         if state == "cancelled":  # cancelled while it was being started
             self._terminate(proc.pid, start)
 
-    def _watch(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+    def _watch(self, name: str, proc: Child) -> None:
         """Reap the process when it exits and record how it ended (a cancel stays a cancel)."""
         code = proc.wait()
         state = "succeeded" if code == 0 else "failed"

@@ -140,6 +140,7 @@ class LocalServer:
         if loopback:  # only this machine's names: no DNS rebinding, no cross-site form posts
             app.hosts = loopback_hosts(self.http.effective_port)
         self._serving = False
+        self.jobs = service.backends.jobs
         self.loops = [
             Loop("dispatcher", Dispatcher(service, queue).step, 0.2),
             Loop("reaper", lambda: _reap(service), settings.reap_interval_s),
@@ -164,6 +165,9 @@ class LocalServer:
         """Stop the loops and the HTTP server; safe from any thread, and more than once."""
         for loop in self.loops:
             loop.stopped.set()
+        close_jobs = getattr(self.jobs, "close", None)  # the warm launcher (the agents run on)
+        if close_jobs is not None:
+            close_jobs()
         self.http.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
         http_map = self.http._map
         if not self._serving:
