@@ -40,9 +40,10 @@ import httpx
 from agentfleet.client import Client
 from agentfleet.net import free_port
 from agentfleet.testing.repos import make_repo
-from agentfleet.testing.scripted_llm import ScriptedLLM
+from agentfleet.testing.scripted_llm import ScriptedLLM, look, reply
 
 TOKEN = "bench-token"
+LABELS = {"warm": "agent, warm launcher", "cold": "agent, fresh interpreter", "baseline": "baseline: python + 1 POST"}
 BASELINE = """
 import json, sys, urllib.request
 body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -55,7 +56,7 @@ class Arrivals:
     """The scripted model, recording when each request arrived (wall clock, as the events are)."""
 
     def __init__(self) -> None:
-        self.llm = ScriptedLLM([{"content": "done"}], repeat_last=True)
+        self.llm = ScriptedLLM([look(), reply("It prints hi.")], per_turn=True)
         self.times: list[float] = []
         answer = self.llm.answer
 
@@ -166,14 +167,15 @@ def main() -> None:
                         rows[way][-1].append(tuple(v * 1000 for v in one(clients[way], repo, arrivals)))  # type: ignore[arg-type]
                     rows["baseline"][-1].append((0.0, 0.0, baseline(llm.url, arrivals) * 1000))
         base50 = [statistics.median(r[2] for r in rnd) for rnd in rows["baseline"]]
-        print(f"dispatch → first model request, {args.tasks} tasks × {args.rounds} rounds (ms; min median max over rounds)")
+        print(f"dispatch → first model request, {args.tasks} tasks × {args.rounds} rounds")
+        print("(ms; min median max over rounds)")
         print(f"{'':28} {'p50':>23} {'p99':>23}   p50/baseline")
         for way in (*ways, "baseline"):
             p50 = [statistics.median(r[2] for r in rnd) for rnd in rows[way]]
             p99 = [pct([r[2] for r in rnd], 0.99) for rnd in rows[way]]
             ratios = [a / b for a, b in zip(p50, base50, strict=True)]
-            label = {"warm": "agent, warm launcher", "cold": "agent, fresh interpreter", "baseline": "baseline: python + 1 POST"}
-            print(f"{label[way]:28} {spread(p50)} {spread(p99)}   x{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
+            ratio = f"x{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+            print(f"{LABELS[way]:28} {spread(p50)} {spread(p99)}   {ratio}")
         for way in ways:
             before = [statistics.median(r[0] for r in rnd) for rnd in rows[way]]
             claim = [statistics.median(r[1] for r in rnd) for rnd in rows[way]]

@@ -130,6 +130,8 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
     of /proc/<pid>/stat; without /proc (macOS) it is "" and liveness falls back to kill(pid, 0)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+    except ProcessLookupError:  # it vanished between the open and the read: the kernel says ESRCH
+        return None
     except FileNotFoundError:
         if _HAS_PROC:
             return None
