@@ -143,9 +143,10 @@ def agent_pids(task_id: str) -> list[int]:
     pids = []
     for proc in Path("/proc").iterdir():
         try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").split()
         except (OSError, ValueError):
             continue
+        # one argument each, or (forked by the warm launcher) one title that reads the same
         if b"agentfleet.agent" in cmdline and task_id.encode() in cmdline:
             pids.append(int(proc.name))
     return pids

@@ -1,22 +1,11 @@
-"""A warm agent launcher: one process that has imported the agent once, and forks each agent.
+"""The warm agent launcher, host side: one process that has imported the agent once forks each agent.
 
 Starting `python -m agentfleet.agent` costs an interpreter and its imports (the model client, the
 MCP stack, pydantic models: about a second of CPU) before the first model request; `agentfleet
-serve` would pay that for every task. Instead `LocalJobRunner` starts this module once (`python -m
-agentfleet.local.warm`); it imports what an attempt needs, then forks one child per launch. A child
-is what `python -m agentfleet.agent` would have been: its own session (process group), stdin
-/dev/null, stdout and stderr to the attempt's log, the environment it was given (nothing of this
-process's), the attempt's argv; then it runs `agentfleet.agent.attempt.main` and exits with its code.
-
-Protocol, JSON lines: the launcher writes `{"args": [...], "env": {...}, "cwd": "...", "log": "..."}`;
-this process answers `{"pid": P, "start": S}` (S: the child's start time, field 22 of
-/proc/P/stat, read before it can be reaped) or `{"error": "..."}`, and later `{"exit": P, "code": C}`
-when it reaps a child. It ends when its stdin closes (its launcher has gone); the agents it forked
-run on, in their own sessions, as agents started directly do.
-
-Only AgentFleet's own code runs here, before the fork and in the child: what a task or a repository
-wrote runs in the sandbox, as it does from an agent started directly. This process is single-threaded
-when it forks (no thread is started here; the imports start none).
+serve` would pay that for every task. Instead `LocalJobRunner` starts `python -m
+agentfleet.agent.warm` once (that module is the process side and its protocol) and asks it to fork
+each attempt's agent. `launch` raises OSError when it cannot; the runner then starts the agent
+directly, as with AGENTFLEET_AGENT_PREFORK=false.
 """
 
 from __future__ import annotations
@@ -24,10 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import queue
-import select
-import signal
 import subprocess
 import sys
 import threading
@@ -38,115 +24,14 @@ from typing import Any
 
 logger = logging.getLogger("agentfleet.local.warm")
 
-PRELOAD = ("agentfleet.agent.attempt", "agentfleet.agent.work", "agentfleet.backends", "agentfleet.local.store")
-"""What the agent imports before its first model request (the gcp backends are left to the child)."""
 
-
-def _start_time(pid: int) -> str | None:
+def start_time(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat (the start time), or None when there is no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     return stat[stat.rindex(")") + 2 :].split()[19]
-
-
-def _child(request: dict[str, Any], inherited: tuple[int, ...]) -> None:
-    """In the forked child: become the agent process the request describes, run it, exit."""
-    code = 1
-    try:
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for fd in inherited:  # the launcher's protocol and wakeup pipes are not the agent's
-            os.close(fd)
-        os.setsid()
-        null = os.open(os.devnull, os.O_RDONLY)
-        log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.dup2(null, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(null)
-        os.close(log)
-        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own standard streams
-        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        sys.argv = [sys.executable, "-m", "agentfleet.agent", *request["args"]]
-        from agentfleet.agent.attempt import main
-
-        code = main(list(request["args"]))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:  # the child must never return into the launcher's loop
-        import traceback
-
-        traceback.print_exc()
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
-
-
-def _reap(out: Any) -> None:
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        _send(out, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
-
-
-def _send(out: Any, message: dict[str, Any]) -> None:
-    out.write(json.dumps(message) + "\n")
-    out.flush()
-
-
-def serve(stdin: Any, out: Any) -> None:
-    """Answer launch requests read from `stdin` until it closes."""
-    wakeup = os.pipe()
-    os.set_blocking(wakeup[0], False)
-    os.set_blocking(wakeup[1], False)
-    signal.set_wakeup_fd(wakeup[1])
-    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select through the wakeup fd
-    buffered = b""
-    fd = stdin.fileno()
-    while True:
-        ready, _, _ = select.select([fd, wakeup[0]], [], [])
-        if wakeup[0] in ready:
-            while True:
-                try:
-                    if not os.read(wakeup[0], 512):
-                        break
-                except BlockingIOError:
-                    break
-        _reap(out)
-        if fd not in ready:
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return
-        buffered += chunk
-        while b"\n" in buffered:
-            line, buffered = buffered.split(b"\n", 1)
-            _launch(line, out, (*wakeup, out.fileno()))
-
-
-def _launch(line: bytes, out: Any, inherited: tuple[int, ...]) -> None:
-    try:
-        request = json.loads(line)
-        Path(request["log"]).parent.mkdir(parents=True, exist_ok=True)
-        pid = os.fork()
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        _send(out, {"error": f"{exc.__class__.__name__}: {exc}"})
-        return
-    if pid == 0:
-        _child(request, inherited)
-    _send(out, {"pid": pid, "start": _start_time(pid)})
 
 
 class WarmChild:
@@ -172,7 +57,7 @@ class WarmChild:
         self._ended.wait()
         if self._code is not None:
             return self._code
-        while _start_time(self.pid) == self.start and self.start is not None:
+        while start_time(self.pid) == self.start and self.start is not None:
             time.sleep(0.1)
         return -1
 
@@ -223,7 +108,7 @@ class WarmLauncher:
             return self._proc
         self._answers = queue.Queue()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agentfleet.local.warm"],
+            [sys.executable, "-m", "agentfleet.agent.warm"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None,
@@ -278,21 +163,3 @@ class WarmLauncher:
             proc.wait()
         if self._proc is proc:
             self._proc = None
-
-
-def main() -> None:
-    import importlib
-
-    for module in PRELOAD:
-        importlib.import_module(module)
-    from agentfleet.agent.work import tls_context
-
-    tls_context()  # made once here, inherited by every agent
-    out = os.fdopen(os.dup(1), "w")
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing else may write into the protocol
-    _send(out, {"ready": os.getpid()})
-    serve(sys.stdin, out)
-
-
-if __name__ == "__main__":
-    main()
