@@ -92,6 +92,8 @@ def test_a_warm_agent_is_forked_by_the_launcher_into_a_session_of_its_own_and_lo
     log = service.settings.home / "logs" / f"{task.id}-{task.attempt}.log"
     assert os.readlink(f"/proc/{pid}/fd/1") == str(log) == os.readlink(f"/proc/{pid}/fd/2")
     assert os.readlink(f"/proc/{pid}/cwd") == str(service.settings.home)
+    title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+    assert title[1:] == [b"-m", b"agentfleet.agent", b"--task-id", task.id.encode(), b"--attempt", b"1"], title
     wait_for(
         lambda: any(e.kind.value == "workspace" for e in service.events(task.id)),
         what="the forked agent preparing the workspace after it claimed its attempt",
@@ -102,9 +104,13 @@ def test_neither_the_launcher_nor_an_agent_carries_the_servers_token_or_environm
     task = dispatched(service)
     pid = pid_of(service, task)
     launcher = service.backends.jobs._launcher._proc.pid
+    started_with = service.backends.jobs._launcher.env  # what its process was started with
+    assert SECRET not in "".join(f"{k}={v}" for k, v in started_with.items())
+    assert started_with["AGENTFLEET_HOME"] == str(service.settings.home), "the settings are written out for it"
+    # Each agent's environment is its launch's (agent_environment, tested with the runner). Their
+    # /proc environ areas hold the processes' titles now (setproctitle): the secret is in none.
     for process in (launcher, pid):
-        assert SECRET not in environ(process)
-        assert "AGENTFLEET_HOME=" in environ(process), "the settings are written out for it"
+        assert SECRET not in environ(process) + Path(f"/proc/{process}/cmdline").read_text(errors="replace")
 
 
 def test_cancel_stops_a_warm_agent_and_the_execution_is_no_longer_active(service) -> None:

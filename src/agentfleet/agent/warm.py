@@ -139,6 +139,9 @@ def _launch(line: bytes, out: Any, inherited: tuple[int, ...]) -> None:
 def main() -> None:
     import importlib
 
+    setproctitle.getproctitle()  # its set-up, while the argv and environment areas are as exec left
+    # them: a child's title may then use both (set up after the child's environment changes, it
+    # would fit only in this process's short command line)
     for module in PRELOAD:
         importlib.import_module(module)
     from agentfleet.agent.work import tls_context
