@@ -20,6 +20,7 @@ when it forks (no thread is started here; the imports start none).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -144,9 +145,11 @@ def main() -> None:
     # would fit only in this process's short command line)
     for module in PRELOAD:
         importlib.import_module(module)
-    from agentfleet.agent.work import tls_context
+    from agentfleet.agent.work import warm_up
+    from agentfleet.settings import Settings
 
-    tls_context()  # made once here, inherited by every agent
+    with contextlib.suppress(Exception):  # settings that do not validate: each agent reports that itself
+        warm_up(Settings())  # made once here, inherited by every agent
     out = os.fdopen(os.dup(1), "w")
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing else may write into the protocol
     _send(out, {"ready": os.getpid()})

@@ -7,6 +7,7 @@ reason a person can act on; nothing escapes as a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -267,6 +268,15 @@ def _llm_client(settings: Settings) -> AsyncOpenAI:
         max_retries=0,  # waiting for a model that is away is the Model's, with backoff and events
         http_client=DefaultAsyncHttpxClient(verify=tls_context()),
     )
+
+
+def warm_up(settings: Settings) -> None:
+    """Make once what every task's start would make again: the TLS context of the model client and
+    the sandbox's probe (a bubblewrap run, cached per process). The warm launcher calls it before it
+    forks the agents; a failure is left for the task to report."""
+    tls_context()
+    with contextlib.suppress(AgentFleetError):
+        Sandbox(settings.home, SandboxConfig.from_settings(settings, network=False)).check()
 
 
 @functools.cache
