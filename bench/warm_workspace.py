@@ -9,7 +9,8 @@ objects: no transfer at all, shown for reference), our first task (a new mirror,
 the chown to the sandbox user, into a fresh home), then one more commit upstream, the first task's
 finish (the patch: write_changes), and our second task (fetch, checkout reused, chown). The
 repository has no setup, so "+ setup" is the same nothing on both sides. Prints min/median/max of
-each and the ratios first/clone and second/first (per round, min/median/max).
+each and the ratios first/clone and second/first (per round, min/median/max), in wall-clock time
+and in CPU time (this process and the git processes it waited for: steadier on a shared machine).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -37,8 +39,8 @@ ENV = {**os.environ, **{f"GIT_{who}_{what}": "b" for who in ("AUTHOR", "COMMITTE
 
 
 def make_history(repo: Path, commits: int, files: int = 200, size: int = 2048) -> None:
-    """A repository whose first commit adds `files` files of `size` bytes and whose `commits - 1`
-    later commits each change one of them, built with fast-import."""
+    """A repository whose first commit adds `files` files of `size` bytes (100 to a folder) and
+    whose `commits - 1` later commits each change one of them, built with fast-import."""
     subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
     lines = []
     for i in range(1, commits + 1):
@@ -48,15 +50,23 @@ def make_history(repo: Path, commits: int, files: int = 200, size: int = 2048) -
         lines.append(f"data {len(message)}\n".encode() + message)
         for n in range(files) if i == 1 else [i % files]:
             body = (f"file {n} line {i}\n" * (size // 16 + 1)).encode()[:size]
-            lines.append(f"M 644 inline src/file{n}.txt\ndata {len(body)}\n".encode() + body + b"\n")
+            name = f"src/d{n // 100}/file{n}.txt"
+            lines.append(f"M 644 inline {name}\ndata {len(body)}\n".encode() + body + b"\n")
     subprocess.run(["git", "fast-import", "--quiet"], cwd=repo, input=b"".join(lines), check=True)
     subprocess.run(["git", "reset", "-q", "--hard"], cwd=repo, check=True)
 
 
-def timed(step: Callable[[], object]) -> float:
-    started = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU time of this process and of every child it has waited for (git's processes)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(step: Callable[[], object]) -> tuple[float, float]:
+    """Wall-clock and CPU seconds of `step` (CPU time varies less when others share the machine)."""
+    wall, cpu = time.perf_counter(), cpu_seconds()
     step()
-    return time.perf_counter() - started
+    return time.perf_counter() - wall, cpu_seconds() - cpu
 
 
 def prepare(repo: Path, settings: Settings) -> PreparedWorkspace:
@@ -72,7 +82,7 @@ def clone(args: list[str], dest: Path) -> None:
     subprocess.run(["git", "clone", "-q", *args, str(dest)], check=True)
 
 
-def one_round(repo: Path, tmp: Path, n: int) -> dict[str, float]:
+def one_round(repo: Path, tmp: Path, n: int) -> dict[str, tuple[float, float]]:
     times = {
         "clone": timed(lambda: clone(["--no-local", str(repo)], tmp / f"clone-{n}")),
         "local": timed(lambda: clone([str(repo)], tmp / f"local-{n}")),
@@ -95,6 +105,26 @@ def spread(values: list[float], scale: float = 1000.0, fmt: str = "8.1f") -> str
     return " ".join(format(v * scale, fmt) for v in (low, mid, high))
 
 
+def report(kind: str, rounds: list[dict[str, float]]) -> None:
+    column = {name: [r[name] for r in rounds] for name in rounds[0]}
+    print(f"  {kind + ' ms':44} {'min':>8} {'median':>8} {'max':>8}")
+    rows = (
+        ("clone", "baseline: git clone --no-local"),
+        ("local", "git clone of the local path (hardlinks)"),
+        ("first", "first task (mirror, checkout, chown)"),
+        ("second", "second task (fetch, reuse, chown)"),
+    )
+    for name, label in rows:
+        print(f"  {label:44} {spread(column[name])}")
+    ratios = (
+        ("first / clone", [r["first"] / r["clone"] for r in rounds]),
+        ("first / local clone", [r["first"] / r["local"] for r in rounds]),
+        ("second / first", [r["second"] / r["first"] for r in rounds]),
+    )
+    for label, values in ratios:
+        print(f"  {kind + ' ' + label:44} {spread(values, 1.0, '8.3f')}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--commits", type=int, default=3000)
@@ -106,25 +136,9 @@ def main() -> None:
         repo = tmp / "repo"
         make_history(repo, args.commits, args.files)
         rounds = [one_round(repo, tmp, n) for n in range(args.rounds)]
-        column = {name: [r[name] for r in rounds] for name in rounds[0]}
         print(f"repository: {args.commits} commits, {args.files} files; {args.rounds} rounds, interleaved")
-        print(f"  {'ms (min median max)':44} {'min':>8} {'median':>8} {'max':>8}")
-        rows = (
-            ("clone", "baseline: git clone --no-local"),
-            ("local", "git clone of the local path (hardlinks)"),
-            ("first", "first task (mirror, checkout, chown)"),
-            ("second", "second task (fetch, reuse, chown)"),
-        )
-        for name, label in rows:
-            print(f"  {label:44} {spread(column[name])}")
-        print(f"  {'ratio (min median max)':44} {'min':>8} {'median':>8} {'max':>8}")
-        ratios = (
-            ("first / clone", [r["first"] / r["clone"] for r in rounds]),
-            ("first / local clone", [r["first"] / r["local"] for r in rounds]),
-            ("second / first", [r["second"] / r["first"] for r in rounds]),
-        )
-        for label, values in ratios:
-            print(f"  {label:44} {spread(values, 1.0, '8.3f')}")
+        for kind, pick in (("wall", 0), ("cpu", 1)):
+            report(kind, [{name: times[pick] for name, times in r.items()} for r in rounds])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -28,8 +28,10 @@ def test_the_bench_prints_the_clone_baseline_both_tasks_and_their_ratios() -> No
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "repository: 5 commits, 3 files; 2 rounds, interleaved"
-    table = {line[:46].strip(): line[46:].split() for line in lines[1:]}
-    assert list(table) == ["ms (min median max)", *ROWS, "ratio (min median max)", *RATIOS]
-    for label in (*ROWS, *RATIOS):
-        low, mid, high = (float(v) for v in table[label])
-        assert 0 < low <= mid <= high, (label, table[label])
+    rows = [(line[:46].strip(), line[46:].split()) for line in lines[1:]]
+    for kind, part in (("wall", rows[:8]), ("cpu", rows[8:])):
+        assert [label for label, _ in part] == [f"{kind} ms", *ROWS, *(f"{kind} {r}" for r in RATIOS)]
+        assert part[0][1] == ["min", "median", "max"]
+        for label, values in part[1:]:
+            low, mid, high = (float(v) for v in values)
+            assert 0 < low <= mid <= high, (label, values)

@@ -158,3 +158,21 @@ def test_a_sandboxed_command_cannot_change_the_mirror_through_the_checkout(origi
     assert fingerprint(mirror) == before
     again = prepare(settings, origin)  # the damaged checkout is made again from the intact mirror
     assert (again.repos[0].path / "src" / "file1.txt").read_text() == FILES["src/file1.txt"]
+
+
+def test_a_checkout_whose_git_folder_was_replaced_is_cloned_again_among_the_files_left(
+    origin, settings, tmp_path
+) -> None:
+    path = prepare(settings, origin).root
+    remove = tmp_path / "elsewhere"
+    (path / ".git").rename(remove)
+    (path / ".git").symlink_to(remove)
+    (path / "src" / "file1.txt").write_text("edited\n")
+    (path / "stray.txt").write_text("left behind\n")
+    again = prepare(settings, origin).repos[0]
+    assert (again.path / ".git").is_dir() and not (again.path / ".git").is_symlink()
+    assert (again.path / "src" / "file1.txt").read_text() == FILES["src/file1.txt"]
+    assert not (again.path / "stray.txt").exists() and not (again.path / ".agentfleet-clone").exists()
+    refs = git(again.path, "for-each-ref", "--format=%(refname)").split()
+    assert refs == ["refs/remotes/origin/main"], "the refs a fetch would leave: no local branch, no origin/HEAD"
+    assert git(again.path, "status", "--porcelain") == ""

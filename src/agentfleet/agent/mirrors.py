@@ -96,10 +96,11 @@ def sync_checkout(path: Path, mirror: Path, commit: str, config: str, index: Pat
 
     Host git reads and writes `index` (ours, outside the workspace); the agent gets a copy."""
     gitdir = real_dir(path) / ".git"
-    fresh = ""
+    fresh, empty = "", False
     if gitdir.is_symlink() or not gitdir.is_dir():
         remove_path(gitdir)
         index.unlink(missing_ok=True)  # it described a repository that is gone
+        empty = not any(path.iterdir())
         fresh = _clone_checkout(path, mirror)
     restore_gitdir(gitdir, config)
     index.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +111,8 @@ def sync_checkout(path: Path, mirror: Path, commit: str, config: str, index: Pat
         run_git(path, "update-ref", "--stdin", input=fresh)
     else:
         run_git(path, "reset", "--hard", "--quiet", commit, index=index)
-    run_git(path, "clean", "-ffdq", index=index)
+    if not empty:  # in a folder that was empty, the checkout wrote all there is
+        run_git(path, "clean", "-ffdq", index=index)
     copy_new(index, gitdir / "index")
 
 
