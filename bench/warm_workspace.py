@@ -1,16 +1,17 @@
 """A task's workspace the first and the second time, against a plain `git clone` of the same
 repository, on a repository with thousands of commits.
 
-    .venv/bin/python bench/warm_workspace.py [--commits 3000] [--files 2000] [--rounds 3]
+    .venv/bin/python bench/warm_workspace.py [--commits 3000] [--files 200] [--per-folder 100]
 
 Each round, interleaved: the baseline `git clone --no-local` (what a clone over the network does:
 one pack transfer, then the checkout), `git clone` of the local path (it hardlinks the source's
 objects: no transfer at all, shown for reference), our first task (a new mirror, the checkout and
-the chown to the sandbox user, into a fresh home), then one more commit upstream, the first task's
-finish (the patch: write_changes), and our second task (fetch, checkout reused, chown). The
-repository has no setup, so "+ setup" is the same nothing on both sides. Prints min/median/max of
-each and the ratios first/clone and second/first (per round, min/median/max), in wall-clock time
-and in CPU time (this process and the git processes it waited for: steadier on a shared machine).
+the chown to the sandbox user, into a fresh home), then one more commit upstream, the agent's
+turn (--agent-seconds), the first task's finish (the patch: write_changes), and our second task
+(fetch, checkout reused, chown). The repository has no setup, so "+ setup" is the same nothing on
+both sides. Prints min/median/max of each and the ratios first/clone and second/first (per round),
+in wall-clock time and in CPU time (this process and the git processes it waited for: steadier on
+a shared machine).
 """
 
 from __future__ import annotations
@@ -35,12 +36,16 @@ from agentfleet.tasks import Task, TaskRequest
 
 SANDBOX_ID = 65534
 """The user the chown hands the workspace to (nobody), as the sandbox's default does."""
+AGENT_S = 1.1
+"""How long the first task's agent works before its finish (--agent-seconds): over a second, as any
+agent does, so the files are not "racily clean" in the host's index (git hashes again a file whose
+mtime is in the second its index was written), which only a task done within a second would see."""
 ENV = {**os.environ, **{f"GIT_{who}_{what}": "b" for who in ("AUTHOR", "COMMITTER") for what in ("NAME", "EMAIL")}}
 
 
-def make_history(repo: Path, commits: int, files: int = 200, size: int = 2048) -> None:
-    """A repository whose first commit adds `files` files of `size` bytes (100 to a folder) and
-    whose `commits - 1` later commits each change one of them, built with fast-import."""
+def make_history(repo: Path, commits: int, files: int = 200, per_folder: int = 100, size: int = 2048) -> None:
+    """A repository whose first commit adds `files` files of `size` bytes (`per_folder` to a folder)
+    and whose `commits - 1` later commits each change one of them, built with fast-import."""
     subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
     lines = []
     for i in range(1, commits + 1):
@@ -50,7 +55,7 @@ def make_history(repo: Path, commits: int, files: int = 200, size: int = 2048) -
         lines.append(f"data {len(message)}\n".encode() + message)
         for n in range(files) if i == 1 else [i % files]:
             body = (f"file {n} line {i}\n" * (size // 16 + 1)).encode()[:size]
-            name = f"src/d{n // 100}/file{n}.txt"
+            name = f"src/d{n // per_folder}/file{n}.txt"
             lines.append(f"M 644 inline {name}\ndata {len(body)}\n".encode() + body + b"\n")
     subprocess.run(["git", "fast-import", "--quiet"], cwd=repo, input=b"".join(lines), check=True)
     subprocess.run(["git", "reset", "-q", "--hard"], cwd=repo, check=True)
@@ -82,7 +87,7 @@ def clone(args: list[str], dest: Path) -> None:
     subprocess.run(["git", "clone", "-q", *args, str(dest)], check=True)
 
 
-def one_round(repo: Path, tmp: Path, n: int) -> dict[str, tuple[float, float]]:
+def one_round(repo: Path, tmp: Path, n: int, agent_s: float) -> dict[str, tuple[float, float]]:
     times = {
         "clone": timed(lambda: clone(["--no-local", str(repo)], tmp / f"clone-{n}")),
         "local": timed(lambda: clone([str(repo)], tmp / f"local-{n}")),
@@ -93,6 +98,7 @@ def one_round(repo: Path, tmp: Path, n: int) -> dict[str, tuple[float, float]]:
     (repo / "src" / f"new-{n}.txt").write_text("one more change\n")
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=ENV)
     subprocess.run(["git", "commit", "-qm", "one more"], cwd=repo, check=True, env=ENV)
+    time.sleep(agent_s)  # the agent's turn: see AGENT_S
     write_changes(first[0].repos[0], io.BytesIO(), limit=1 << 20)  # the first task's finish
     times["second"] = timed(lambda: prepare(repo, settings))
     for path in (tmp / f"clone-{n}", tmp / f"local-{n}", tmp / f"home-{n}"):
@@ -128,15 +134,20 @@ def report(kind: str, rounds: list[dict[str, float]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--commits", type=int, default=3000)
-    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument(
+        "--per-folder", type=int, default=100, help="files to a folder (one big tree: --per-folder 200)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--agent-seconds", type=float, default=AGENT_S)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="agentfleet-bench-"))
     try:
         repo = tmp / "repo"
-        make_history(repo, args.commits, args.files)
-        rounds = [one_round(repo, tmp, n) for n in range(args.rounds)]
-        print(f"repository: {args.commits} commits, {args.files} files; {args.rounds} rounds, interleaved")
+        make_history(repo, args.commits, args.files, args.per_folder)
+        rounds = [one_round(repo, tmp, n, args.agent_seconds) for n in range(args.rounds)]
+        shape = f"{args.commits} commits, {args.files} files, {args.per_folder} to a folder"
+        print(f"repository: {shape}; {args.rounds} rounds, interleaved")
         for kind, pick in (("wall", 0), ("cpu", 1)):
             report(kind, [{name: times[pick] for name, times in r.items()} for r in rounds])
     finally:

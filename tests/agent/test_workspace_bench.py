@@ -19,7 +19,18 @@ RATIOS = ["first / clone", "first / local clone", "second / first"]
 
 def test_the_bench_prints_the_clone_baseline_both_tasks_and_their_ratios() -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "warm_workspace.py"), "--commits", "5", "--files", "3", "--rounds", "2"],
+        [
+            sys.executable,
+            str(ROOT / "bench" / "warm_workspace.py"),
+            "--commits",
+            "5",
+            "--files",
+            "3",
+            "--rounds",
+            "2",
+            "--agent-seconds",
+            "0",
+        ],
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         capture_output=True,
         text=True,
@@ -27,7 +38,7 @@ def test_the_bench_prints_the_clone_baseline_both_tasks_and_their_ratios() -> No
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == "repository: 5 commits, 3 files; 2 rounds, interleaved"
+    assert lines[0] == "repository: 5 commits, 3 files, 100 to a folder; 2 rounds, interleaved"
     rows = [(line[:46].strip(), line[46:].split()) for line in lines[1:]]
     for kind, part in (("wall", rows[:8]), ("cpu", rows[8:])):
         assert [label for label, _ in part] == [f"{kind} ms", *ROWS, *(f"{kind} {r}" for r in RATIOS)]

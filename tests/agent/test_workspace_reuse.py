@@ -23,9 +23,10 @@ from agentfleet.testing.repos import commit_files, git
 
 IS_ROOT = os.geteuid() == 0
 NOT_ROOT = "not running as root: there is no chown to the sandbox user to test"
-WARM_GIT_BUDGET = 8
-"""git processes a warm prepare starts: the mirror's fetch, ls-remote and symbolic-ref (its HEAD),
-rev-parse (the commit), the checkout's fetch from the mirror, checkout, reset and clean."""
+WARM_GIT_BUDGET = 6
+"""git processes a warm prepare starts (each with its children): the mirror's fetch and ls-remote
+(the remote's HEAD; symbolic-ref only when that moved), rev-parse (the commit), the checkout's
+fetch from the mirror, checkout and clean."""
 FILES = {f"src/file{n}.txt": f"file {n}\n" * 40 for n in range(30)}
 
 

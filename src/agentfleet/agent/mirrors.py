@@ -80,7 +80,7 @@ def _fetch_mirror(mirror: Path, url: str) -> None:
     run_git(mirror, "fetch", "--prune", "--quiet", "--", remote, *MIRROR_REFSPECS)
     listing = run_git(mirror, "ls-remote", "--symref", "--", remote, "HEAD").stdout
     match = re.search(r"^ref: (refs/heads/\S+)\tHEAD$", listing, re.MULTILINE)
-    if match:
+    if match and (mirror / "HEAD").read_text().strip() != f"ref: {match[1]}":  # ours: the agent never writes it
         run_git(mirror, "symbolic-ref", "HEAD", match[1])
 
 
@@ -106,11 +106,10 @@ def sync_checkout(path: Path, mirror: Path, commit: str, config: str, index: Pat
     index.parent.mkdir(parents=True, exist_ok=True)
     if not fresh:
         run_git(path, "fetch", "--prune", "--quiet", "--", str(mirror), *CHECKOUT_REFSPECS)
+    # --force resets the index and every tracked file to `commit`, whatever the index said before
     run_git(path, "checkout", "--force", "--quiet", "--detach", commit, index=index)
     if fresh:  # HEAD is detached now: the clone's own branch and origin/HEAD go (see _clone_checkout)
         run_git(path, "update-ref", "--stdin", input=fresh)
-    else:
-        run_git(path, "reset", "--hard", "--quiet", commit, index=index)
     if not empty:  # in a folder that was empty, the checkout wrote all there is
         run_git(path, "clean", "-ffdq", index=index)
     copy_new(index, gitdir / "index")
