@@ -7,11 +7,11 @@ Each round, interleaved: the baseline `git clone --no-local` (what a clone over 
 one pack transfer, then the checkout), `git clone` of the local path (it hardlinks the source's
 objects: no transfer at all, shown for reference), our first task (a new mirror, the checkout and
 the chown to the sandbox user, into a fresh home), then one more commit upstream, the agent's
-turn (--agent-seconds), the first task's finish (the patch: write_changes), and our second task
-(fetch, checkout reused, chown). The repository has no setup, so "+ setup" is the same nothing on
-both sides. Prints min/median/max of each and the ratios first/clone and second/first (per round),
-in wall-clock time and in CPU time (this process and the git processes it waited for: steadier on
-a shared machine).
+turn (--agent-seconds), the first task's finish (the patch: write_changes), our second task
+(fetch, checkout reused, chown), and the same catching up in the plain clone (fetch + checkout:
+the floor of a second task). The repository has no setup, so "+ setup" is the same nothing on
+both sides. Prints min/median/max of each and the ratios (per round), in wall-clock time and in
+CPU time (this process and the git processes it waited for: steadier on a shared machine).
 """
 
 from __future__ import annotations
@@ -87,6 +87,12 @@ def clone(args: list[str], dest: Path) -> None:
     subprocess.run(["git", "clone", "-q", *args, str(dest)], check=True)
 
 
+def pull(checkout: Path) -> None:
+    """What a plain clone does to catch up: fetch, then check out what came."""
+    subprocess.run(["git", "-C", str(checkout), "fetch", "-q"], check=True)
+    subprocess.run(["git", "-C", str(checkout), "checkout", "-q", "--detach", "origin/main"], check=True)
+
+
 def one_round(repo: Path, tmp: Path, n: int, agent_s: float) -> dict[str, tuple[float, float]]:
     times = {
         "clone": timed(lambda: clone(["--no-local", str(repo)], tmp / f"clone-{n}")),
@@ -101,6 +107,7 @@ def one_round(repo: Path, tmp: Path, n: int, agent_s: float) -> dict[str, tuple[
     time.sleep(agent_s)  # the agent's turn: see AGENT_S
     write_changes(first[0].repos[0], io.BytesIO(), limit=1 << 20)  # the first task's finish
     times["second"] = timed(lambda: prepare(repo, settings))
+    times["pull"] = timed(lambda: pull(tmp / f"clone-{n}"))
     for path in (tmp / f"clone-{n}", tmp / f"local-{n}", tmp / f"home-{n}"):
         shutil.rmtree(path, ignore_errors=True)
     return times
@@ -119,6 +126,7 @@ def report(kind: str, rounds: list[dict[str, float]]) -> None:
         ("local", "git clone of the local path (hardlinks)"),
         ("first", "first task (mirror, checkout, chown)"),
         ("second", "second task (fetch, reuse, chown)"),
+        ("pull", "git fetch + checkout in the plain clone"),
     )
     for name, label in rows:
         print(f"  {label:44} {spread(column[name])}")
@@ -126,6 +134,7 @@ def report(kind: str, rounds: list[dict[str, float]]) -> None:
         ("first / clone", [r["first"] / r["clone"] for r in rounds]),
         ("first / local clone", [r["first"] / r["local"] for r in rounds]),
         ("second / first", [r["second"] / r["first"] for r in rounds]),
+        ("second / plain fetch + checkout", [r["second"] / r["pull"] for r in rounds]),
     )
     for label, values in ratios:
         print(f"  {kind + ' ' + label:44} {spread(values, 1.0, '8.3f')}")
