@@ -77,7 +77,9 @@ def _clone_mirror(mirror: Path, url: str) -> None:
 
 def _fetch_mirror(mirror: Path, url: str) -> None:
     remote = fetch_url(url)
-    run_git(mirror, "fetch", "--prune", "--quiet", "--", remote, *MIRROR_REFSPECS)
+    # no FETCH_HEAD: nothing reads it, and a fetch that brought nothing leaves the mirror as it was
+    # (a snapshot is saved only when its mirrors change)
+    run_git(mirror, "fetch", "--prune", "--quiet", "--no-write-fetch-head", "--", remote, *MIRROR_REFSPECS)
     listing = run_git(mirror, "ls-remote", "--symref", "--", remote, "HEAD").stdout
     match = re.search(r"^ref: (refs/heads/\S+)\tHEAD$", listing, re.MULTILINE)
     if match and (mirror / "HEAD").read_text().strip() != f"ref: {match[1]}":  # ours: the agent never writes it
