@@ -285,7 +285,7 @@ def test_a_repository_that_cannot_be_fetched_leaves_no_mirror(settings, tmp_path
     mirrors = settings.mirrors_dir
     mirrors.mkdir(parents=True)
     (mirrors / f".tmp-{workspace_id(str(missing))}-dead").mkdir()  # a crash during a clone
-    with pytest.raises(WorkspaceError, match="git fetch failed"):
+    with pytest.raises(WorkspaceError, match="git clone failed"):
         Run(settings, repo_url=str(missing))
     assert [p.name for p in mirrors.iterdir() if not p.name.endswith(".lock")] == []
     make_repo(missing, {"f.txt": "f\n"})

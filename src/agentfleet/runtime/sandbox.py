@@ -104,13 +104,24 @@ class SandboxConfig(BaseModel):
 
 
 def grant_workspace(root: Path, uid: int, gid: int) -> None:
-    """Give the sandbox user the workspace tree (symlinks are not followed); a no-op when not root."""
+    """Give the sandbox user the workspace tree (symlinks are not followed); a no-op when not root.
+
+    What the user owns already is left alone: a chown changes a file's ctime even when the owner
+    stays, and git takes a changed ctime for a changed file, so chowning the whole tree again
+    before each task made the next checkout hash every file anew (the host's index keeps the
+    stat data it last saw; runtime/git.py)."""
     if os.geteuid() != 0 or not root.exists():
         return
-    os.lchown(root, uid, gid)
+    _grant(str(root), uid, gid)
     for dirpath, dirnames, filenames in os.walk(root):
         for name in (*dirnames, *filenames):
-            os.lchown(os.path.join(dirpath, name), uid, gid)
+            _grant(os.path.join(dirpath, name), uid, gid)
+
+
+def _grant(path: str, uid: int, gid: int) -> None:
+    info = os.lstat(path)
+    if (info.st_uid, info.st_gid) != (uid, gid):
+        os.lchown(path, uid, gid)
 
 
 def _is_root() -> bool:
