@@ -13,6 +13,9 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 BUSY_TIMEOUT_S = 30.0
+_FORKED: list[sqlite3.Connection] = []
+"""Connections a fork copied into this process: kept, never used nor closed. SQLite forbids using a
+connection across a fork, and closing the copy may checkpoint the WAL the parent is using."""
 
 
 def connect(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
@@ -68,6 +71,8 @@ class ThreadConnections:
         """This thread's connection; a fresh one in a new thread or after a fork."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
+            if conn is not None:
+                _FORKED.append(conn)
             conn = connect(self.path, check_same_thread=False)
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
@@ -79,5 +84,8 @@ class ThreadConnections:
         """Close this thread's connection (other threads' close when those threads end)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
-            conn.close()
+            if self._local.pid == os.getpid():
+                conn.close()
+            else:
+                _FORKED.append(conn)
             self._local.conn = None
