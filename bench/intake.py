@@ -20,6 +20,10 @@ JSON task (after a warm-up of WARMUP unmeasured requests per target):
   skipped, saying why, where they cannot run, or with --no-cloud). Its topic has no subscription:
   what is measured ends at the publish, as the function's own work does.
 
+Beside the figures: the CPU time each server's processes spent per request (user + system, from
+/proc; it says where the time goes better than req/s on a busy machine, the load generator's own
+CPU left out), and the emulators' apart.
+
 Every request carries the bearer token, which the baselines ignore and AgentFleet checks. Every
 task names the same repository (a local git repository made here), so the local dispatcher
 launches at most one agent and the other tasks wait QUEUED. GPT_OSS_URL points at a loopback
@@ -89,6 +93,8 @@ class Round:
     latencies_s: list[float]
     wall_s: float
     errors: int
+    server_cpu_s: float
+    backend_cpu_s: float
 
     @property
     def rps(self) -> float:
@@ -99,7 +105,16 @@ class Round:
 class Target:
     name: str
     url: str
+    pids: list[int]
+    """The server's processes (with their children): whose CPU time counts as the server's."""
+    backend_pids: list[int] = field(default_factory=list)
+    """The processes its backends run in (the emulators), counted apart."""
     rounds: list[Round] = field(default_factory=list)
+
+    def cpu_ms(self, backend: bool = False) -> float:
+        """CPU time per request, over all rounds."""
+        cpu = sum(r.backend_cpu_s if backend else r.server_cpu_s for r in self.rounds)
+        return 1000 * cpu / sum(len(r.latencies_s) for r in self.rounds)
 
     def quantile_ms(self, q: float) -> float:
         ordered = sorted(latency for r in self.rounds for latency in r.latencies_s)
@@ -109,6 +124,20 @@ class Target:
 def spread(values: list[float], fmt: str = "{:.2f}") -> str:
     """min/median/max."""
     return "/".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of the processes and all their descendants (Linux /proc; 0 elsewhere)."""
+    tick, total, todo = os.sysconf("SC_CLK_TCK"), 0.0, list(pids)
+    while todo:
+        proc = Path(f"/proc/{todo.pop()}")
+        with contextlib.suppress(OSError, ValueError):
+            stat = (proc / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()  # field 3 onward: utime is 14, stime 15
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for thread in (proc / "task").iterdir():
+                todo += [int(child) for child in (thread / "children").read_text().split()]
+    return total
 
 
 @contextlib.contextmanager
@@ -121,8 +150,8 @@ def silent_listener() -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def process(argv: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Start a server, wait until it answers READY_PATH, yield its URL; SIGINT (then SIGKILL) at the end."""
+def process(argv: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """Start a server, wait until it answers READY_PATH, yield its URL and pid; SIGINT (then SIGKILL) at the end."""
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -137,7 +166,7 @@ def process(argv: list[str], port: int, log: Path, env: dict[str, str] | None = 
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not come up: {log.read_text()[-2000:]}")
             time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGINT)
@@ -160,12 +189,18 @@ def stop_agents(home: Path) -> int:
     return len(active)
 
 
-def warm_up(target: Target, body: Body) -> None:
-    with httpx.Client(timeout=30, headers=AUTH) as http:
-        for i in range(WARMUP):
-            status = http.post(f"{target.url}/orchestrate", json=body(-1 - i)).status_code
+def warm_up(target: Target, body: Body, timeout_s: float = 120.0) -> None:
+    """WARMUP accepted requests; a refusal meanwhile (a cold emulator's first write can pass its
+    deadline on a busy machine: 503) is tried again until `timeout_s`."""
+    deadline, accepted, status = time.monotonic() + timeout_s, 0, 0
+    with httpx.Client(timeout=60, headers=AUTH) as http:
+        while accepted < WARMUP:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{target.name} answered {status} to warm-up requests for {timeout_s:.0f} s")
+            status = http.post(f"{target.url}/orchestrate", json=body(-1 - accepted)).status_code
+            accepted += status == 202
             if status != 202:
-                raise RuntimeError(f"{target.name} answered {status} to a warm-up request")
+                time.sleep(0.5)
 
 
 def fire(target: Target, body: Body, clients: int, requests: int, first: int) -> Round:
@@ -191,6 +226,7 @@ def fire(target: Target, body: Body, clients: int, requests: int, first: int) ->
             latencies.extend(mine)
             errors[0] += bad
 
+    cpu_before = cpu_s(target.pids), cpu_s(target.backend_pids)
     begins = [first + sum(shares[:i]) for i in range(clients)]
     threads = [threading.Thread(target=client, args=(b, n)) for b, n in zip(begins, shares, strict=True)]
     for thread in threads:
@@ -199,7 +235,9 @@ def fire(target: Target, body: Body, clients: int, requests: int, first: int) ->
     began = time.perf_counter()
     for thread in threads:
         thread.join()
-    return Round(latencies, time.perf_counter() - began, errors[0])
+    wall = time.perf_counter() - began
+    server, backend = cpu_s(target.pids) - cpu_before[0], cpu_s(target.backend_pids) - cpu_before[1]
+    return Round(latencies, wall, errors[0], server, backend)
 
 
 def baselines(stack: contextlib.ExitStack, tmp: Path) -> list[Target]:
@@ -208,10 +246,9 @@ def baselines(stack: contextlib.ExitStack, tmp: Path) -> list[Target]:
     app.write_text(BASELINE_APP)
     ff, wz = free_port(), free_port()
     ff_argv = [functions_framework_cli(), "--target", "ok", "--source", str(app), "--host", "127.0.0.1"]
-    return [
-        Target(BASELINE, stack.enter_context(process([*ff_argv, "--port", str(ff)], ff, tmp / "ff.log"))),
-        Target("werkzeug 202", stack.enter_context(process([sys.executable, str(app), str(wz)], wz, tmp / "wz.log"))),
-    ]
+    ff_url, ff_pid = stack.enter_context(process([*ff_argv, "--port", str(ff)], ff, tmp / "ff.log"))
+    wz_url, wz_pid = stack.enter_context(process([sys.executable, str(app), str(wz)], wz, tmp / "wz.log"))
+    return [Target(BASELINE, ff_url, [ff_pid]), Target("werkzeug 202", wz_url, [wz_pid])]
 
 
 def functions_framework_cli() -> str:
@@ -224,7 +261,8 @@ def agentfleet_serve(stack: contextlib.ExitStack, tmp: Path, llm_port: int) -> T
     env["AGENTFLEET_API_TOKEN"] = TOKEN
     stack.callback(lambda: print(f"  agents the server left running, stopped: {stop_agents(home)} (one expected)"))
     argv = [sys.executable, "-m", "agentfleet.cli", "serve", "--port", str(port)]
-    return Target("agentfleet serve", stack.enter_context(process(argv, port, tmp / "serve.log", env)))
+    url, pid = stack.enter_context(process(argv, port, tmp / "serve.log", env))
+    return Target("agentfleet serve", url, [pid])
 
 
 def orchestrate_function(stack: contextlib.ExitStack, tmp: Path, llm_port: int) -> Target | str:
@@ -257,7 +295,9 @@ def orchestrate_function(stack: contextlib.ExitStack, tmp: Path, llm_port: int) 
     port = free_port()
     argv = [functions_framework_cli(), "--target", "orchestrate", "--source", str(FUNCTIONS_SOURCE)]
     argv += ["--host", "127.0.0.1", "--port", str(port)]
-    return Target("orchestrate function", stack.enter_context(process(argv, port, tmp / "orchestrate.log", env)))
+    url, pid = stack.enter_context(process(argv, port, tmp / "orchestrate.log", env))
+    emulator_pids = [e.proc.pid for e in (emulators.firestore, emulators.pubsub) if e.proc is not None]
+    return Target("orchestrate function", url, [pid], emulator_pids)
 
 
 def report(targets: list[Target], clients: int, requests: int) -> None:
@@ -265,11 +305,18 @@ def report(targets: list[Target], clients: int, requests: int) -> None:
     print(
         f"POST /orchestrate, {clients} clients, {requests} requests per target per round, {rounds} rounds interleaved"
     )
-    print(f"  {'target':<26}{'req/s min/median/max':>24}{'p50 ms':>9}{'p99 ms':>9}{'non-202':>9}")
+    print(
+        f"  {'target':<26}{'req/s min/median/max':>24}{'p50 ms':>9}{'p99 ms':>9}{'non-202':>9}"
+        f"{'server CPU ms/req':>19}{'emulators':>11}"
+    )
     for t in targets:
         rps = spread([r.rps for r in t.rounds], "{:.0f}")
         errors = sum(r.errors for r in t.rounds)
-        print(f"  {t.name:<26}{rps:>24}{t.quantile_ms(0.5):9.2f}{t.quantile_ms(0.99):9.2f}{errors:9d}")
+        backend = f"{t.cpu_ms(backend=True):11.2f}" if t.backend_pids else f"{'-':>11}"
+        print(
+            f"  {t.name:<26}{rps:>24}{t.quantile_ms(0.5):9.2f}{t.quantile_ms(0.99):9.2f}{errors:9d}"
+            f"{t.cpu_ms():19.2f}{backend}"
+        )
     base = next(t for t in targets if t.name == BASELINE)
     for t in targets:
         if t is not base:

@@ -29,10 +29,12 @@ def bench(*args: str) -> list[str]:
 
 
 def rows(lines: list[str]) -> dict[str, list[str]]:
-    """target name → its figures (req/s spread, p50, p99, non-202)."""
+    """target name → its figures (req/s spread, p50, p99, non-202, server and emulators' CPU ms per request)."""
     found = {}
     for line in lines:
-        match = re.fullmatch(rf"  (.+?)\s+({SPREAD})\s+([0-9.]+)\s+([0-9.]+)\s+([0-9]+)", line)
+        match = re.fullmatch(
+            rf"  (.+?)\s+({SPREAD})\s+([0-9.]+)\s+([0-9.]+)\s+([0-9]+)\s+([0-9.]+)\s+([0-9.]+|-)", line
+        )
         if match:
             found[match[1]] = list(match.groups()[1:])
     return found
@@ -46,10 +48,11 @@ def test_the_bench_measures_every_target_in_rounds_and_prints_its_ratio_to_funct
     targets = [*LOCAL, "orchestrate function"] if cloud else LOCAL
     figures = rows(lines)
     assert list(figures) == targets, lines
-    for name, (spread, p50, p99, errors) in figures.items():
+    for name, (spread, p50, p99, errors, cpu, emulators) in figures.items():
         low, median, high = (float(v) for v in spread.split("/"))
         assert 0 < low <= median <= high and 0 < float(p50) <= float(p99), (name, lines)
         assert errors == "0", (name, lines)
+        assert float(cpu) >= 0 and (emulators != "-") == (name == "orchestrate function"), (name, lines)
     ratios = [line for line in lines if re.fullmatch(rf"  .+ / functions-framework 202: req/s x{SPREAD} .*", line)]
     assert len(ratios) == len(targets) - 1, lines
     if not cloud:
