@@ -7,8 +7,9 @@ against the task, so a document someone edited by hand fails loudly instead of h
 
 - `transition` is one transaction (read, compare, write); `create` is one atomic batch that
   creates the task, its first event when given one, and, with an idempotency key, a marker
-  `{collection}-keys/{sha256(key)}` (all with an exists=false precondition, so the loser of a race gets AlreadyExists and reads
-  the winner); `heartbeat` reads, then updates with a last-update-time precondition: no lock.
+  `{collection}-keys/{sha256(key)}` (all with an exists=false precondition, so the loser of a
+  race gets AlreadyExists and reads the winner); `heartbeat` reads, then updates with a
+  last-update-time precondition: no lock.
 - Events are `{collection}/{task_id}/events/{seq:010d}`, written with `create()` (fails when the
   seq is taken). The store remembers the last seq per task, so an agent appending its own events
   pays one write each; on AlreadyExists it reads the real last seq and tries the next one. A seq
