@@ -127,16 +127,21 @@ def spread(values: list[float], fmt: str = "{:.2f}") -> str:
 
 
 def cpu_s(pids: list[int]) -> float:
-    """User + system CPU seconds of the processes and all their descendants (Linux /proc; 0 elsewhere)."""
-    tick, total, todo = os.sysconf("SC_CLK_TCK"), 0.0, list(pids)
+    """User + system CPU seconds of the processes and their descendants in the same session (Linux
+    /proc; 0 elsewhere). The agents `agentfleet serve` starts run in sessions of their own: not counted."""
+    todo: list[tuple[int, str | None]] = [(pid, None) for pid in pids]
+    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
     while todo:
-        proc = Path(f"/proc/{todo.pop()}")
+        pid, session = todo.pop()
+        proc = Path(f"/proc/{pid}")
         with contextlib.suppress(OSError, ValueError):
             stat = (proc / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()  # field 3 onward: utime is 14, stime 15
+            fields = stat[stat.rindex(")") + 2 :].split()  # field 3 onward: session is 6, utime 14, stime 15
+            if session is not None and fields[3] != session:
+                continue
             total += (int(fields[11]) + int(fields[12])) / tick
             for thread in (proc / "task").iterdir():
-                todo += [int(child) for child in (thread / "children").read_text().split()]
+                todo += [(int(child), fields[3]) for child in (thread / "children").read_text().split()]
     return total
 
 
