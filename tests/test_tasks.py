@@ -150,3 +150,26 @@ def test_configured_and_allowed_mcp_servers_are_accepted() -> None:
         {"query": "x", "repo_url": GOOD, "options": {"mcp_servers": servers}}, context=MCP
     )
     assert [s.url for s in request.options.mcp_servers] == [None, "https://mcp.example.com/tools/mcp"]
+
+
+def test_a_task_made_from_a_checked_request_does_not_check_it_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guard, not a timing: one check of the repositories per request (budget 1), however many
+    Tasks are made from it; a request given as a dict is still checked in full."""
+    import agentfleet.tasks as tasks
+
+    checked: list[str] = []
+    real = tasks.check_repo_url
+
+    def counting(url: str, **kwargs: bool) -> str:
+        checked.append(url)
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(tasks, "check_repo_url", counting)
+    request = TaskRequest(query="fix it", repo_url="https://github.com/acme/widgets")
+    assert len(checked) == 1
+
+    Task(request=request)
+    Task(request=request)
+    assert len(checked) == 1
+    Task.model_validate({"request": {"query": "fix it", "repo_url": "https://github.com/acme/widgets"}})
+    assert len(checked) == 2

@@ -60,9 +60,10 @@ class TaskStore(Protocol):
     """Tasks, their ordered events and heartbeats. Every status change is one atomic
     compare-and-set; a change that does not apply returns None and changes nothing."""
 
-    def create(self, task: Task) -> tuple[Task, bool]:
+    def create(self, task: Task, *, event: tuple[EventKind, dict[str, Any]] | None = None) -> tuple[Task, bool]:
         """Store a new task; with an idempotency_key already used, return that task and False.
-        A task id that already exists raises ValueError."""
+        A task id that already exists raises ValueError. `event`: the new task's first event
+        (seq 1), stored in the same write as the task (nothing of either when it is not created)."""
         ...
 
     def get(self, task_id: str) -> Task | None: ...

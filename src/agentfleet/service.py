@@ -106,14 +106,13 @@ class Service:
         return self._create(followup_task(parent, asked, self.settings.validation_context()))
 
     def _create(self, new: Task) -> tuple[Task, bool]:
-        task, created = self.store.create(new)
+        task, created = self.store.create(new, event=(EventKind.STATUS, {"status": TaskStatus.QUEUED.value}))
         if not created and (task.request, task.parent_id) != (new.request, new.parent_id):
             raise ConflictError(
                 f"idempotency_key {new.request.idempotency_key!r} was used for a different request (task {task.id}); "
                 "send that request again, or use a new key for this one"
             )
         if created:
-            self.store.append_event(task.id, EventKind.STATUS, {"status": TaskStatus.QUEUED.value})
             self._publish(task)
         return task, created
 

@@ -18,7 +18,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from agentfleet.names import (
     check_repo_url,
@@ -401,6 +409,17 @@ class Task(_Strict):
     parent_id: str | None = Field(None, description="The task this one follows up")
     root_id: str | None = Field(None, description="The first task of its follow-up chain (None: this one is)")
     followup: Followup | None = Field(None, description="What a follow-up carries from its chain")
+
+    @field_validator("request", mode="wrap")
+    @classmethod
+    def _request(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> TaskRequest:
+        """A TaskRequest instance is taken as it is (pydantic's default for a model instance): its
+        after-validators would otherwise run again on every Task made from it, without the context
+        it was checked with (POST /orchestrate checked each request twice)."""
+        if isinstance(value, TaskRequest):
+            return value
+        validated: TaskRequest = handler(value)
+        return validated
 
     @model_validator(mode="after")
     def _chain(self) -> Task:

@@ -65,6 +65,23 @@ def test_a_repeated_idempotency_key_returns_the_first_task_and_stores_nothing(ta
     assert [t.id for t in task_store.list_tasks()] == [first.id]
 
 
+def test_a_task_created_with_its_first_event_has_it_as_seq_one_and_a_repeat_adds_none(
+    task_store: TaskStore,
+) -> None:
+    queued = (EventKind.STATUS, {"status": "QUEUED"})
+    first, _ = task_store.create(new_task(key="opening"), event=queued)
+
+    again, created = task_store.create(new_task(key="opening"), event=queued)
+    later = task_store.append_event(first.id, EventKind.LOG, {"text": "next"})
+
+    assert created is False and again == first
+    assert [(e.seq, e.kind, e.data) for e in task_store.events(first.id)] == [
+        (1, EventKind.STATUS, {"status": "QUEUED"}),
+        (2, EventKind.LOG, {"text": "next"}),
+    ]
+    assert later.seq == 2
+
+
 def test_every_create_without_a_key_stores_a_task(task_store: TaskStore) -> None:
     results = [task_store.create(new_task()) for _ in range(3)]
 

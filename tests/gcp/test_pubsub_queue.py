@@ -62,6 +62,6 @@ def test_publishing_to_a_missing_topic_is_a_connection_error_that_names_the_sett
         queue.publish(DispatchMessage(task_id="t", attempt=1, workspace_id="w"))
     assert isinstance(caught.value, ConnectionError)
     assert queue.health()["ok"] is False
-    queue.publisher.create_topic(name=queue.topic)  # the ordering key was resumed: publishing works again
+    queue.publisher.create_topic(name=queue.topic)  # nothing was left paused: publishing works again
     assert queue.publish(DispatchMessage(task_id="t", attempt=1, workspace_id="w"))
     assert queue.health()["ok"] is True

@@ -68,8 +68,7 @@ def dispatched(service: Service) -> Task:
 def pid_of(service: Service, task: Task) -> int:
     jobs = service.backends.jobs
     assert isinstance(jobs, LocalJobRunner)
-    with jobs._connect() as conn:
-        return conn.execute("SELECT pid FROM executions WHERE task_id = ?", (task.id,)).fetchone()["pid"]
+    return jobs._conn().execute("SELECT pid FROM executions WHERE task_id = ?", (task.id,)).fetchone()["pid"]
 
 
 def stat(pid: int) -> list[str]:

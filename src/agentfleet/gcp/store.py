@@ -6,9 +6,10 @@ of life: heartbeat_at, or updated_at before the first heartbeat). Reading checks
 against the task, so a document someone edited by hand fails loudly instead of half-matching.
 
 - `transition` is one transaction (read, compare, write); `create` is one atomic batch that
-  creates the task and, with an idempotency key, a marker `{collection}-keys/{sha256(key)}`
-  (both with an exists=false precondition, so the loser of a race gets AlreadyExists and reads
-  the winner); `heartbeat` reads, then updates with a last-update-time precondition: no lock.
+  creates the task, its first event when given one, and, with an idempotency key, a marker
+  `{collection}-keys/{sha256(key)}` (all with an exists=false precondition, so the loser of a
+  race gets AlreadyExists and reads the winner); `heartbeat` reads, then updates with a
+  last-update-time precondition: no lock.
 - Events are `{collection}/{task_id}/events/{seq:010d}`, written with `create()` (fails when the
   seq is taken). The store remembers the last seq per task, so an agent appending its own events
   pays one write each; on AlreadyExists it reads the real last seq and tries the next one. A seq
@@ -88,6 +89,10 @@ def _backoff(round_: int) -> None:
     time.sleep(random.uniform(0, min(_BACKOFF_MAX_S, 0.02 * 2**round_)))  # jitter between optimistic retries
 
 
+def _event_doc(event: TaskEvent) -> EventDoc:
+    return EventDoc(seq=event.seq, ts=event.ts, kind=event.kind, data=json.dumps(event.model_dump(mode="json")["data"]))
+
+
 def firestore_client(settings: Settings) -> firestore.Client:
     """The deployment's Firestore database; ConfigError saying what to set when there are no credentials."""
     project = settings.require("project_id")
@@ -141,13 +146,16 @@ class FirestoreTaskStore:
     # --- tasks ---------------------------------------------------------------------------
 
     @_google_errors
-    def create(self, task: Task) -> tuple[Task, bool]:
+    def create(self, task: Task, *, event: tuple[EventKind, dict[str, Any]] | None = None) -> tuple[Task, bool]:
         key = task.request.idempotency_key
         marker = self.keys.document(hashlib.sha256(key.encode()).hexdigest()) if key is not None else None
         batch = self.client.batch()
         batch.create(self.tasks.document(task.id), TaskDoc.of(task).fields())
         if marker is not None:
             batch.create(marker, KeyDoc(task_id=task.id).model_dump())
+        if event is not None:
+            opening = TaskEvent(task_id=task.id, seq=1, kind=event[0], data=event[1])
+            batch.create(self._events(task.id).document(f"{1:010d}"), _event_doc(opening).model_dump())
         try:
             batch.commit(**self._write)
         except gexc.AlreadyExists:
@@ -158,7 +166,7 @@ class FirestoreTaskStore:
             if first is None:
                 raise CorruptDocumentError(f"{snap.reference.path} names a task that does not exist") from None
             return first, False
-        self._remember(task.id, 0)
+        self._remember(task.id, 0 if event is None else 1)
         return task, True
 
     @_google_errors
@@ -301,7 +309,7 @@ class FirestoreTaskStore:
             last = self._last_seq.get(task_id)
         for round_ in range(_TRIES * 4):
             seq = (self._stored_last_seq(task_id) if last is None else last) + 1
-            doc = EventDoc(seq=seq, ts=event.ts, kind=event.kind, data=json.dumps(stored["data"]))
+            doc = _event_doc(event.model_copy(update={"seq": seq}))
             try:
                 self._events(task_id).document(f"{seq:010d}").create(doc.model_dump(), **self._write)
             except gexc.AlreadyExists:

@@ -1,8 +1,9 @@
 """JobRunner on local processes: one process per attempt of a task, the local Cloud Run Job execution.
 
-Each execution is a row of the `executions` table (SQLite, WAL), inserted before its process is
-started; UNIQUE (task_id, attempt) makes a second launch of the same attempt, from any thread
-or process, return the recorded execution and start nothing. The row keeps the process id and
+Each execution is a row of the `executions` table (SQLite, WAL, a kept-open connection per
+thread: sqlite.ThreadConnections), inserted before its process is started; UNIQUE (task_id,
+attempt) makes a second launch of the same attempt, from any thread or process, return the
+recorded execution and start nothing. The row keeps the process id and
 its start time (field 22 of /proc/<pid>/stat), so liveness survives a restart of the runner and
 of its process, and a reused pid is not taken for the agent.
 
@@ -22,8 +23,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import Mapping
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -182,7 +183,7 @@ def _execution(row: sqlite3.Row) -> Execution:
     )
 
 
-class LocalJobRunner:
+class LocalJobRunner(sqlite.ThreadConnections):
     def __init__(
         self,
         settings: Settings,
@@ -205,15 +206,7 @@ class LocalJobRunner:
         self.env = env
         self.warm = (settings.agent_prefork if warm is None else warm) and command is None
         self._launcher: WarmLauncher | None = None
-        sqlite.create(self.db_path, _SCHEMA)
-
-    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return sqlite.connection(self.db_path)
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as conn, sqlite.write_transaction(conn):
-            yield conn
+        super().__init__(self.db_path, _SCHEMA)
 
     # --- the port ------------------------------------------------------------------------
 
@@ -250,8 +243,7 @@ class LocalJobRunner:
     def list_active(self) -> list[Execution]:
         """Executions whose process is alive, oldest first. A process found gone without a watcher
         here (its launcher restarted) is recorded as failed: its exit status is lost."""
-        with self._connect() as conn:
-            rows = conn.execute("SELECT * FROM executions WHERE state = 'running' ORDER BY started_at").fetchall()
+        rows = self._conn().execute("SELECT * FROM executions WHERE state = 'running' ORDER BY started_at").fetchall()
         active, gone = [], []
         for row in rows:
             if row["pid"] is None:
@@ -276,8 +268,7 @@ class LocalJobRunner:
 
     def get(self, execution: str) -> Execution | None:
         """The recorded execution (its state as last recorded), or None."""
-        with self._connect() as conn:
-            row = conn.execute("SELECT * FROM executions WHERE name = ?", (execution,)).fetchone()
+        row = self._conn().execute("SELECT * FROM executions WHERE name = ?", (execution,)).fetchone()
         return None if row is None else _execution(row)
 
     # --- processes -------------------------------------------------------------------------
@@ -299,9 +290,11 @@ class LocalJobRunner:
         return argv
 
     def close(self) -> None:
-        """Stop the warm launcher, if one was started (the agents it started run on)."""
+        """Stop the warm launcher, if one was started (the agents it started run on), and close
+        this thread's connection."""
         if self._launcher is not None:
             self._launcher.close()
+        super().close()
 
     def _warm_start(self, task: Task, env: dict[str, str], log_path: Path) -> WarmChild | None:
         """The agent forked by the warm launcher; None when that cannot be done (it is said once)."""

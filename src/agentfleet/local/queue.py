@@ -9,8 +9,10 @@ pulled) before a crash is dispatched after the restart. A message that would be 
 than `max_delivery_attempts` times goes to the dead letters instead (Pub/Sub's dead-letter
 policy). Visible messages come out in publish order.
 
-Every write is one `BEGIN IMMEDIATE` transaction on a fresh connection (WAL, busy timeout),
-so concurrent pullers in any thread or process never lease the same message twice.
+Every write is one `BEGIN IMMEDIATE` transaction (WAL, busy timeout), so concurrent pullers in
+any thread or process never lease the same message twice. Each thread keeps its connection open
+(sqlite.ThreadConnections): a fresh one per write cost ~20 ms, mostly the checkpoint the last
+connection to close runs, against ~0.1 ms for the write itself.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,21 +81,12 @@ def _delivery(row: sqlite3.Row, reason: str | None = None) -> Delivery:
     )
 
 
-class SqliteTaskQueue:
+class SqliteTaskQueue(sqlite.ThreadConnections):
     def __init__(self, path: Path, *, max_delivery_attempts: int = 5) -> None:
         if max_delivery_attempts < 1:
             raise ValueError("max_delivery_attempts must be at least 1")
-        self.path = path
+        super().__init__(path, _SCHEMA)
         self.max_delivery_attempts = max_delivery_attempts
-        sqlite.create(path, _SCHEMA)
-
-    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return sqlite.connection(self.path)
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as conn, sqlite.write_transaction(conn):
-            yield conn
 
     # --- the port ------------------------------------------------------------------------
 
@@ -103,8 +94,7 @@ class SqliteTaskQueue:
         return self.publish_raw(message.model_dump_json().encode(), message.attributes())
 
     def health(self) -> dict[str, Any]:
-        with self._connect() as conn:
-            dead = conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
+        dead = self._conn().execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
         return {"backend": "local-sqlite", "path": str(self.path), "pending": self.pending(), "dead_letters": dead}
 
     # --- the local consumer side -----------------------------------------------------------
@@ -169,14 +159,12 @@ class SqliteTaskQueue:
             self._move_to_dead_letters(conn, message_id, reason)
 
     def dead_letters(self) -> list[Delivery]:
-        with self._connect() as conn:
-            rows = conn.execute(f"SELECT {_COLUMNS}, reason FROM dead_letters ORDER BY dead_at, id").fetchall()
+        rows = self._conn().execute(f"SELECT {_COLUMNS}, reason FROM dead_letters ORDER BY dead_at, id").fetchall()
         return [_delivery(row, row["reason"]) for row in rows]
 
     def pending(self) -> int:
         """Messages not yet acked nor dead-lettered, leased ones included."""
-        with self._connect() as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+        return int(self._conn().execute("SELECT COUNT(*) FROM messages").fetchone()[0])
 
     @staticmethod
     def _move_to_dead_letters(conn: sqlite3.Connection, message_id: str, reason: str) -> None:

@@ -85,7 +85,7 @@ class SqliteTaskStore(sqlite.ThreadConnections):
 
     # --- tasks ---------------------------------------------------------------------------
 
-    def create(self, task: Task) -> tuple[Task, bool]:
+    def create(self, task: Task, *, event: tuple[EventKind, dict[str, Any]] | None = None) -> tuple[Task, bool]:
         key = task.request.idempotency_key
         with self._write() as conn:
             if key is not None:
@@ -99,6 +99,8 @@ class SqliteTaskStore(sqlite.ThreadConnections):
                 " heartbeat_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (task.id, *_columns(task)),
             )
+            if event is not None:
+                self._insert_event(conn, TaskEvent(task_id=task.id, seq=1, kind=event[0], data=event[1]))
         return task, True
 
     def get(self, task_id: str) -> Task | None:
@@ -187,14 +189,18 @@ class SqliteTaskStore(sqlite.ThreadConnections):
 
     def append_event(self, task_id: str, kind: EventKind, data: dict[str, Any]) -> TaskEvent:
         """Append an event with the next `seq` (1, 2, …) for the task."""
-        event = TaskEvent(task_id=task_id, seq=0, kind=kind, data=data)
-        stored = event.model_dump(mode="json")
         with self._write() as conn:
-            row = conn.execute(
-                "INSERT INTO events (task_id, seq, ts, kind, data)"
-                " SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM events WHERE task_id = ? RETURNING seq",
-                (task_id, iso(event.ts), stored["kind"], json.dumps(stored["data"]), task_id),
-            ).fetchone()
+            return self._insert_event(conn, TaskEvent(task_id=task_id, seq=0, kind=kind, data=data))
+
+    @staticmethod
+    def _insert_event(conn: sqlite3.Connection, event: TaskEvent) -> TaskEvent:
+        """Store the event with the task's next seq; the event as stored."""
+        stored = event.model_dump(mode="json")
+        row = conn.execute(
+            "INSERT INTO events (task_id, seq, ts, kind, data)"
+            " SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM events WHERE task_id = ? RETURNING seq",
+            (event.task_id, iso(event.ts), stored["kind"], json.dumps(stored["data"]), event.task_id),
+        ).fetchone()
         return event.model_copy(update={"seq": row["seq"], "data": stored["data"]})
 
     def events(self, task_id: str, after: int = 0, limit: int = 1000) -> list[TaskEvent]:
