@@ -18,13 +18,16 @@ Rows (ms per step, min/median/max over the rounds):
 - `work_task` end to end over HTTP (whatever workspace server the runner starts): its loop's wall time.
 
 Then the ratios: agent / minimal bwrap, agent (scripted) / mini (deterministic), agent (HTTP) /
-mini (HTTP), each as min/median/max of the per-round ratios.
+mini (HTTP), each as min/median/max of the per-round ratios. Each scripted server runs in a process
+of its own (`python -m agentfleet.testing.scripted_llm`), for mini-swe-agent and for us alike: in the
+bench's process it would share our agent's interpreter lock, not mini-swe-agent's.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -33,8 +36,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from openai import AsyncOpenAI
 
@@ -45,11 +50,13 @@ from agentfleet.agent.tools import ToolBox
 from agentfleet.agent.work import work_task
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.mcp_servers.workspace import Workspace, build_server
+from agentfleet.net import free_port
 from agentfleet.runtime.sandbox import Sandbox, SandboxConfig
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskRequest, TaskStatus, Usage
+from agentfleet.testing.polling import wait_for
 from agentfleet.testing.repos import make_repo
-from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
+from agentfleet.testing.scripted_llm import reply, tool_call
 from agentfleet.testing.scripted_model import ScriptedModel, call
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +76,30 @@ MINIMAL_BWRAP = [
     "--unshare-pid",
     "--die-with-parent",
 ]
+
+
+@contextlib.contextmanager
+def served(script: list[dict[str, Any]], where: Path) -> Iterator[str]:
+    """A scripted server in a process of its own (per turn: any number of runs); its base URL."""
+    where.write_text(json.dumps(script))
+    port = free_port()
+    argv = [sys.executable, "-m", "agentfleet.testing.scripted_llm", "--script", str(where), "--port", str(port)]
+    proc = subprocess.Popen([*argv, "--per-turn"], stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/v1"
+        wait_for(lambda: _answers(url + "/models"), timeout_s=60, what="the scripted server")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def commands(steps: int) -> list[str]:
@@ -161,8 +192,8 @@ def main() -> None:
         cmds = commands(n)
         ours = [reply(None, tool_call("exec", {"command": c})) for c in cmds] + [reply(FINAL)]
         theirs = [reply(None, tool_call("bash", {"command": c})) for c in [*cmds, MINI_SUBMIT]]
-        with ScriptedLLM(ours, per_turn=True) as our_llm, ScriptedLLM(theirs, per_turn=True) as their_llm:
-            work_run(repo, settings, our_llm.url, n)  # warm the workspace (mirror, checkout)
+        with served(ours, tmp / "ours.json") as our_url, served(theirs, tmp / "theirs.json") as their_url:
+            work_run(repo, settings, our_url, n)  # warm the workspace (mirror, checkout)
             workspace = settings.workspaces_dir / Task(request=TaskRequest(query="x", repo_url=str(repo))).workspace_id
             config = SandboxConfig.from_settings(settings, network=False)
             sandbox = Sandbox(workspace, config)
@@ -179,13 +210,13 @@ def main() -> None:
                 "sandbox per command": lambda: each(sandbox.run, cmds),
                 "sandbox session": lambda: each(session.run, cmds),
                 "agent, scripted model": lambda: agent_loop(workspace, config, cmds, None),
-                "agent, HTTP model": lambda: agent_loop(workspace, config, cmds, our_llm.url),
-                "work_task, HTTP model": lambda: work_run(repo, settings, our_llm.url, n),
+                "agent, HTTP model": lambda: agent_loop(workspace, config, cmds, our_url),
+                "work_task, HTTP model": lambda: work_run(repo, settings, our_url, n),
             }
             if with_mini:
                 mini_home = tmp / "mini-config"
                 ways["mini, deterministic"] = lambda: mini_run(workspace, cmds, "deterministic", None, mini_home)
-                ways["mini, litellm HTTP"] = lambda: mini_run(workspace, cmds, "litellm", their_llm.url, mini_home)
+                ways["mini, litellm HTTP"] = lambda: mini_run(workspace, cmds, "litellm", their_url, mini_home)
             times: dict[str, list[float]] = {name: [] for name in ways}
             for _ in range(args.rounds):
                 for name, way in ways.items():
