@@ -174,6 +174,12 @@ def test_unsandboxed_a_session_runs_each_command_as_sandbox_run_does(workspace) 
     assert result.output == f"{workspace}\nhi\n" and session.starts == 0
 
 
+def test_a_command_that_cannot_be_started_is_an_error_of_its_own_not_the_sessions_end(session) -> None:
+    result = session.run("echo a\0b")
+    assert result.exit_code == 126 and "could not be started" in result.output
+    assert session.run("echo fine").output == "fine\n" and session.starts == 1
+
+
 def test_a_command_that_stops_answering_is_killed_after_its_timeout(session, monkeypatch) -> None:
     monkeypatch.setattr(sandbox, "ANSWER_GRACE_S", 0.5)
     result = session.run("kill -STOP $PPID; sleep 1", 1)

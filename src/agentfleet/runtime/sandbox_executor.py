@@ -196,7 +196,12 @@ def main() -> None:
         request = json.loads(body)
         started = time.monotonic()
         forks += 1
-        code, timed_out, capture = run(request["command"], float(request["timeout"]), int(request["limit"]), home)
+        try:
+            code, timed_out, capture = run(request["command"], float(request["timeout"]), int(request["limit"]), home)
+        except (OSError, ValueError) as exc:  # a command bash cannot be given (a NUL, an unencodable name)
+            kill_the_rest()
+            code, timed_out, capture = 126, False, Capture(int(request["limit"]))
+            capture.feed(f"the command could not be started: {exc}\n".encode())
         header = {
             "exit_code": code,
             "timed_out": timed_out,
