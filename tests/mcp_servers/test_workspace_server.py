@@ -193,7 +193,8 @@ def test_the_agents_commands_share_one_sandbox_started_at_the_first_and_ended_by
     """The budget of a step: no bwrap until the first command, one for all of them, one fork each
     (bash's pid in the sandbox's own pid namespace goes up by one a command)."""
     assert workspace.session.starts == 0 and workspace.session.pid is None
-    pids = [int(workspace.exec("echo $$").split("\n")[0]) for _ in range(4)]
+    pids = [int(workspace.exec("echo $$").split("\n")[0]) for _ in range(2)]
+    pids += [int(call(workspace, "exec", command="echo $$")[0].split("\n")[0]) for _ in range(2)]  # arun
     assert workspace.git_status().startswith("## ")
     assert [b - a for a, b in itertools.pairwise(pids)] == [1, 1, 1]
     assert workspace.session.starts == 1 and workspace.session.forks == 5

@@ -5,6 +5,7 @@ processes a step starts counted."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import random
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agentfleet.runtime import sandbox, sandbox_executor
-from agentfleet.runtime.capture import _Capture, cut, kill_all
+from agentfleet.runtime.capture import ExecResult, _Capture, cut, kill_all
 from agentfleet.runtime.sandbox import Sandbox, SandboxConfig, SandboxSession, grant_workspace
 from agentfleet.testing.polling import eventually
 from tests.processes import pids_running, unique_sleep_seconds
@@ -214,3 +215,29 @@ def test_the_executor_source_stands_alone() -> None:
         "sys",
         "time",
     }
+
+
+def test_on_the_event_loop_a_session_answers_as_run_does_and_a_cancelled_command_ends_it(session) -> None:
+    seconds = unique_sleep_seconds()
+
+    async def go() -> list[ExecResult]:
+        results = [await session.arun("echo first")]  # starts the sandbox (in a thread)
+        for command in ["echo out; echo err >&2; exit 3", "echo BEGIN; yes | head -c 500000; echo END", "echo $$"]:
+            results.append(await session.arun(command))
+        results.append(await session.arun(f"sleep {seconds} & sleep {seconds}", 1))
+        results.append(await session.arun("kill -KILL $PPID"))
+        results.append(await session.arun("echo again"))  # restarts (in a thread)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(session.arun(f"sleep {seconds}"), 0.5)
+        results.append(await session.arun("echo after the cancel"))
+        return results
+
+    first, failed, long, pid, slept, killed, again, after = asyncio.run(go())
+    assert first.output == "first\n" and (failed.exit_code, failed.output) == (3, "out\nerr\n")
+    assert long.output == session.sandbox.run("echo BEGIN; yes | head -c 500000; echo END").output
+    assert long.truncated and int(pid.output) > 1
+    assert slept.timed_out and "sandbox ended" in killed.output
+    assert again.output.startswith("[the sandbox was restarted") and again.output.endswith("again\n")
+    assert after.output.startswith("[the sandbox was restarted") and after.output.endswith("after the cancel\n")
+    assert session.starts == 3
+    assert eventually(lambda: not pids_running(seconds)), "the cancelled command outlived its session"

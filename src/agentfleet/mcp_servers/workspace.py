@@ -87,6 +87,13 @@ class Workspace:
         with readable_errors():
             return self.session.run(command, timeout_s=max(1, timeout_s)).render()
 
+    async def aexec(self, command: str, timeout_s: int = 120) -> str:
+        """As `exec`, on the event loop (no worker thread per command)."""
+        if not command.strip():
+            raise ToolError("command is empty")
+        with readable_errors():
+            return (await self.session.arun(command, timeout_s=max(1, timeout_s))).render()
+
     def apply_patch(self, patch: str) -> str:
         with readable_errors():
             changes = apply_patch_text(patch, self.root, on_write=self._chown)
@@ -204,12 +211,12 @@ def build_server(workspace: Workspace, name: str = "workspace") -> MCPServer:
     server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS, log_level="WARNING")
 
     @server.tool(name="exec", structured_output=False)
-    def exec_(command: str, timeout_s: int = 120) -> str:
+    async def exec_(command: str, timeout_s: int = 120) -> str:
         """Run a shell command (bash) in the workspace root, inside a sandbox.
 
         Returns the combined stdout/stderr (long output keeps its head and tail) and the exit code.
         """
-        return workspace.exec(command, timeout_s)
+        return await workspace.aexec(command, timeout_s)
 
     @server.tool(structured_output=False)
     def apply_patch(patch: str) -> str:

@@ -27,6 +27,7 @@ Two ways to run a command, with the same recipe (binds, limits, user, network):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -337,6 +338,11 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
                 pipe.close()
 
 
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class _Lost(Exception):
     """The executor is gone (killed, crashed) or did not answer in time."""
 
@@ -379,15 +385,7 @@ class SandboxSession:
             try:
                 result = self._ask(command, timeout)
             except _Lost as exc:
-                self._stop()
-                self._lost = True
-                return ExecResult(
-                    exit_code=None,
-                    output=f"[{exc}; the next command starts a new sandbox, with /tmp and $HOME empty]",
-                    timed_out=False,
-                    truncated=False,
-                    duration_s=time.monotonic() - started,
-                )
+                return self._lose(exc, started)
             self._lost = False
         if restarted:
             note = "[the sandbox was restarted after the previous one ended: /tmp and $HOME are empty]\n"
@@ -414,6 +412,8 @@ class SandboxSession:
             )
 
         proc = _spawner().submit(spawn).result()
+        assert proc.stdout is not None
+        os.set_blocking(proc.stdout.fileno(), False)  # read as it comes (arun: on the event loop)
         track(proc)  # capture.kill_all (SIGTERM, the owner gone) kills it with the rest
         self._proc = proc
         self._finalizer = weakref.finalize(self, _end, proc)  # a session dropped unclosed
@@ -429,19 +429,93 @@ class SandboxSession:
             self._stop()
             raise SandboxUnavailableError(f"the sandbox session did not start: it said {ready!r}")
 
-    def _ask(self, command: str, timeout: int) -> ExecResult:
+    async def arun(self, command: str, timeout_s: int = 120) -> ExecResult:
+        """As `run`, awaiting the answer on the event loop: a running sandbox's command costs no
+        thread. The first command, a restart, a fallback and a session busy in another thread
+        take `run`'s path in a worker thread."""
+        if not self._lock.acquire(blocking=False):
+            return await asyncio.to_thread(self.run, command, timeout_s)
+        try:
+            proc = self._proc
+            steady = not self._lost and proc is not None and proc.poll() is None
+            if steady and self.sandbox._isolated() and _executor_python() is not None:
+                return await self._aask(command, self.sandbox._timeout(timeout_s))
+        finally:
+            self._lock.release()
+        return await asyncio.to_thread(self.run, command, timeout_s)
+
+    async def _aask(self, command: str, timeout: int) -> ExecResult:
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        try:
+            self._send(command, timeout)
+            deadline = loop.time() + timeout + ANSWER_GRACE_S
+            header, head, tail = [await self._aframe(deadline) for _ in range(3)]
+            return self._answer(header, head, tail)
+        except _Lost as exc:
+            return self._lose(exc, started)
+        except BaseException:  # cancelled mid-command: the executor's answer would come to no one
+            self._stop()
+            self._lost = True
+            raise
+
+    async def _aframe(self, deadline: float) -> bytes:
+        size = struct.unpack(">I", await self._aread(4, deadline))[0]
+        return await self._aread(size, deadline)
+
+    async def _aread(self, n: int, deadline: float) -> bytes:
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        loop = asyncio.get_running_loop()
+        data = bytearray()
+        while len(data) < n:
+            try:
+                chunk = os.read(fd, n - len(data))
+            except BlockingIOError:
+                ready: asyncio.Future[None] = loop.create_future()
+                loop.add_reader(fd, _settle, ready)
+                try:
+                    await asyncio.wait_for(ready, max(deadline - loop.time(), 0))
+                except TimeoutError:
+                    raise _Lost("the sandbox did not answer in time") from None
+                finally:
+                    loop.remove_reader(fd)
+                continue
+            if not chunk:
+                raise _Lost("the sandbox ended during the command")
+            data += chunk
+        return bytes(data)
+
+    def _lose(self, exc: _Lost, started: float) -> ExecResult:
+        self._stop()
+        self._lost = True
+        return ExecResult(
+            exit_code=None,
+            output=f"[{exc}; the next command starts a new sandbox, with /tmp and $HOME empty]",
+            timed_out=False,
+            truncated=False,
+            duration_s=time.monotonic() - started,
+        )
+
+    def _send(self, command: str, timeout: int) -> None:
         assert self._proc is not None and self._proc.stdin is not None
         request = json.dumps({"command": command, "timeout": timeout, "limit": self.sandbox.config.output_limit})
         body = request.encode()
-        try:
+        try:  # the executor is reading (between commands nothing else runs that could stop it)
             self._proc.stdin.write(struct.pack(">I", len(body)) + body)
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise _Lost("the sandbox had ended before the command ran") from None
+
+    def _ask(self, command: str, timeout: int) -> ExecResult:
+        self._send(command, timeout)
         deadline = time.monotonic() + timeout + ANSWER_GRACE_S  # read at each call: tests lower it
+        header, head, tail = (self._frame(deadline) for _ in range(3))
+        return self._answer(header, head, tail)
+
+    def _answer(self, header_frame: bytes, head: bytes, tail: bytes) -> ExecResult:
         try:
-            header = json.loads(self._frame(deadline))
-            head, tail = self._frame(deadline), self._frame(deadline)
+            header = json.loads(header_frame)
             exit_code, timed_out = header["exit_code"], bool(header["timed_out"])
             duration, total, forks = float(header["duration"]), int(header["total"]), int(header["forks"])
         except (ValueError, KeyError, TypeError):
@@ -465,7 +539,10 @@ class SandboxSession:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not selector.select(remaining):
                     raise _Lost("the sandbox did not answer in time")
-                chunk = os.read(fd, n - len(data))
+                try:
+                    chunk = os.read(fd, n - len(data))
+                except BlockingIOError:
+                    continue
                 if not chunk:
                     raise _Lost("the sandbox ended during the command")
                 data += chunk
