@@ -241,3 +241,18 @@ def test_on_the_event_loop_a_session_answers_as_run_does_and_a_cancelled_command
     assert after.output.startswith("[the sandbox was restarted") and after.output.endswith("after the cancel\n")
     assert session.starts == 3
     assert eventually(lambda: not pids_running(seconds)), "the cancelled command outlived its session"
+
+
+def test_closing_with_a_command_in_flight_on_the_event_loop_kills_it_and_does_not_wait(session) -> None:
+    seconds = unique_sleep_seconds()
+
+    async def go() -> ExecResult:
+        await session.arun("true")
+        running = asyncio.ensure_future(session.arun(f"sleep {seconds}"))
+        await asyncio.sleep(0.3)
+        session.close()  # on the loop's own thread: waiting for the command would never end
+        return await running
+
+    result = asyncio.run(go())
+    assert result.exit_code is None and "sandbox ended" in result.output
+    assert not pids_running(seconds) and session.pid is None

@@ -565,10 +565,19 @@ class SandboxSession:
             self._stderr = None
 
     def close(self) -> None:
-        """End the sandbox and everything in it (a later command starts a new one)."""
-        with self._lock:
+        """End the sandbox and everything in it (a later command starts a new one). With a command
+        in flight (on the event loop this close may be blocking) the sandbox is killed under it:
+        that command ends as lost and cleans up after itself."""
+        if not self._lock.acquire(blocking=False):
+            proc = self._proc
+            if proc is not None:  # its pipes stay open: the command in flight reads the end there
+                kill_all([proc])
+            return
+        try:
             self._stop()
             self._lost = False
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> SandboxSession:
         return self
