@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 # checkov has a virtual environment of its own: its pins (packaging 23.x, ...) would downgrade the project's.
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+# mini-swe-agent, the step bench's comparison, likewise in a venv of its own (litellm's pins).
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
 
 .DEFAULT_GOAL := help
 
@@ -98,8 +101,17 @@ format: install ## Format and autofix with ruff
 	$(VENV)/bin/ruff format src tests bench functions
 	$(VENV)/bin/ruff check --fix src tests bench functions
 
+$(BENCH_STAMP):
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q 'mini-swe-agent==2.4.6'
+	@touch $(BENCH_STAMP)
+
+.PHONY: bench-venv
+bench-venv: $(BENCH_STAMP) ## Install mini-swe-agent 2.4.6 in its own venv (.venv-bench) for bench/step_overhead.py
+
 .PHONY: bench
-bench: install ## Run the benchmark scripts under bench/ and print their figures
+bench: install $(BENCH_STAMP) ## Run the benchmark scripts under bench/ and print their figures
 	$(PY) bench/step_overhead.py
 	$(PY) bench/warm_workspace.py
 	$(PY) bench/intake.py
@@ -117,4 +129,4 @@ functions-stage: install ## Build the Cloud Functions source as deployed: build/
 
 .PHONY: clean
 clean: ## Remove the virtual environment, the toolbox's node_modules and caches
-	rm -rf $(VENV) $(CHECKOV_VENV) $(TOOLBOX_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(BENCH_VENV) $(TOOLBOX_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -22,6 +22,7 @@ ATTACK_TESTS = [
     "tests/mcp_servers/test_workspace_git.py",
     "tests/runtime/test_git.py",
     "tests/runtime/test_sandbox_limits.py",
+    "tests/runtime/test_sandbox_session.py",
     "tests/runtime/test_occupancy.py",
     "tests/mcp_servers/test_workspace_server.py",
     "tests/test_serve.py::test_a_cancelled_tasks_command_is_dead_before_the_next_task_on_its_workspace_runs",

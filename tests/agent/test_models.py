@@ -3,6 +3,7 @@ the model writes, and errors that say what happened: refused, silent too long, t
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
@@ -96,3 +97,50 @@ def test_the_embedded_model_is_named_as_such() -> None:
     assert "did not answer within 1 s (AGENTFLEET_LLM_TIMEOUT_S); a CPU model is slow on long prompts" in str(
         silent.value
     )
+
+
+def test_the_request_body_is_sent_byte_for_byte_as_the_agent_built_it() -> None:
+    """No per-request transform of the history: what the server receives is the JSON of the
+    messages (and the rest of the request) exactly as the model built them."""
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": 'héllo ✓ \u2028 "quoted"'},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "exec", "arguments": '{"command": "ls"}'}}
+            ],
+            "reasoning": "an undeclared field stays",
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "a.py\n[exit code 0]"},
+    ]
+    sent: list[dict[str, Any]] = []
+    profile = PROFILES["native"]
+
+    async def go(url: str, stream: bool) -> None:
+        async with (
+            ToolBox(profile) as tools,
+            AsyncOpenAI(base_url=url, api_key="k-123", max_retries=0) as llm,
+        ):
+            model = NativeToolsModel(llm, "m", profile, tools, Usage(), lambda k, d: None, stream=stream)
+            original = model._request
+
+            def recording(messages: list[dict[str, Any]], tools: bool) -> dict[str, Any]:
+                body = original(messages, tools)
+                sent.append(body)
+                return body
+
+            model._request = recording  # type: ignore[method-assign]
+            await model.query(messages, tools=True)
+
+    for stream in (True, False):
+        sent.clear()
+        with ScriptedLLM([reply("ok")]) as llm:
+            anyio.run(go, llm.url, stream)
+        raw = llm.raw_requests[0]
+        expected = {**sent[0], **({"stream": True, "stream_options": {"include_usage": True}} if stream else {})}
+        assert raw == json.dumps(expected, ensure_ascii=False, separators=(",", ":")).encode()
+        assert json.loads(raw)["messages"] == messages
+        headers = {k.lower(): v for k, v in llm.request_headers[0].items()}
+        assert headers["authorization"] == "Bearer k-123" and headers["content-type"] == "application/json"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -23,10 +25,12 @@ FILES = {
 
 
 @pytest.fixture
-def workspace(repo_factory) -> Workspace:
+def workspace(repo_factory) -> Iterator[Workspace]:
     root = repo_factory(FILES)
     grant_workspace(root, 65534, 65534)  # as the runner does: the sandbox user owns the checkout
-    return Workspace(root, Sandbox(root, SandboxConfig()))
+    workspace = Workspace(root, Sandbox(root, SandboxConfig()))
+    yield workspace
+    workspace.close()
 
 
 def call(workspace: Workspace, tool: str, **arguments: object) -> tuple[str, bool]:
@@ -183,3 +187,19 @@ def test_a_fifo_in_the_workspace_blocks_no_tool(workspace) -> None:
     assert not is_error and hits == "src/util.py:1: VALUE = 42"
     text, is_error = call(workspace, "read_file", path="src/pipe")
     assert is_error and "not a file" in text
+
+
+def test_the_agents_commands_share_one_sandbox_started_at_the_first_and_ended_by_close(workspace) -> None:
+    """The budget of a step: no bwrap until the first command, one for all of them, one fork each
+    (bash's pid in the sandbox's own pid namespace goes up by one a command)."""
+    assert workspace.session.starts == 0 and workspace.session.pid is None
+    pids = [int(workspace.exec("echo $$").split("\n")[0]) for _ in range(2)]
+    pids += [int(call(workspace, "exec", command="echo $$")[0].split("\n")[0]) for _ in range(2)]  # arun
+    assert workspace.git_status().startswith("## ")
+    assert [b - a for a, b in itertools.pairwise(pids)] == [1, 1, 1]
+    assert workspace.session.starts == 1 and workspace.session.forks == 5
+    assert workspace.exec("echo kept > /tmp/f; cat /tmp/f").startswith("kept\n")
+    workspace.close()
+    assert workspace.session.pid is None
+    assert workspace.exec("cat /tmp/f").startswith("cat: /tmp/f: No such file or directory")
+    assert workspace.session.starts == 2

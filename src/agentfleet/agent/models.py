@@ -23,7 +23,9 @@ from typing import Any, Protocol
 
 import httpx
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, AsyncStream
+from openai._base_client import make_request_options
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from agentfleet.agent.profiles import ModelProfile
 from agentfleet.agent.textcalls import TextCall, recover_tool_calls
@@ -173,6 +175,23 @@ class OpenAIModel:
         calls = [_recovered(c) for c in recovery.calls[:most]]
         return calls, recovery.error, len(calls)
 
+    async def _post(self, body: dict[str, Any], headers: dict[str, str] | None, *, stream: bool) -> Any:
+        """POST the request body as it is, through the client's own `post` (its headers, auth,
+        timeout, errors and stream parsing). `chat.completions.create` would first transform the
+        whole history against the SDK's typed parameters on every call (most of a round trip,
+        growing with the history); the history is plain JSON already. Serialized here, so the
+        bytes sent are exactly the JSON of `body`."""
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()  # as the SDK
+        options = make_request_options(extra_headers=headers, security={"bearer_auth": True})
+        return await self.llm.post(
+            "/chat/completions",
+            content=content,
+            cast_to=ChatCompletion,
+            options=options,
+            stream=stream,
+            stream_cls=AsyncStream[ChatCompletionChunk],
+        )
+
     async def _complete(self, kwargs: dict[str, Any]) -> Completion:
         """One completion. While the model is away (unreachable, overloaded, starting: a GPU service
         scaled to zero takes minutes to come back), wait with backoff up to `wait_s`, saying so in
@@ -181,9 +200,8 @@ class OpenAIModel:
         delay = WAIT_FIRST_S
         while True:
             try:
-                if self.headers is not None:
-                    kwargs["extra_headers"] = await self._headers()
-                return await (self._streamed(kwargs) if self.stream else self._whole(kwargs))
+                headers = await self._headers() if self.headers is not None else None
+                return await (self._streamed(kwargs, headers) if self.stream else self._whole(kwargs, headers))
             except (openai.APITimeoutError, httpx.TimeoutException):
                 raise LLMUnavailableError(self._silent()) from None
             except (openai.APIConnectionError, openai.APIStatusError, httpx.TransportError) as exc:
@@ -210,8 +228,8 @@ class OpenAIModel:
                 "for an endpoint that is not a private Cloud Run service"
             ) from exc
 
-    async def _whole(self, kwargs: dict[str, Any]) -> Completion:
-        response = await self.llm.chat.completions.create(**kwargs)
+    async def _whole(self, kwargs: dict[str, Any], headers: dict[str, str] | None) -> Completion:
+        response: ChatCompletion = await self._post(kwargs, headers, stream=False)
         if not response.choices:
             raise LLMUnavailableError("the model endpoint returned a reply with no choices")
         message = response.choices[0].message
@@ -229,7 +247,7 @@ class OpenAIModel:
             _reasoning(message),
         )
 
-    async def _streamed(self, kwargs: dict[str, Any]) -> Completion:
+    async def _streamed(self, kwargs: dict[str, Any], headers: dict[str, str] | None) -> Completion:
         """The reply streamed: pieces of text and of tool calls put together as they come, and a
         progress event (pieces so far ≈ tokens, seconds so far) at most every `progress_s`."""
         started = last = time.monotonic()
@@ -237,7 +255,8 @@ class OpenAIModel:
         thought: list[str] = []
         calls: dict[int, list[str]] = {}
         pieces, usage, choices = 0, None, 0
-        stream = await self.llm.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
+        body = {**kwargs, "stream": True, "stream_options": {"include_usage": True}}
+        stream: AsyncStream[ChatCompletionChunk] = await self._post(body, headers, stream=True)
         async with stream:
             async for chunk in stream:
                 usage = chunk.usage or usage

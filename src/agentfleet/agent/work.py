@@ -365,7 +365,5 @@ def _workspace_server(root: Path, sandbox: SandboxConfig, procs_lock: Path) -> I
     try:
         yield build_workspace_server(workspace)
     finally:
-        close = getattr(workspace, "close", None)  # a sandbox session, where the workspace keeps one
-        if close is not None:
-            close()
+        workspace.close()  # its sandbox session, and whatever still runs in it
         os.close(fd)

@@ -1,7 +1,10 @@
 """The workspace MCP server: the agent's hands inside its checkout.
 
-Runs inside the agent's container (over stdio, launched by the agent) or as a service
-(streamable HTTP). Every path stays inside the workspace; every command runs in the sandbox.
+Runs inside the agent's container (over stdio, launched by the agent), in the agent's process, or
+as a service (streamable HTTP). Every path stays inside the workspace; every command runs in the
+sandbox: the agent's commands (exec, git_status, git_diff) in one sandbox session per Workspace
+(runtime/sandbox.py: one bubblewrap started at the first command, a fork per command, /tmp and
+$HOME kept between commands); `Workspace.close` ends it.
 
     python -m agentfleet.mcp_servers.workspace --root DIR [--transport stdio|streamable-http]
 """
@@ -61,6 +64,14 @@ class Workspace:
         self.root = root.resolve()
         self.sandbox = sandbox
         self.owner = owner
+        # Only the agent's own commands run in the session. Acceptance checks and setup run in a
+        # bubblewrap of their own each (Sandbox.run): a command could tamper with the long-lived
+        # executor's later answers (kill it, fill /tmp), and a check must not depend on that.
+        self.session = sandbox.session()  # the sandbox starts at the first command
+
+    def close(self) -> None:
+        """End the sandbox session and everything still running in it."""
+        self.session.close()
 
     def _path(self, rel: str) -> Path:
         with readable_errors():
@@ -74,7 +85,14 @@ class Workspace:
         if not command.strip():
             raise ToolError("command is empty")
         with readable_errors():
-            return self.sandbox.run(command, timeout_s=max(1, timeout_s)).render()
+            return self.session.run(command, timeout_s=max(1, timeout_s)).render()
+
+    async def aexec(self, command: str, timeout_s: int = 120) -> str:
+        """As `exec`, on the event loop (no worker thread per command)."""
+        if not command.strip():
+            raise ToolError("command is empty")
+        with readable_errors():
+            return (await self.session.arun(command, timeout_s=max(1, timeout_s))).render()
 
     def apply_patch(self, patch: str) -> str:
         with readable_errors():
@@ -159,7 +177,7 @@ class Workspace:
             where = repo.relative_to(self.root).as_posix() or "."
             script = " && ".join([shlex.join(["cd", "--", where]), *(shlex.join([*GIT, *args]) for args in commands)])
             with readable_errors():
-                result = self.sandbox.run(script, timeout_s=GIT_TIMEOUT_S)
+                result = self.session.run(script, timeout_s=GIT_TIMEOUT_S)
             if result.exit_code != 0:
                 raise ToolError(f"git failed in {repo.name}: {result.render()[-2000:]}")
             text = result.output
@@ -193,12 +211,12 @@ def build_server(workspace: Workspace, name: str = "workspace") -> MCPServer:
     server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS, log_level="WARNING")
 
     @server.tool(name="exec", structured_output=False)
-    def exec_(command: str, timeout_s: int = 120) -> str:
+    async def exec_(command: str, timeout_s: int = 120) -> str:
         """Run a shell command (bash) in the workspace root, inside a sandbox.
 
         Returns the combined stdout/stderr (long output keeps its head and tail) and the exit code.
         """
-        return workspace.exec(command, timeout_s)
+        return await workspace.aexec(command, timeout_s)
 
     @server.tool(structured_output=False)
     def apply_patch(patch: str) -> str:
@@ -271,8 +289,11 @@ def main(argv: list[str] | None = None) -> None:
     config = args.sandbox or SandboxConfig.from_settings(Settings(), network=args.network)
     sandbox = Sandbox(args.root, config)
     owner = (config.uid, config.gid) if config.mode == "bwrap" else None
-    server = build_server(Workspace(args.root, sandbox, owner))
-    serve(server, args)
+    workspace = Workspace(args.root, sandbox, owner)
+    try:
+        serve(build_server(workspace), args)
+    finally:
+        workspace.close()
 
 
 if __name__ == "__main__":

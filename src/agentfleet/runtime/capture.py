@@ -78,6 +78,14 @@ class _Capture:
         return f"{head}\n… [{omitted} bytes omitted] …\n{tail.decode('utf-8', 'replace')}", True
 
 
+def cut(limit: int, head: bytes, tail: bytes, total: int) -> tuple[str, bool]:
+    """The text of a capture kept elsewhere (the sandbox session's executor keeps the same head
+    and tail): as `_Capture.text`."""
+    capture = _Capture(limit)
+    capture.head, capture.tail, capture.total = bytearray(head), bytearray(tail), total
+    return capture.text()
+
+
 def _read_available(fd: int, capture: _Capture, max_reads: int = 16) -> bool:
     """Read what the pipe holds (a bounded number of chunks); True at end of file."""
     for _ in range(max_reads):
@@ -122,13 +130,27 @@ _running: set[subprocess.Popen[bytes]] = set()
 _running_lock = threading.Lock()
 
 
-def kill_all(timeout_s: float = 5.0) -> None:
-    """Kill every running command of this process (each whole process group) and reap them.
+def track(proc: subprocess.Popen[bytes]) -> None:
+    """Count `proc` (the leader of a process group) among the commands `kill_all` kills: a
+    long-lived sandbox (runtime/sandbox.py's SandboxSession)."""
+    with _running_lock:
+        _running.add(proc)
+
+
+def untrack(proc: subprocess.Popen[bytes]) -> None:
+    with _running_lock:
+        _running.discard(proc)
+
+
+def kill_all(procs: list[subprocess.Popen[bytes]] | None = None, timeout_s: float = 5.0) -> None:
+    """Kill every running command of this process (each whole process group), or those of
+    `procs`, and reap them.
 
     For a process that is ending (cancelled, requeued, its parent gone): with bubblewrap, a
     command's sandbox and all it started die with bwrap; without it, its process group does."""
-    with _running_lock:
-        procs = list(_running)
+    if procs is None:
+        with _running_lock:
+            procs = list(_running)
     for proc in procs:
         _kill_group(proc.pid)
     for proc in procs:

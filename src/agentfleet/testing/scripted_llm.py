@@ -174,8 +174,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self._path() not in COMPLETION_PATHS:
             self._send_json(404, _error_body(f"no route for POST {self._path()}", "not_found_error"))
             return
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.llm.raw_requests.append(raw)
         try:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            body = json.loads(raw or b"{}")
         except ValueError:
             body = None
         if not isinstance(body, dict):
@@ -235,6 +237,8 @@ class ScriptedLLM:
         self.record = Path(record) if record is not None else None
         self.repeat_last = repeat_last
         self.requests: list[dict] = []
+        self.raw_requests: list[bytes] = []
+        """Every POST body as the bytes that came (list.append is atomic: no lock needed)."""
         self.request_headers: list[dict[str, str]] = []
         self._cursor = 0
         self._lock = threading.Lock()
