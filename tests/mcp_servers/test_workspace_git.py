@@ -8,6 +8,7 @@ host's files nor its processes.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -22,9 +23,20 @@ from tests.hostile import PLANTS, SECRET_KEY, fired, marker_dir, plant
 FILES = {"app.py": "print('hi')\n", "README.md": "# demo\n"}
 
 
+OPENED: list[Workspace] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_workspaces() -> Iterator[None]:
+    yield
+    while OPENED:
+        OPENED.pop().close()  # its sandbox session
+
+
 def workspace_at(root: Path) -> Workspace:
     grant_workspace(root, 65534, 65534)
-    return Workspace(root, Sandbox(root, SandboxConfig()))
+    OPENED.append(Workspace(root, Sandbox(root, SandboxConfig())))
+    return OPENED[-1]
 
 
 def call(workspace: Workspace, tool: str) -> tuple[str, bool]:
