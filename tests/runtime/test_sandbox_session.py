@@ -257,4 +257,6 @@ def test_closing_with_a_command_in_flight_on_the_event_loop_kills_it_and_does_no
 
     result = asyncio.run(go())
     assert result.exit_code is None and "sandbox ended" in result.output
-    assert not pids_running(seconds) and session.pid is None
+    assert session.pid is None
+    # The sandbox is killed, not waited for: its pid namespace goes down a moment after.
+    assert eventually(lambda: not pids_running(seconds)), "the command outlived the closed session"
