@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import re
 import shutil
 import sqlite3
 import sys
@@ -26,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from dispatch_latency import serve  # bench/ is on sys.path when a script in it runs
@@ -48,6 +50,7 @@ class Figures:
     duplicates: int
     latencies_ms: list[float]
     wall_s: float
+    details: list[str]
 
     def p(self, q: float) -> float:
         ordered = sorted(self.latencies_ms)
@@ -87,28 +90,119 @@ def status_time(events: list[TaskEvent], status: str) -> datetime | None:
     return next((e.ts for e in events if e.kind is EventKind.STATUS and e.data.get("status") == status), None)
 
 
-def latencies(url: str, ids: list[str]) -> list[float]:
-    """ready→dispatch per task, in ms (see the module docstring)."""
+@dataclass
+class Row:
+    """One task's moments (UTC): ready (it could be dispatched), DISPATCHED, RUNNING, final."""
+
+    task_id: str
+    workspace: str
+    queued: datetime
+    dispatched: datetime
+    running: datetime | None
+    final: datetime | None
+    ready: datetime = datetime.min
+
+    @property
+    def latency_ms(self) -> float:
+        return max(0.0, (self.dispatched - self.ready).total_seconds() * 1000)
+
+
+def task_rows(url: str, ids: list[str]) -> list[Row]:
+    """Each dispatched task with its ready time (see the module docstring)."""
     client = Client(url, timeout_s=120)
     rows = []
     for task_id in ids:
         task, events = client.task(task_id), client.events(task_id)
-        final = status_time(events, task.status.value)
-        rows.append((task.workspace_id, status_time(events, "QUEUED"), status_time(events, "DISPATCHED"), final))
-    out = []
-    for workspace, queued, dispatched, _ in rows:
+        queued, dispatched = status_time(events, "QUEUED"), status_time(events, "DISPATCHED")
         if queued is None or dispatched is None:
             continue
+        final = status_time(events, task.status.value)
+        rows.append(Row(task_id, task.workspace_id, queued, dispatched, status_time(events, "RUNNING"), final))
+    for row in rows:
         finished_before = [
-            f for w, _, d, f in rows if w == workspace and f is not None and d is not None and d < dispatched
+            r.final
+            for r in rows
+            if r.workspace == row.workspace and r.final is not None and r.dispatched < row.dispatched
         ]
-        ready = max([queued, *finished_before])
-        out.append(max(0.0, (dispatched - ready).total_seconds() * 1000))
+        row.ready = max([row.queued, *finished_before])
+    return rows
+
+
+@dataclass
+class Delivery:
+    """One line of the dispatch function's log: a delivery of a task's message and what it did."""
+
+    task_id: str
+    action: str
+    published: datetime
+    began: datetime
+    ended: datetime
+
+
+DISPATCH_LINE = re.compile(r"dispatch (\S+) attempt \d+: (\w+)")
+
+
+def deliveries(log: Path) -> list[Delivery]:
+    out = []
+    for line in log.read_text().splitlines() if log.exists() else []:
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            found = DISPATCH_LINE.match(entry.get("message", ""))
+            if found is None or entry.get("queued_s") is None or entry.get("dispatch_s") is None:
+                continue
+            ended = datetime.fromisoformat(entry["time"])
+            began = ended - timedelta(seconds=entry["dispatch_s"])
+            published = began - timedelta(seconds=entry["queued_s"])
+            out.append(Delivery(found[1], found[2], published, began, ended))
     return out
 
 
+def stages(rows: list[Row], log: Path) -> dict[str, list[float]]:
+    """Per dispatched task, in ms: ready → the publish of the message that dispatched it (the
+    handoff), → its delivery to the dispatch function (Pub/Sub push), → the DISPATCHED event (the
+    function's checks and claim); and the deliveries that found the workspace busy first."""
+    by_task: dict[str, list[Delivery]] = {}
+    for d in deliveries(log):
+        by_task.setdefault(d.task_id, []).append(d)
+    out: dict[str, list[float]] = {k: [] for k in ("handoff", "push", "claim", "busy deliveries", "total")}
+    for row in rows:
+        launched = [d for d in by_task.get(row.task_id, []) if d.action == "launched"]
+        if not launched:
+            continue
+        d = launched[0]
+        published = max(d.published, row.ready)
+        out["handoff"].append(max(0.0, (d.published - row.ready).total_seconds() * 1000))
+        out["push"].append(max(0.0, (d.began - published).total_seconds() * 1000))
+        out["claim"].append(max(0.0, (row.dispatched - d.began).total_seconds() * 1000))
+        out["busy deliveries"].append(sum(x.action == "waiting" for x in by_task[row.task_id]))
+        out["total"].append(row.latency_ms)
+    return out
+
+
+def breakdown(found: dict[str, list[float]]) -> list[str]:
+    """The stages' p50/p99, then their means over the slowest 5% of tasks (the tail)."""
+    if not found["total"]:
+        return []
+    cut = sorted(found["total"])[int(0.95 * (len(found["total"]) - 1))]
+    tail = [i for i, t in enumerate(found["total"]) if t >= cut]
+    lines = []
+    for name, values in found.items():
+        ordered = sorted(values)
+        mean_tail = sum(values[i] for i in tail) / len(tail)
+        lines.append(
+            f"  {name:16} p50 {ordered[len(ordered) // 2]:8.1f}  p99 {ordered[round(0.99 * (len(ordered) - 1))]:8.1f}"
+            f"  mean over the slowest 5% ({len(tail)} tasks) {mean_tail:8.1f}"
+        )
+    return lines
+
+
 def run_flow(
-    name: str, url: str, repos: list[Path], args: argparse.Namespace, runs: Callable[[], Counter[tuple[str, str]]]
+    name: str,
+    url: str,
+    repos: list[Path],
+    args: argparse.Namespace,
+    runs: Callable[[], Counter[tuple[str, str]]],
+    dispatch_log: Path | None = None,
 ) -> Figures:
     print(f"{name}: {args.tasks} tasks over {len(repos)} repositories", file=sys.stderr)
     started = time.monotonic()
@@ -117,7 +211,16 @@ def run_flow(
     wall = time.monotonic() - started
     lost = sum(1 for task_id in ids if status.get(task_id) != "SUCCEEDED")
     duplicates = sum(n - 1 for n in runs().values() if n > 1)
-    return Figures(name, lost, duplicates, latencies(url, ids), wall)
+    rows = task_rows(url, ids)
+    starting = sorted((r.running - r.dispatched).total_seconds() for r in rows if r.running)
+    working = sorted((r.final - r.running).total_seconds() for r in rows if r.running and r.final)
+    details = [
+        f"  agent: DISPATCHED→RUNNING median {starting[len(starting) // 2] if starting else float('nan'):.2f} s, "
+        f"RUNNING→end median {working[len(working) // 2] if working else float('nan'):.2f} s"
+    ]
+    if dispatch_log is not None:
+        details += ["  ready→dispatch stages, ms:", *breakdown(stages(rows, dispatch_log))]
+    return Figures(name, lost, duplicates, [r.latency_ms for r in rows], wall, details)
 
 
 def cloud(repos: list[Path], llm_url: str, work: Path, args: argparse.Namespace) -> Figures:
@@ -129,7 +232,7 @@ def cloud(repos: list[Path], llm_url: str, work: Path, args: argparse.Namespace)
                 envs = flow.started_envs()
                 return Counter((e.get("AGENTFLEET_TASK_ID", ""), e.get("AGENTFLEET_ATTEMPT", "")) for e in envs)
 
-            return run_flow("cloud", flow.urls["orchestrate"], repos, args, runs)
+            return run_flow("cloud", flow.urls["orchestrate"], repos, args, runs, flow.workdir / "dispatch.log")
 
 
 def local(repos: list[Path], llm_url: str, work: Path, args: argparse.Namespace) -> Figures:
@@ -163,6 +266,7 @@ def main() -> None:
                 figures.append(local(repos, llm.url, work / "local", args))
         for f in figures:
             print(f.line())
+            print("\n".join(f.details))
         if len(figures) == 2:
             c, b = figures
             print(
