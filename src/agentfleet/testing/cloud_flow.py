@@ -48,7 +48,10 @@ class CloudFlow:
         llm_url: str,
         extra_env: dict[str, str] | None = None,
         ack_deadline_s: int = 60,
+        agent_nice: int = 0,
     ) -> None:
+        """`agent_nice`: the agents' niceness. Deployed, an agent has a container of its own and takes
+        no CPU from the functions; on one machine, a positive value gives them what is left over."""
         self.emulators = emulators
         self.workdir = workdir
         unique = uuid.uuid4().hex[:8]
@@ -65,6 +68,7 @@ class CloudFlow:
             **(extra_env or {}),
         }
         self.ack_deadline_s = ack_deadline_s
+        self.agent_nice = agent_nice
         self.publisher = pubsub_v1.PublisherClient()
         self.subscriber = pubsub_v1.SubscriberClient()
         project = emulators.project
@@ -105,7 +109,10 @@ class CloudFlow:
         # What the job template does not carry but this machine's "Cloud Run" must give its containers.
         agent_env["AGENTFLEET_ALLOW_LOCAL_REPOS"] = "true"
         self.fake = FakeCloudRun(
-            command=["sh", "-c", CONTAINER, "container", sys.executable, "-m", "agentfleet.agent"],
+            command=[
+                *(["nice", "-n", str(self.agent_nice)] if self.agent_nice else []),
+                *["sh", "-c", CONTAINER, "container", sys.executable, "-m", "agentfleet.agent"],
+            ],
             base_env=agent_env,
             log_dir=self.workdir / "executions",
         ).start()
