@@ -1,6 +1,7 @@
 """The cloud flow under load, beside the local flow: N tasks over M repositories, scripted model.
 
-    .venv/bin/python bench/cloud_flow.py [--tasks 200] [--repos 20] [--clients 8] [--no-baseline] [--nice-agents N]
+    .venv/bin/python bench/cloud_flow.py [--tasks 200] [--repos 20] [--clients 8] [--no-baseline]
+        [--nice-agents N] [--push-concurrency N]
 
 cloud: POST /orchestrate (functions-framework) → Firestore + Pub/Sub emulators → push subscription
 → dispatch function → the Cloud Run Jobs fake (real google-cloud-run client) → the agent process
@@ -232,7 +233,13 @@ def cloud(repos: list[Path], llm_url: str, work: Path, args: argparse.Namespace)
         hosts = {k: v for k, v in emulators.env().items() if k.endswith("_EMULATOR_HOST")}
         with (
             environment(hosts),
-            CloudFlow(emulators, work / "flow", llm_url=llm_url, agent_nice=args.nice_agents) as flow,
+            CloudFlow(
+                emulators,
+                work / "flow",
+                llm_url=llm_url,
+                agent_nice=args.nice_agents,
+                push_concurrency=args.push_concurrency,
+            ) as flow,
         ):
 
             def runs() -> Counter[tuple[str, str]]:
@@ -271,6 +278,13 @@ def main() -> None:
         default=0,
         help="the cloud agents' niceness: >0 leaves the functions and emulators the CPU first, as separate "
         "containers would (what of the tail is 20 agents competing for this machine's cores)",
+    )
+    parser.add_argument(
+        "--push-concurrency",
+        type=int,
+        default=None,
+        help="deliver to the dispatch function this many at a time (the deployed concurrency is 20) instead "
+        "of through the emulator's push subscription, which delivers two at a time",
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="agentfleet-cloud-bench-"))
