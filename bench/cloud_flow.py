@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from dispatch_latency import serve  # bench/ is on sys.path when a script in it runs
+from dispatch_latency import TOKEN, serve  # bench/ is on sys.path when a script in it runs
 
 from agentfleet.client import Client
 from agentfleet.tasks import EventKind, TaskEvent
@@ -68,15 +68,13 @@ class Figures:
         )
 
 
-def submit_all(url: str, repos: list[Path], tasks: int, clients: int) -> list[str]:
-    client = Client(url, timeout_s=120)
+def submit_all(client: Client, repos: list[Path], tasks: int, clients: int) -> list[str]:
     bodies = [{"query": f"bench task {i}", "repo_url": str(repos[i % len(repos)])} for i in range(tasks)]
     with ThreadPoolExecutor(clients) as pool:
         return [r["task_id"] for r in pool.map(client.submit, bodies)]
 
 
-def wait_all(url: str, ids: list[str], timeout_s: float) -> dict[str, str]:
-    client = Client(url, timeout_s=120)
+def wait_all(client: Client, ids: list[str], timeout_s: float) -> dict[str, str]:
     deadline = time.monotonic() + timeout_s
     wanted = set(ids)
     status: dict[str, str] = {}
@@ -112,9 +110,8 @@ class Row:
         return max(0.0, (self.dispatched - self.ready).total_seconds() * 1000)
 
 
-def task_rows(url: str, ids: list[str]) -> list[Row]:
+def task_rows(client: Client, ids: list[str]) -> list[Row]:
     """Each dispatched task with its ready time (see the module docstring)."""
-    client = Client(url, timeout_s=120)
     rows = []
     for task_id in ids:
         task, events = client.task(task_id), client.events(task_id)
@@ -208,15 +205,17 @@ def run_flow(
     args: argparse.Namespace,
     runs: Callable[[], Counter[tuple[str, str]]],
     dispatch_log: Path | None = None,
+    token: str | None = None,
 ) -> Figures:
     print(f"{name}: {args.tasks} tasks over {len(repos)} repositories", file=sys.stderr)
+    client = Client(url, token, timeout_s=120)
     started = time.monotonic()
-    ids = submit_all(url, repos, args.tasks, args.clients)
-    status = wait_all(url, ids, args.timeout)
+    ids = submit_all(client, repos, args.tasks, args.clients)
+    status = wait_all(client, ids, args.timeout)
     wall = time.monotonic() - started
     lost = sum(1 for task_id in ids if status.get(task_id) != "SUCCEEDED")
     duplicates = sum(n - 1 for n in runs().values() if n > 1)
-    rows = task_rows(url, ids)
+    rows = task_rows(client, ids)
     starting = sorted((r.running - r.dispatched).total_seconds() for r in rows if r.running)
     working = sorted((r.final - r.running).total_seconds() for r in rows if r.running and r.final)
     details = [
@@ -258,7 +257,7 @@ def local(repos: list[Path], llm_url: str, work: Path, args: argparse.Namespace)
         return Counter((task_id, str(attempt)) for task_id, attempt in rows)
 
     with serve(home, llm_url) as url:
-        return run_flow("local", url, repos, args, runs)
+        return run_flow("local", url, repos, args, runs, token=TOKEN)
 
 
 def ratio(a: float, b: float) -> str:
