@@ -10,6 +10,7 @@ Settings, backends and the Service are built once per instance, at the first cal
 from __future__ import annotations
 
 import logging
+import threading
 
 import flask
 import functions_framework
@@ -26,15 +27,20 @@ from agentfleet.settings import Settings
 logger = logging.getLogger("agentfleet.functions")
 _api: Api | None = None
 """The instance's API (and, through it, its Service); tests may set one of their own."""
+_building = threading.Lock()
+"""Held while the first call builds the API: the requests of a burst at a cold start wait for that
+one instead of each building clients of their own on the same cores."""
 
 
 def get_api() -> Api:
     global _api
     if _api is None:
-        if not logging.getLogger().handlers:
-            configure_logging()
-        settings = Settings()
-        _api = Api(Service(build_backends(settings), settings))
+        with _building:
+            if _api is None:
+                if not logging.getLogger().handlers:
+                    configure_logging()
+                settings = Settings()
+                _api = Api(Service(build_backends(settings), settings))
     return _api
 
 

@@ -8,6 +8,8 @@ import base64
 import json
 import logging
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -250,6 +252,23 @@ def test_the_functions_build_their_service_from_the_environment_once(home: Path)
     assert client.get(f"/tasks/{response.get_json()['task_id']}").status_code == 200
     assert module._api is api
     assert (home / "tasks.db").exists()
+
+
+def test_concurrent_first_calls_build_the_service_once(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst at a cold start: one build, the other requests wait for it (budget: one)."""
+    _, module = load("orchestrate", "http")
+    built: list[int] = []
+    real_build = module.build_backends
+
+    def counting_build(settings: Settings) -> Any:
+        built.append(1)
+        time.sleep(0.2)  # a slow build, so that the others arrive while it runs
+        return real_build(settings)
+
+    monkeypatch.setattr(module, "build_backends", counting_build)
+    with ThreadPoolExecutor(8) as pool:
+        apis = list(pool.map(lambda _: module.get_api(), range(8)))
+    assert len(built) == 1 and all(api is apis[0] for api in apis)
 
 
 def test_a_service_that_cannot_be_built_is_a_logged_json_500(

@@ -88,6 +88,27 @@ def test_a_second_task_on_a_busy_workspace_waits_then_runs(repo_factory, setting
     assert drain(service, backends.queue) == ["launched"]
 
 
+def test_a_task_stored_while_its_workspace_is_busy_is_published_when_the_running_one_ends(
+    repo_factory, settings, idle_command
+) -> None:
+    """Not at submission (its delivery would find the workspace busy and be dropped), but by the
+    finish of the task ahead of it: the handoff is the only message, and it runs."""
+    backends = backends_for(settings, idle_command)
+    service = Service(backends, settings)
+    queue = backends.queue
+    assert isinstance(queue, SqliteTaskQueue)
+    repo = str(repo_factory(FILES))
+    first, _ = service.submit({"query": "one", "repo_url": repo})
+    assert drain(service, queue) == ["launched"]
+    second, _ = service.submit({"query": "two", "repo_url": repo})
+    assert drain(service, queue) == [], "nothing published while the workspace is busy"
+    running = service.start_attempt(first.id)
+    assert running is not None
+    assert service.finish_attempt(running, running.model_copy(update={"status": TaskStatus.SUCCEEDED}))
+    assert drain(service, queue) == ["launched"]
+    assert backends.store.get(second.id).status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING)  # type: ignore[union-attr]
+
+
 def test_an_attempt_starts_once_and_a_finish_after_a_cancel_records_nothing(
     repo_factory, settings, idle_command
 ) -> None:

@@ -25,9 +25,10 @@ def redact(text: str) -> str:
     return text
 
 
-MEASURES = ("queued_s",)
+MEASURES = ("queued_s", "dispatch_s")
 """Numbers a log record may carry as fields of their own, for log-based metrics: `queued_s`, the
-seconds from a task's publish to its dispatch."""
+seconds from a task's publish to the start of its dispatch; `dispatch_s`, the seconds the dispatch
+took (the store's checks and claim, and the launch)."""
 
 
 class JsonFormatter(logging.Formatter):

@@ -90,8 +90,9 @@ class Service:
             raise InvalidRequestError(describe_validation_error(exc)) from None
 
     def submit(self, body: Any) -> tuple[Task, bool]:
-        """Validate, store QUEUED, publish. Returns (task, created); a repeated idempotency key
-        returns the first task and publishes nothing."""
+        """Validate, store QUEUED, publish when the workspace has room (else the task that ends
+        next publishes it). Returns (task, created); a repeated idempotency key returns the first
+        task and publishes nothing."""
         request = body if isinstance(body, TaskRequest) else self.parse_request(body)
         return self._create(Task(request=request))
 
@@ -112,9 +113,16 @@ class Service:
                 f"idempotency_key {new.request.idempotency_key!r} was used for a different request (task {task.id}); "
                 "send that request again, or use a new key for this one"
             )
-        if created:
+        if created and self._has_room(task.workspace_id):
             self._publish(task)
         return task, created
+
+    def _has_room(self, workspace_id: str) -> bool:
+        """Whether the workspace can take another task now. A task stored while it cannot is not
+        published: its message would only be delivered to find the workspace busy and be dropped.
+        The task that ends next publishes it (schedule_next); that task's end comes after this
+        count saw it active, so after this task was stored, and its look for QUEUED ones sees it."""
+        return self.store.count_active(workspace_id) < self.settings.max_concurrent_per_workspace
 
     def _publish(self, task: Task) -> bool:
         """Publish the task for dispatch. A queue that cannot be reached loses nothing: the task
@@ -154,7 +162,7 @@ class Service:
             return DispatchOutcome("unknown", message.task_id, detail="no such task")
         if task.status is not TaskStatus.QUEUED or task.attempt != message.attempt:
             return DispatchOutcome("duplicate", task.id, task.execution, f"{task.status.value} attempt {task.attempt}")
-        if self.store.count_active(task.workspace_id) >= self.settings.max_concurrent_per_workspace:
+        if not self._has_room(task.workspace_id):
             return DispatchOutcome("waiting", task.id, detail=f"workspace {task.workspace_id} is busy")
         claimed = self.store.transition(task.id, [TaskStatus.QUEUED], TaskStatus.DISPATCHED, attempt=task.attempt)
         if claimed is None:
@@ -371,7 +379,7 @@ class Service:
 
     def schedule_next(self, workspace_id: str) -> bool:
         """Publish the oldest QUEUED task of the workspace when it has room; True when published."""
-        if self.store.count_active(workspace_id) >= self.settings.max_concurrent_per_workspace:
+        if not self._has_room(workspace_id):
             return False
         queued = self.store.list_tasks(status=TaskStatus.QUEUED, workspace_id=workspace_id, limit=1000)
         if not queued:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -100,7 +101,9 @@ def _dispatch(service: Service, payload: Any, message_id: str, waited: float | N
             f"neither a dispatch message nor a task request (a task request needs 'query'): "
             f"{describe_validation_error(exc)}"
         ) from None
+    began = time.monotonic()
     outcome = service.dispatch(message)
+    took = round(time.monotonic() - began, 3)
     level = logging.WARNING if outcome.action in ("failed", "unknown") else logging.INFO
     logger.log(
         level,
@@ -109,7 +112,7 @@ def _dispatch(service: Service, payload: Any, message_id: str, waited: float | N
         message.attempt,
         outcome.action,
         outcome.execution or outcome.detail,
-        extra={"task_id": message.task_id, "queued_s": waited},
+        extra={"task_id": message.task_id, "queued_s": waited, "dispatch_s": took},
     )
 
 

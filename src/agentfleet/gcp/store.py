@@ -5,10 +5,11 @@ the fields the queries filter and sort on, as native Firestore types (`alive_at`
 of life: heartbeat_at, or updated_at before the first heartbeat). Reading checks the copies
 against the task, so a document someone edited by hand fails loudly instead of half-matching.
 
-- `transition` is one transaction (read, compare, write); `create` is one atomic batch that
-  creates the task, its first event when given one, and, with an idempotency key, a marker
-  `{collection}-keys/{sha256(key)}` (all with an exists=false precondition, so the loser of a
-  race gets AlreadyExists and reads the winner); `heartbeat` reads, then updates with a
+- `transition` reads, compares, then writes with a last-update-time precondition (a lost race
+  reads again: no lock, no transaction); `create` is one atomic batch that creates the task, its
+  first event when given one, and, with an idempotency key, a marker
+  `{collection}-keys/{sha256(key)}` (all with an exists=false precondition, so the loser of a race
+  gets AlreadyExists and reads the winner); `heartbeat` reads, then updates with a
   last-update-time precondition: no lock.
 - Events are `{collection}/{task_id}/events/{seq:010d}`, written with `create()` (fails when the
   seq is taken). The store remembers the last seq per task, so an agent appending its own events
@@ -208,38 +209,28 @@ class FirestoreTaskStore:
         changed task would be invalid."""
         allowed = {TaskStatus(s) for s in expected}
         ref = self.tasks.document(task_id)
-
-        def applies(snap: Any) -> Task | None:
+        for round_ in range(_TRIES):
+            # Compare-and-set without a transaction: read, then write with a last-update-time
+            # precondition (two calls, no lock). A writer that lost the race reads the task again
+            # and, once another writer has moved it on, answers None. Transactions cost four calls
+            # and, on the emulator's pessimistic locks, kept racing losers aborting each other.
+            snap = ref.get(**self._read)
             if not snap.exists:
                 return None
             task: Task = read_doc(TaskDoc, snap).task
             if task.status not in allowed or (attempt is not None and task.attempt != attempt):
                 return None
-            return task
-
-        def compare_and_set(transaction: firestore.Transaction) -> Task | None:
-            task = applies(ref.get(transaction=transaction, **self._read))
-            if task is None:
-                return None
             moved = apply_transition(task, TaskStatus(new), changes or {})
-            transaction.set(ref, TaskDoc.of(moved).fields())
-            return moved
-
-        run = firestore.transactional(compare_and_set)
-        for round_ in range(_TRIES):
-            # A plain read first: once another writer has moved the task on, the answer is None
-            # without a transaction. Racing losers otherwise keep aborting each other's
-            # transactions on the emulator's locks long after the winner has committed.
-            if applies(ref.get(**self._read)) is None:
-                return None
             try:
-                return run(self.client.transaction(max_attempts=3))
-            except gexc.Aborted:  # contention on the read: start over
-                pass
-            except ValueError as exc:
-                if not isinstance(exc.__cause__, gexc.Aborted):  # not "failed to commit in N attempts"
-                    raise
-            _backoff(round_)
+                ref.update(
+                    TaskDoc.of(moved).fields(),
+                    option=self.client.write_option(last_update_time=snap.update_time),
+                    **self._write,
+                )
+            except gexc.FailedPrecondition:  # changed since the read: look again
+                _backoff(round_)
+                continue
+            return moved
         raise GcpUnavailableError(f"task {task_id} is too contended to change now; try again")
 
     @_google_errors

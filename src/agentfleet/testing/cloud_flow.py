@@ -13,12 +13,14 @@ earlier task of its workspace comes back through the snapshot in Cloud Storage.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,16 @@ class CloudFlow:
         llm_url: str,
         extra_env: dict[str, str] | None = None,
         ack_deadline_s: int = 60,
+        agent_nice: int = 0,
+        push_concurrency: int | None = None,
     ) -> None:
+        """`agent_nice`: the agents' niceness. Deployed, an agent has a container of its own and takes
+        no CPU from the functions; on one machine, a positive value gives them what is left over.
+
+        `push_concurrency`: None, the emulator's push subscription, which delivers at most two
+        messages at a time (a burst of N tasks waits N/2 dispatches); a number, a pull subscription
+        with the same policies whose messages this process posts to the dispatch function as the
+        push would, that many at a time, acking on a 2xx (Eventarc and Pub/Sub push scale out)."""
         self.emulators = emulators
         self.workdir = workdir
         unique = uuid.uuid4().hex[:8]
@@ -65,6 +76,9 @@ class CloudFlow:
             **(extra_env or {}),
         }
         self.ack_deadline_s = ack_deadline_s
+        self.agent_nice = agent_nice
+        self.push_concurrency = push_concurrency
+        self._forwarder: Any = None
         self.publisher = pubsub_v1.PublisherClient()
         self.subscriber = pubsub_v1.SubscriberClient()
         project = emulators.project
@@ -105,7 +119,10 @@ class CloudFlow:
         # What the job template does not carry but this machine's "Cloud Run" must give its containers.
         agent_env["AGENTFLEET_ALLOW_LOCAL_REPOS"] = "true"
         self.fake = FakeCloudRun(
-            command=["sh", "-c", CONTAINER, "container", sys.executable, "-m", "agentfleet.agent"],
+            command=[
+                *(["nice", "-n", str(self.agent_nice)] if self.agent_nice else []),
+                *["sh", "-c", CONTAINER, "container", sys.executable, "-m", "agentfleet.agent"],
+            ],
             base_env=agent_env,
             log_dir=self.workdir / "executions",
         ).start()
@@ -116,9 +133,12 @@ class CloudFlow:
         log = (self.workdir / f"{target}.log").open("ab")
         argv = [sys.executable, "-m", "functions_framework", "--target", target, "--source", str(FUNCTIONS_SOURCE)]
         argv += ["--signature-type", signature, "--host", "127.0.0.1", "--port", str(port)]
+        env = {**os.environ, **self.env}
+        if target == "dispatch" and self.push_concurrency:  # room for every delivery at once, as deployed
+            env["THREADS"] = str(max(self.push_concurrency, int(env.get("THREADS", "0") or 0)))
         proc = subprocess.Popen(
             argv,
-            env={**os.environ, **self.env},
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -130,11 +150,12 @@ class CloudFlow:
         return url
 
     def _create_push_subscription(self) -> None:
+        pushed = self.push_concurrency is None
         self.subscriber.create_subscription(
             request={
                 "name": self.push_subscription,
                 "topic": self.topic,
-                "push_config": {"push_endpoint": self.urls["dispatch"] + "/"},
+                **({"push_config": {"push_endpoint": self.urls["dispatch"] + "/"}} if pushed else {}),
                 "ack_deadline_seconds": self.ack_deadline_s,
                 # Not ordered, as deployed: an ordered push subscription holds a whole workspace
                 # behind a message that keeps failing until it is dead-lettered, and the order of
@@ -151,8 +172,40 @@ class CloudFlow:
                 },
             }
         )
+        if not pushed:
+            self._forwarder = self._forward(int(self.push_concurrency or 1))
+
+    def _forward(self, concurrency: int) -> Any:
+        """Pull the subscription and post each message to the dispatch function in the push body."""
+        client = httpx.Client(timeout=self.ack_deadline_s)
+        url = self.urls["dispatch"] + "/"
+
+        def deliver(message: Any) -> None:
+            body = {
+                "message": {
+                    "data": base64.b64encode(message.data).decode(),
+                    "attributes": dict(message.attributes),
+                    "messageId": message.message_id,
+                    "publishTime": message.publish_time.isoformat().replace("+00:00", "Z"),
+                },
+                "subscription": self.push_subscription,
+            }
+            try:
+                ok = client.post(url, json=body).is_success
+            except httpx.HTTPError:
+                ok = False
+            message.ack() if ok else message.nack()
+
+        scheduler = pubsub_v1.subscriber.scheduler.ThreadScheduler(ThreadPoolExecutor(concurrency))
+        flow = pubsub_v1.types.FlowControl(max_messages=concurrency)
+        return self.subscriber.subscribe(self.push_subscription, deliver, flow_control=flow, scheduler=scheduler)
 
     def stop(self) -> None:
+        if self._forwarder is not None:
+            self._forwarder.cancel()
+            with contextlib.suppress(Exception):  # cancelled, or it failed: either way it has stopped
+                self._forwarder.result(timeout=10)
+            self._forwarder = None
         for proc in self.functions.values():
             if proc.poll() is None:
                 os.killpg(proc.pid, 15)
