@@ -116,6 +116,7 @@ bench: install $(BENCH_STAMP) ## Run the benchmark scripts under bench/ and prin
 	$(PY) bench/warm_workspace.py
 	$(PY) bench/intake.py
 	$(PY) bench/dispatch_latency.py
+	$(PY) bench/task_memory.py
 	$(PY) bench/cloud_flow.py
 	$(PY) bench/idle_cpu.py
 	$(PY) bench/burst.py

@@ -71,7 +71,7 @@ class Arrivals:
 
 
 @contextlib.contextmanager
-def serve(home: Path, llm_url: str, prefork: bool) -> Iterator[str]:
+def serve(home: Path, llm_url: str, prefork: bool = True) -> Iterator[str]:
     port = free_port()
     env = {
         **os.environ,
