@@ -91,8 +91,8 @@ def test_a_second_task_on_a_busy_workspace_waits_then_runs(repo_factory, setting
 def test_a_task_stored_while_its_workspace_is_busy_is_published_when_the_running_one_ends(
     repo_factory, settings, idle_command
 ) -> None:
-    """Not at submission (its delivery would find the workspace busy and be dropped), but by the
-    finish of the task ahead of it: the handoff is the only message, and it runs."""
+    """Its delivery at submission finds the workspace busy and is dropped; the finish of the task
+    ahead of it publishes it again, and that delivery runs it."""
     backends = backends_for(settings, idle_command)
     service = Service(backends, settings)
     queue = backends.queue
@@ -101,7 +101,7 @@ def test_a_task_stored_while_its_workspace_is_busy_is_published_when_the_running
     first, _ = service.submit({"query": "one", "repo_url": repo})
     assert drain(service, queue) == ["launched"]
     second, _ = service.submit({"query": "two", "repo_url": repo})
-    assert drain(service, queue) == [], "nothing published while the workspace is busy"
+    assert drain(service, queue) == ["waiting"], "its delivery found the workspace busy"
     running = service.start_attempt(first.id)
     assert running is not None
     assert service.finish_attempt(running, running.model_copy(update={"status": TaskStatus.SUCCEEDED}))
