@@ -25,7 +25,7 @@ import httpx
 import openai
 from openai import AsyncOpenAI, AsyncStream
 from openai._base_client import make_request_options
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion
 
 from agentfleet.agent.profiles import ModelProfile
 from agentfleet.agent.textcalls import TextCall, recover_tool_calls
@@ -189,7 +189,9 @@ class OpenAIModel:
             cast_to=ChatCompletion,
             options=options,
             stream=stream,
-            stream_cls=AsyncStream[ChatCompletionChunk],
+            # Chunks as the plain JSON they are: the SDK still decodes the events and raises for an
+            # error in the stream, but builds no typed object per chunk (~0.3 ms each, ~2 ms a step).
+            stream_cls=AsyncStream[dict[str, Any]],
         )
 
     async def _complete(self, kwargs: dict[str, Any]) -> Completion:
@@ -256,25 +258,26 @@ class OpenAIModel:
         calls: dict[int, list[str]] = {}
         pieces, usage, choices = 0, None, 0
         body = {**kwargs, "stream": True, "stream_options": {"include_usage": True}}
-        stream: AsyncStream[ChatCompletionChunk] = await self._post(body, headers, stream=True)
+        stream: AsyncStream[dict[str, Any]] = await self._post(body, headers, stream=True)
         async with stream:
             async for chunk in stream:
-                usage = chunk.usage or usage
-                for choice in chunk.choices[:1]:
+                usage = _Usage.of(chunk.get("usage")) or usage
+                for choice in (chunk.get("choices") or [])[:1]:
                     choices += 1
-                    delta = choice.delta
-                    if delta.content:
-                        text.append(delta.content)
+                    delta = choice.get("delta") or {}
+                    if content := delta.get("content"):
+                        text.append(content)
                         pieces += 1
-                    if reasoning := _reasoning(delta):
+                    if reasoning := _reasoning_of(delta):
                         thought.append(reasoning)
                         pieces += 1
-                    for tc in delta.tool_calls or []:
-                        entry = calls.setdefault(tc.index, ["", "", ""])
-                        entry[0] = tc.id or entry[0]
-                        if tc.function is not None:
-                            entry[1] += tc.function.name or ""
-                            entry[2] += tc.function.arguments or ""
+                    for tc in delta.get("tool_calls") or []:
+                        entry = calls.setdefault(tc.get("index", 0), ["", "", ""])
+                        entry[0] = tc.get("id") or entry[0]
+                        function = tc.get("function")
+                        if function is not None:
+                            entry[1] += function.get("name") or ""
+                            entry[2] += function.get("arguments") or ""
                             pieces += 1
                 now = time.monotonic()
                 if now - last >= self.progress_s:
@@ -388,6 +391,28 @@ def _reasoning(message: Any) -> str:
         if isinstance(value, str) and value:
             return value
     return ""
+
+
+def _reasoning_of(delta: dict[str, Any]) -> str:
+    """`_reasoning` of a streamed delta as the JSON it came as."""
+    for name in ("reasoning", "reasoning_content"):
+        value = delta.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+@dataclass(frozen=True)
+class _Usage:
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+    @classmethod
+    def of(cls, usage: Any) -> _Usage | None:
+        """The token counts of a chunk's `usage` (None when it has none)."""
+        if not isinstance(usage, dict):
+            return None
+        return cls(usage.get("prompt_tokens"), usage.get("completion_tokens"))
 
 
 def _connection_failure(exc: BaseException) -> str:
