@@ -3,7 +3,8 @@
 Two lock files per workspace, under `$AGENTFLEET_HOME/locks/`, outside every workspace:
 - `<workspace>.attempt`: the agent holds it, exclusively, for its whole attempt;
 - `<workspace>.procs`: every process that acts in the workspace for an attempt holds it shared
-  (the workspace server, whose commands die with it).
+  (the agent, while its in-process workspace server lives; a stdio workspace server started by
+  another client holds it itself): the commands die with the process that holds it.
 An agent that gets `.attempt` then takes `.procs` exclusively, which it can only do once every
 process of earlier attempts has ended (cancelled, requeued or killed: a lock goes with its
 process, however it dies), and lets it go at once for its own processes to take. It does the
