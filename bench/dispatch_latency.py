@@ -97,8 +97,14 @@ def serve(home: Path, llm_url: str, prefork: bool = True) -> Iterator[str]:
             time.sleep(0.1)
         yield url
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        # SIGTERM, which serve handles as Ctrl-C: a SIGINT is ignored by a process started from a
+        # background job (bash sets it to SIG_IGN there, and Python then installs no handler).
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def one(client: Client, repo: Path, arrivals: Arrivals) -> tuple[float, float, float]:
