@@ -15,8 +15,10 @@ One unit, over ~300 lines: one server (handler, script cursor, streaming) and it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
+import socket
 import sys
 import threading
 import time
@@ -144,6 +146,26 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], llm: ScriptedLLM) -> None:
         super().__init__(address, _Handler)
         self.llm = llm
+        self.connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def hang_up(self) -> None:
+        """Close every kept-alive connection, as a server that stops does."""
+        with self._connections_lock:
+            open_now = list(self.connections)
+        for connection in open_now:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hangs up mid-answer is not worth a traceback."""
@@ -153,6 +175,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive, as an OpenAI-compatible server answers
+    disable_nagle_algorithm = True  # headers and body are two writes: no wait for the client's delayed ACK
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests and benchmarks read the recorded requests instead."""
@@ -171,10 +195,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, _error_body(f"no route for GET {path}", "not_found_error"))
 
     def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))  # read first: the connection stays open
         if self._path() not in COMPLETION_PATHS:
             self._send_json(404, _error_body(f"no route for POST {self._path()}", "not_found_error"))
             return
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.llm.raw_requests.append(raw)
         try:
             body = json.loads(raw or b"{}")
@@ -198,19 +222,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _send_stream(self, chunks: Iterator[dict], pause: float) -> None:
+        """Server-sent events in HTTP/1.1 chunks, the connection kept open as vLLM's server keeps it:
+        each event one chunk, written at once unless `pause` spaces them out."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for chunk in chunks:
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            if pause:
-                self.wfile.flush()
+        events = [f"data: {json.dumps(chunk)}\n\n".encode() for chunk in chunks] + [b"data: [DONE]\n\n"]
+        if not pause:
+            self.wfile.write(b"".join(_chunk(event) for event in events) + _chunk(b""))
+            return
+        for i, event in enumerate(events):
+            if i:
                 time.sleep(pause)
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
-        self.close_connection = True
+            self.wfile.write(_chunk(event))
+            self.wfile.flush()
+        self.wfile.write(_chunk(b""))
+
+
+def _chunk(data: bytes) -> bytes:
+    """One chunk of HTTP/1.1's chunked transfer coding (the empty one ends the body)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 class ScriptedLLM:
@@ -266,6 +299,7 @@ class ScriptedLLM:
             return
         server.shutdown()
         server.server_close()
+        server.hang_up()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
