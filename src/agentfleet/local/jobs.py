@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agentfleet.local import sqlite
-from agentfleet.local.warm import WarmChild, WarmLauncher
+from agentfleet.local.warm import WarmChild, WarmLauncher, proc_stat
 from agentfleet.ports import ATTEMPT_ENV, TASK_ID_ENV, Execution
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task
@@ -69,7 +69,6 @@ class Child(Protocol):
 _children: dict[int, Child] = {}
 """Processes this process started, by pid, until their watcher thread has reaped them."""
 _children_lock = threading.Lock()
-_HAS_PROC = Path("/proc/self/stat").exists()
 
 
 PASSED_ENV = frozenset(
@@ -126,25 +125,6 @@ def execution_name(task: Task) -> str:
     return f"agent-{task.workspace_id}-{task.id}-{task.attempt}"
 
 
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """(state, start time) of the process, or None when there is none. The start time is field 22
-    of /proc/<pid>/stat; without /proc (macOS) it is "" and liveness falls back to kill(pid, 0)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except ProcessLookupError:  # it vanished between the open and the read: the kernel says ESRCH
-        return None
-    except FileNotFoundError:
-        if _HAS_PROC:
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return ("R", "")
-    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": field 3 onward
-    return fields[0], fields[19]
-
-
 def _watched(pid: int) -> bool:
     with _children_lock:
         return pid in _children
@@ -153,7 +133,7 @@ def _watched(pid: int) -> bool:
 def _is_alive(pid: int, start: str | None) -> bool:
     """The process `pid` started at `start` exists and is not a zombie (a zombie is reaped
     here when it is a child of this process that no watcher thread waits for)."""
-    stat = _proc_stat(pid)
+    stat = proc_stat(pid)
     if stat is None or stat[1] != start:
         return False
     if stat[0] in ("Z", "X"):
@@ -336,7 +316,7 @@ class LocalJobRunner(sqlite.ThreadConnections):
             with self._write() as conn:
                 conn.execute("DELETE FROM executions WHERE name = ?", (name,))
             raise
-        stat = _proc_stat(proc.pid)  # read before anything can reap it
+        stat = proc_stat(proc.pid)  # read before anything can reap it
         self._record(task, name, proc, stat[1] if stat else None)
 
     def _record(self, task: Task, name: str, proc: Child, start: str | None) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import queue
 import subprocess
 import sys
@@ -25,13 +26,32 @@ from typing import Any
 logger = logging.getLogger("agentfleet.local.warm")
 
 
-def start_time(pid: int) -> str | None:
-    """Field 22 of /proc/<pid>/stat (the start time), or None when there is no such process."""
+_HAS_PROC = Path("/proc/self/stat").exists()
+
+
+def proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of the process, or None when there is none. The start time is field 22
+    of /proc/<pid>/stat; without /proc (macOS) it is "" and liveness falls back to kill(pid, 0)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    except ProcessLookupError:  # it vanished between the open and the read: the kernel says ESRCH
         return None
-    return stat[stat.rindex(")") + 2 :].split()[19]
+    except FileNotFoundError:
+        if _HAS_PROC:
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return ("R", "")
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": field 3 onward
+    return fields[0], fields[19]
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time (see `proc_stat`), or None when there is no such process."""
+    stat = proc_stat(pid)
+    return stat[1] if stat else None
 
 
 class WarmChild:
