@@ -80,7 +80,8 @@ def server_process(
                 proc.wait(timeout=0.1)
         yield url, proc
     finally:
-        proc.send_signal(signal.SIGINT)
+        # SIGTERM, which serve handles as Ctrl-C: a process started from a background job ignores SIGINT
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
