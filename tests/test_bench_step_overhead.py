@@ -48,10 +48,12 @@ def test_the_bench_prints_every_way_and_the_ratios_against_minimal_bwrap() -> No
     assert lines[-1].startswith("load: ")
 
 
-@pytest.mark.skipif(
-    not (ROOT / ".venv-bench" / "bin" / "python").exists(), reason="no .venv-bench: `make bench-venv` installs it"
-)
 def test_the_bench_runs_mini_swe_agent_both_ways_and_prints_the_ratios_against_it() -> None:
+    if not (ROOT / ".venv-bench" / "bin" / "python").exists():
+        why = "no .venv-bench: `make bench-venv` installs it"
+        if os.environ.get("AGENTFLEET_REQUIRE_BENCH_VENV") == "1":  # CI installs it
+            pytest.fail(f"AGENTFLEET_REQUIRE_BENCH_VENV=1 but {why}")
+        pytest.skip(why)
     found = rows(bench())
     assert [name for name in found if " / " not in name] == OURS + MINI
     assert {"agent, scripted model / mini, deterministic", "agent, HTTP model / mini, litellm HTTP"} <= set(found)

@@ -83,9 +83,9 @@ def test_the_cloud_build_deploy_sets_the_same_terraform_variables_as_the_script(
 
 def test_the_pr_check_runs_the_make_targets_ci_runs() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
-    targets = re.findall(r"make (\w+)", ci)
-    assert targets == ["lint", "test"]
+    targets = re.findall(r"make ([\w-]+)", ci)
+    assert targets == ["lint", "bench-venv", "test"]
     commands = [" ".join(step["args"]) for step in load("pr-check.yaml")["steps"]]
-    assert [re.search(r"make (\w+)", c).group(1) for c in commands] == targets  # type: ignore[union-attr]
-    test_step = load("pr-check.yaml")["steps"][1]
-    assert "AGENTFLEET_REQUIRE_EMULATORS=1" in test_step["env"]
+    assert [re.search(r"make ([\w-]+)", c).group(1) for c in commands] == targets  # type: ignore[union-attr]
+    test_step = load("pr-check.yaml")["steps"][-1]
+    assert {"AGENTFLEET_REQUIRE_EMULATORS=1", "AGENTFLEET_REQUIRE_BENCH_VENV=1"} <= set(test_step["env"])
