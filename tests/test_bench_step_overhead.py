@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.benches import run_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS = ["subprocess.run", "minimal bwrap", "sandbox per command", "sandbox session"]
@@ -18,15 +18,7 @@ MINI = ["mini, deterministic", "mini, litellm HTTP"]
 
 
 def bench(*args: str) -> list[str]:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "step_overhead.py"), "--steps", "2", "--rounds", "1", *args],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout.splitlines()
+    return run_bench("step_overhead.py", "--steps", "2", "--rounds", "1", *args, timeout_s=600)
 
 
 def rows(lines: list[str]) -> dict[str, list[float]]:

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benches import run_bench
+
 COLUMNS = ["server", "tool", "stdio", "p50", "p90", "http", "p50", "p90", "http/stdio", "rounds"]
 COLUMNS += ["start", "stdio", "start", "http"]
 
 
 def bench(*args: str, env: dict[str, str] | None = None) -> list[str]:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "mcp_transport.py"), *args],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout.splitlines()
+    return run_bench("mcp_transport.py", *args, timeout_s=120, env=env)
 
 
 def test_the_bench_prints_both_transports_and_their_ratio_for_the_workspace_server() -> None:
