@@ -111,3 +111,34 @@ def test_no_second_interpreter_starts_for_the_workspace_server_and_git_stays_wit
     assert interpreters == [], f"the workspace server runs in-process; started: {processes}"
     assert processes.count("git") <= GIT_BUDGET, f"{processes.count('git')} git processes: {processes}"
     assert set(processes) <= {"git", "bwrap"}, processes
+
+
+WARM_UP = r"""
+import json, os, sys, threading
+from pathlib import Path
+from agentfleet.agent.work import warm_up
+from agentfleet.settings import Settings
+
+warm_up(Settings(home=Path(sys.argv[1]), _env_file=None))
+children = Path(f"/proc/self/task/{os.getpid()}/children").read_text().split()
+print(json.dumps({"threads": [t.name for t in threading.enumerate()], "children": children}))
+"""
+
+
+def test_the_launchers_warm_up_leaves_no_thread_and_no_child_behind_for_its_forks(tmp_path: Path) -> None:
+    """The warm launcher forks its agents after `warm_up` (which builds and connects a workspace
+    server on an event loop): a thread or a child left running would be half-copied into each fork."""
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", WARM_UP, str(tmp_path / "home")],
+        env={**os.environ, "PYTHONPATH": src, "TMPDIR": str(scratch)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    left = json.loads(proc.stdout.splitlines()[-1])
+    assert left == {"threads": ["MainThread"], "children": []}, left
+    assert list(scratch.iterdir()) == [], "the empty folder the warm-up server was built over is removed"

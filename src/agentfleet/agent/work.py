@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import ssl
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -271,12 +272,27 @@ def _llm_client(settings: Settings) -> AsyncOpenAI:
 
 
 def warm_up(settings: Settings) -> None:
-    """Make once what every task's start would make again: the TLS context of the model client and
-    the sandbox's probe (a bubblewrap run, cached per process). The warm launcher calls it before it
-    forks the agents; a failure is left for the task to report."""
+    """Make once what every task's start would make again: the TLS context of the model client, the
+    sandbox's probe (a bubblewrap run, cached per process), and one workspace server built and
+    connected over an empty folder (a process's first build and connect cost ~30 ms of schemas and
+    caches more than the next). The warm launcher calls it before it forks the agents; a failure is
+    left for the task to report."""
     tls_context()
+    config = SandboxConfig.from_settings(settings, network=False)
     with contextlib.suppress(AgentFleetError):
-        Sandbox(settings.home, SandboxConfig.from_settings(settings, network=False)).check()
+        Sandbox(settings.home, config).check()
+    with tempfile.TemporaryDirectory(prefix="agentfleet-warm-") as empty:
+        asyncio.run(_connect_once(Path(empty), config))
+
+
+async def _connect_once(root: Path, config: SandboxConfig) -> None:
+    """Build the workspace server over `root` and connect a tool box to it; no tool is called."""
+    workspace = Workspace(root, Sandbox(root, config))
+    try:
+        async with ToolBox(profile_for("", "native")) as tools:
+            await tools.connect("workspace", build_workspace_server(workspace))
+    finally:
+        workspace.close()
 
 
 @functools.cache
