@@ -83,7 +83,11 @@ def normalize_repo_url(url: str) -> str:
 
 def workspace_id(url: str) -> str:
     """Readable slug + short hash; fits a Cloud Run job name as `agent-<id>` (≤ 63 chars)."""
-    norm = normalize_repo_url(url)
+    return workspace_id_of(normalize_repo_url(url))
+
+
+def workspace_id_of(norm: str) -> str:
+    """workspace_id of a URL already normalized (normalize_repo_url)."""
     tail = "-".join(norm.split("/")[-2:])
     slug = re.sub(r"[^a-z0-9]+", "-", tail.lower()).strip("-")[:40].strip("-") or "repo"
     digest = hashlib.sha256(norm.encode()).hexdigest()[:10]
@@ -92,7 +96,13 @@ def workspace_id(url: str) -> str:
 
 def repo_dirname(url: str) -> str:
     """The folder a repository gets inside a multi-repository workspace."""
-    name = normalize_repo_url(url).rsplit("/", 1)[-1]
+    return repo_dirname_of(normalize_repo_url(url))
+
+
+def repo_dirname_of(norm: str) -> str:
+    """repo_dirname of a URL already normalized: a local path's normal form resolves symlinks
+    (one lstat per part), so a caller that has it does not make it again."""
+    name = norm.rsplit("/", 1)[-1]
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "repo"
 
 

@@ -33,7 +33,7 @@ from agentfleet.names import (
     input_file_key,
     normalize_repo_url,
     redact_url,
-    repo_dirname,
+    repo_dirname_of,
     workspace_id,
 )
 
@@ -210,7 +210,7 @@ class TaskRequest(_Asked):
             if key in seen:
                 raise ValueError(f"repository {redact_url(spec.url)} is listed twice")
             seen.add(key)
-        names = [repo_dirname(s.url) for s in specs]
+        names = [repo_dirname_of(key) for key in seen]
         if len(set(names)) != len(names):
             raise ValueError("two repositories share a folder name; multi-repository tasks need distinct names")
         if not ctx.get("trusted"):

@@ -92,15 +92,21 @@ class SqliteTaskStore(sqlite.ThreadConnections):
                 row = conn.execute("SELECT doc FROM tasks WHERE idempotency_key = ?", (key,)).fetchone()
                 if row is not None:
                     return _task(row), False
-            if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task.id,)).fetchone() is not None:
-                raise ValueError(f"a task with id {task.id!r} already exists")
-            conn.execute(
-                "INSERT INTO tasks (id, status, attempt, workspace_id, idempotency_key, created_at, updated_at,"
-                " heartbeat_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (task.id, *_columns(task)),
-            )
-            if event is not None:
-                self._insert_event(conn, TaskEvent(task_id=task.id, seq=1, kind=event[0], data=event[1]))
+            try:  # the primary key refuses a taken id (the idempotency key was looked up above)
+                conn.execute(
+                    "INSERT INTO tasks (id, status, attempt, workspace_id, idempotency_key, created_at, updated_at,"
+                    " heartbeat_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (task.id, *_columns(task)),
+                )
+            except sqlite3.IntegrityError:
+                raise ValueError(f"a task with id {task.id!r} already exists") from None
+            if event is not None:  # a new task's first event: seq 1
+                first = TaskEvent(task_id=task.id, seq=1, kind=event[0], data=event[1])
+                data = first.model_dump(mode="json", include={"data"})["data"]
+                conn.execute(
+                    "INSERT INTO events (task_id, seq, ts, kind, data) VALUES (?, 1, ?, ?, ?)",
+                    (task.id, iso(first.ts), first.kind.value, json.dumps(data)),
+                )
         return task, True
 
     def get(self, task_id: str) -> Task | None:
