@@ -7,7 +7,10 @@ busy timeout, one connection per thread (reopened after a fork), and every write
 compare-and-set read inside it cannot be overtaken by another thread or process.
 
 The full Task is kept as its JSON (`doc`); the columns beside it are copies of the fields the
-queries filter and sort on. Datetimes are ISO-8601 UTC strings in one fixed format (microseconds,
+queries filter and sort on. Each index is a page more that every insert (and status change) writes
+to the WAL: `stale` finds the few live tasks by status (tasks_status_workspace), and only follow-ups
+are in the follow-up index (partial: a first task's root_id is null). Older files lose the indexes
+this replaced when they are opened. Datetimes are ISO-8601 UTC strings in one fixed format (microseconds,
 +00:00), so comparing the strings compares the times.
 """
 
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from agentfleet.local import sqlite
-from agentfleet.tasks import LIVE, TRUSTED, EventKind, Task, TaskEvent, TaskStatus, apply_transition, utcnow
+from agentfleet.tasks import LIVE, STORED, EventKind, Task, TaskEvent, TaskStatus, apply_transition, utcnow
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -36,9 +39,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tasks_status_workspace ON tasks (status, workspace_id);
-CREATE INDEX IF NOT EXISTS tasks_status_heartbeat ON tasks (status, heartbeat_at);
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at, id);
-CREATE INDEX IF NOT EXISTS tasks_root ON tasks (json_extract(doc, '$.root_id'), created_at, id);
+CREATE INDEX IF NOT EXISTS tasks_followups ON tasks (json_extract(doc, '$.root_id'), created_at, id)
+    WHERE json_extract(doc, '$.root_id') IS NOT NULL;
+DROP INDEX IF EXISTS tasks_status_heartbeat;
+DROP INDEX IF EXISTS tasks_root;
 CREATE TABLE IF NOT EXISTS events (
     task_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -62,7 +67,7 @@ def _iso_or_none(value: datetime | None) -> str | None:
 
 
 def _task(row: sqlite3.Row) -> Task:
-    return Task.model_validate_json(row["doc"], context=TRUSTED)
+    return Task.model_validate_json(row["doc"], context=STORED)
 
 
 def _columns(task: Task) -> tuple[Any, ...]:
