@@ -155,8 +155,9 @@ class _Asked(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _unicode(cls, data: Any) -> Any:
-        if isinstance(data, dict):
+    def _unicode(cls, data: Any, info: ValidationInfo) -> Any:
+        stored = info.context is not None and info.context.get("stored")  # its text was written as UTF-8
+        if isinstance(data, dict) and not stored:
             _check_text(data)
         return data
 
