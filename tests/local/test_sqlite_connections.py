@@ -152,3 +152,39 @@ def test_an_intake_request_opens_no_connection_after_the_first(tmp_path: Path, o
 
     assert statuses == [202] * 20
     assert opened.total() == PER_THREAD_AFTER_WARM_UP
+
+
+STATEMENTS_PER_INTAKE = ["BEGIN IMMEDIATE", "INSERT INTO tasks", "INSERT INTO events", "COMMIT", "INSERT INTO messages"]
+"""Budget of one POST /orchestrate on the local backends: the task and its first event in one
+transaction, then the dispatch message as one statement (its own transaction); no read."""
+
+
+def test_an_intake_request_runs_its_budget_of_statements_and_a_dispatcher_page_two_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statements: list[str] = []
+    real = sqlite.connect
+
+    def traced(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+        conn = real(path, check_same_thread=check_same_thread)
+        conn.set_trace_callback(lambda sql: statements.append(" ".join(sql.split()[:3])))
+        return conn
+
+    monkeypatch.setattr(sqlite, "connect", traced)
+    config = Settings(home=tmp_path / "home", _env_file=None)  # type: ignore[call-arg]
+    backends = build_backends(config)
+    service = Service(backends, config)
+    api = Api(service)
+    body = {"query": "fix it", "repo_url": "https://github.com/acme/widgets"}
+    assert api.call("POST", "/orchestrate", body)[0] == 202  # warm-up: the connections and their pragmas
+    statements.clear()
+
+    assert api.call("POST", "/orchestrate", {**body, "query": "fix again"})[0] == 202
+    assert statements == STATEMENTS_PER_INTAKE
+
+    queue = backends.queue
+    assert isinstance(queue, SqliteTaskQueue)
+    deliveries = queue.pull(max_messages=10, lease_s=30)
+    statements.clear()
+    queue.ack(*(d.message_id for d in deliveries))
+    assert len(deliveries) == 2 and statements == ["DELETE FROM messages"], "a page is acked in one write"
