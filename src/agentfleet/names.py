@@ -83,11 +83,7 @@ def normalize_repo_url(url: str) -> str:
 
 def workspace_id(url: str) -> str:
     """Readable slug + short hash; fits a Cloud Run job name as `agent-<id>` (≤ 63 chars)."""
-    return workspace_id_of(normalize_repo_url(url))
-
-
-def workspace_id_of(norm: str) -> str:
-    """workspace_id of a URL already normalized (normalize_repo_url)."""
+    norm = normalize_repo_url(url)
     tail = "-".join(norm.split("/")[-2:])
     slug = re.sub(r"[^a-z0-9]+", "-", tail.lower()).strip("-")[:40].strip("-") or "repo"
     digest = hashlib.sha256(norm.encode()).hexdigest()[:10]

@@ -2,16 +2,18 @@
 
 The API's server threads, the dispatcher and the reaper use one store object; the agent
 processes open their own on the same file to write events and heartbeats. So: WAL mode, a
-busy timeout, one connection per thread (reopened after a fork), and every write is one
-`BEGIN IMMEDIATE` transaction, which takes the database's write lock before it reads. A
+busy timeout, a connection per reading thread and one for the writes (sqlite.ThreadConnections),
+and every write is one `BEGIN IMMEDIATE` transaction, which takes the database's write lock before it reads. A
 compare-and-set read inside it cannot be overtaken by another thread or process.
 
 The full Task is kept as its JSON (`doc`); the columns beside it are copies of the fields the
-queries filter and sort on. Each index is a page more that every insert (and status change) writes
-to the WAL: `stale` finds the few live tasks by status (tasks_status_workspace), and only follow-ups
-are in the follow-up index (partial: a first task's root_id is null). Older files lose the indexes
-this replaced when they are opened. Datetimes are ISO-8601 UTC strings in one fixed format (microseconds,
+queries filter and sort on. Datetimes are ISO-8601 UTC strings in one fixed format (microseconds,
 +00:00), so comparing the strings compares the times.
+
+Each index is one page more that every insert (and status change) writes to the WAL: `stale`
+finds the few live tasks by status (tasks_status_workspace), and only follow-ups are in the
+follow-up index (partial: a first task's root_id is null). An older file loses the indexes these
+replaced when it is opened.
 """
 
 from __future__ import annotations
