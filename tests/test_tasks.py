@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -173,3 +174,35 @@ def test_a_task_made_from_a_checked_request_does_not_check_it_again(monkeypatch:
     assert len(checked) == 1
     Task.model_validate({"request": {"query": "fix it", "repo_url": "https://github.com/acme/widgets"}})
     assert len(checked) == 2
+
+
+def test_a_local_repository_is_resolved_once_per_validation_and_not_again_when_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression guard, not a timing: a local path's normal form resolves it (an lstat per part).
+    Budget: one per repository to validate a request, one for the new task's workspace id, none to
+    read the task back or move it (STORED)."""
+    import agentfleet.names as names
+    import agentfleet.tasks as tasks
+
+    calls: list[str] = []
+    real = names.normalize_repo_url
+
+    def counting(url: str) -> str:
+        calls.append(url)
+        return real(url)
+
+    monkeypatch.setattr(names, "normalize_repo_url", counting)
+    monkeypatch.setattr(tasks, "normalize_repo_url", counting)
+    repo = str(tmp_path / "repo")
+    context = {"allow_local_repos": True}
+
+    request = TaskRequest.model_validate({"query": "q", "repo_url": repo}, context=context)
+    assert calls == [repo]
+    task = Task(request=request)
+    assert calls == [repo, repo]
+    calls.clear()
+
+    Task.model_validate_json(task.model_dump_json(), context=tasks.STORED)
+    tasks.apply_transition(task, TaskStatus.DISPATCHED, {})
+    assert calls == []

@@ -92,7 +92,13 @@ def workspace_id(url: str) -> str:
 
 def repo_dirname(url: str) -> str:
     """The folder a repository gets inside a multi-repository workspace."""
-    name = normalize_repo_url(url).rsplit("/", 1)[-1]
+    return repo_dirname_of(normalize_repo_url(url))
+
+
+def repo_dirname_of(norm: str) -> str:
+    """repo_dirname of a URL already normalized: a local path's normal form resolves symlinks
+    (one lstat per part), so a caller that has it does not make it again."""
+    name = norm.rsplit("/", 1)[-1]
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "repo"
 
 

@@ -33,7 +33,7 @@ from agentfleet.names import (
     input_file_key,
     normalize_repo_url,
     redact_url,
-    repo_dirname,
+    repo_dirname_of,
     workspace_id,
 )
 
@@ -44,6 +44,11 @@ DEFAULT_MAX_REPOS = 10
 DEFAULT_MAX_FILES = 50
 TRUSTED: dict[str, Any] = {"allow_local_repos": True, "max_repos": 10_000, "max_files": 10_000, "trusted": True}
 """Validation context for data AgentFleet itself stored (already validated on the way in)."""
+STORED: dict[str, Any] = {**TRUSTED, "stored": True}
+"""TRUSTED, for a task read back from its store: the repository checks that depend on the file system
+(two repositories one, or sharing a folder: a local path's normal form resolves it, an lstat per part)
+are not made again. They were made when it was submitted; a symlink changed since must not make it
+unreadable."""
 
 _REF_OK = re.compile(r"^[A-Za-z0-9._/@{}^~+-]{1,200}$")
 
@@ -150,8 +155,9 @@ class _Asked(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _unicode(cls, data: Any) -> Any:
-        if isinstance(data, dict):
+    def _unicode(cls, data: Any, info: ValidationInfo) -> Any:
+        stored = info.context is not None and info.context.get("stored")  # its text was written as UTF-8
+        if isinstance(data, dict) and not stored:
             _check_text(data)
         return data
 
@@ -201,18 +207,12 @@ class TaskRequest(_Asked):
         max_files = int(ctx.get("max_files", DEFAULT_MAX_FILES))
         if len(self.files) > max_files:
             raise ValueError(f"{len(self.files)} input files given; the limit is {max_files}")
-        seen: set[str] = set()
         for spec in specs:
             check_repo_url(spec.url, allow_local=allow_local)
             if spec.ref is not None:
                 self._ref(spec.ref)
-            key = normalize_repo_url(spec.url)
-            if key in seen:
-                raise ValueError(f"repository {redact_url(spec.url)} is listed twice")
-            seen.add(key)
-        names = [repo_dirname(s.url) for s in specs]
-        if len(set(names)) != len(names):
-            raise ValueError("two repositories share a folder name; multi-repository tasks need distinct names")
+        if not ctx.get("stored"):
+            _check_distinct(specs)
         if not ctx.get("trusted"):
             check_mcp_servers(
                 self.options.mcp_servers, list(ctx.get("mcp_servers", [])), list(ctx.get("mcp_allowed_urls", []))
@@ -232,6 +232,19 @@ class TaskRequest(_Asked):
         """The first repository; None for a task with input files only (a scratch workspace)."""
         specs = self.repo_specs()
         return specs[0].url if specs else None
+
+
+def _check_distinct(specs: list[RepoSpec]) -> None:
+    """ValueError when two repositories are one (in normal form) or would share a folder."""
+    seen: set[str] = set()
+    for spec in specs:
+        key = normalize_repo_url(spec.url)
+        if key in seen:
+            raise ValueError(f"repository {redact_url(spec.url)} is listed twice")
+        seen.add(key)
+    names = [repo_dirname_of(key) for key in seen]
+    if len(set(names)) != len(names):
+        raise ValueError("two repositories share a folder name; multi-repository tasks need distinct names")
 
 
 # --- task, events, results ---------------------------------------------------------------------
@@ -454,4 +467,4 @@ def apply_transition(task: Task, new: TaskStatus, changes: dict[str, Any]) -> Ta
     doc = {**task.model_dump(), **changes, "status": new, "updated_at": now}
     if new.final:
         doc["finished_at"] = now
-    return Task.model_validate(doc, context=TRUSTED)
+    return Task.model_validate(doc, context=TRUSTED if "request" in changes else STORED)

@@ -1,8 +1,9 @@
 """Regression guards, not timings: the SQLite connections the local backends open.
 
-Budget: one connection per thread and database file, opened on that thread's first use; 0 more
-after it, whatever the thread writes (a fresh connection per write cost ~20 ms: the checkpoint
-the last connection to close runs). A forked child opens its own and leaves the parent's alone.
+Budget: per backend object, one connection for all its writes (the writers take turns on it),
+and one per thread that reads, each opened on first use; 0 more after them, whatever is written
+(a fresh connection per write cost ~20 ms: the checkpoint the last connection to close runs). A
+forked child opens its own and leaves the parent's alone.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def message(n: int) -> DispatchMessage:
 
 def test_queue_writes_open_no_connection_after_a_threads_first(tmp_path: Path, opened: Opened) -> None:
     queue = SqliteTaskQueue(tmp_path / "queue.db", max_delivery_attempts=100)
-    queue.publish(message(0))  # warm-up: this thread's connection
+    queue.publish(message(0)), queue.pending()  # warm-up: the write connection, this thread's
     opened.counts.clear()
 
     for n in range(1, 21):
@@ -75,13 +76,16 @@ def test_queue_writes_open_no_connection_after_a_threads_first(tmp_path: Path, o
     assert opened.total() == PER_THREAD_AFTER_WARM_UP
 
 
-def test_each_thread_keeps_one_queue_connection(tmp_path: Path, opened: Opened) -> None:
+def test_the_writing_threads_share_one_queue_connection_and_each_reader_keeps_one(
+    tmp_path: Path, opened: Opened
+) -> None:
     queue = SqliteTaskQueue(tmp_path / "queue.db")
     opened.counts.clear()
 
     def publish_many() -> None:
         for n in range(10):
             queue.publish(message(n))
+        queue.pending()
 
     threads = [threading.Thread(target=publish_many, name=f"writer-{i}") for i in range(4)]
     for thread in threads:
@@ -89,7 +93,8 @@ def test_each_thread_keeps_one_queue_connection(tmp_path: Path, opened: Opened) 
     for thread in threads:
         thread.join()
 
-    assert opened.counts == Counter({(f"writer-{i}", "queue.db"): 1 for i in range(4)})
+    assert {thread for thread, _ in opened.counts} == {f"writer-{i}" for i in range(4)}
+    assert sorted(opened.counts.values()) == [1, 1, 1, 2]  # each one to read; the first writer the write one
     assert queue.pending() == 40
 
 
@@ -97,9 +102,9 @@ def test_job_runner_calls_open_no_connection_after_a_threads_first(
     settings: Settings, tmp_path: Path, opened: Opened
 ) -> None:
     runner = LocalJobRunner(settings, command=[sys.executable, "-c", "pass"], grace_s=0.5)
-    runner.list_active()  # warm-up: this thread's connection
+    tasks = [Task(request=TaskRequest(query="q", repo_url="https://github.com/acme/widgets")) for _ in range(6)]
+    runner.list_active(), runner.cancel(runner.launch(tasks.pop()).name)  # warm-up: reads and writes
     opened.counts.clear()
-    tasks = [Task(request=TaskRequest(query="q", repo_url="https://github.com/acme/widgets")) for _ in range(5)]
 
     for task in tasks:
         execution = runner.launch(task)
@@ -115,7 +120,7 @@ def test_job_runner_calls_open_no_connection_after_a_threads_first(
 
     mine = {key: n for key, n in opened.counts.items() if key[0] == threading.current_thread().name}
     assert mine == {}
-    # Each process's watcher thread records its exit: its one connection, no more.
+    # Each process's watcher thread records its exit on the write connection: no more than one of its own.
     assert all(n <= 1 for n in opened.counts.values()), opened.counts
 
 
@@ -147,3 +152,39 @@ def test_an_intake_request_opens_no_connection_after_the_first(tmp_path: Path, o
 
     assert statuses == [202] * 20
     assert opened.total() == PER_THREAD_AFTER_WARM_UP
+
+
+STATEMENTS_PER_INTAKE = ["BEGIN IMMEDIATE", "INSERT INTO tasks", "INSERT INTO events", "COMMIT", "INSERT INTO messages"]
+"""Budget of one POST /orchestrate on the local backends: the task and its first event in one
+transaction, then the dispatch message as one statement (its own transaction); no read."""
+
+
+def test_an_intake_request_runs_its_budget_of_statements_and_a_dispatcher_page_two_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statements: list[str] = []
+    real = sqlite.connect
+
+    def traced(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+        conn = real(path, check_same_thread=check_same_thread)
+        conn.set_trace_callback(lambda sql: statements.append(" ".join(sql.split()[:3])))
+        return conn
+
+    monkeypatch.setattr(sqlite, "connect", traced)
+    config = Settings(home=tmp_path / "home", _env_file=None)  # type: ignore[call-arg]
+    backends = build_backends(config)
+    service = Service(backends, config)
+    api = Api(service)
+    body = {"query": "fix it", "repo_url": "https://github.com/acme/widgets"}
+    assert api.call("POST", "/orchestrate", body)[0] == 202  # warm-up: the connections and their pragmas
+    statements.clear()
+
+    assert api.call("POST", "/orchestrate", {**body, "query": "fix again"})[0] == 202
+    assert statements == STATEMENTS_PER_INTAKE
+
+    queue = backends.queue
+    assert isinstance(queue, SqliteTaskQueue)
+    deliveries = queue.pull(max_messages=10, lease_s=30)
+    statements.clear()
+    queue.ack(*(d.message_id for d in deliveries))
+    assert len(deliveries) == 2 and statements == ["DELETE FROM messages"], "a page is acked in one write"

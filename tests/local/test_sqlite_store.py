@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from agentfleet.local.store import SqliteTaskStore
 from agentfleet.tasks import EventKind, Task, TaskRequest, TaskStatus
 
@@ -106,3 +108,38 @@ def test_health_reports_the_path_and_says_not_ok_instead_of_raising(tmp_path: Pa
     assert health["ok"] is False
     assert health["path"] == str(path)
     assert "error" in health
+
+
+def test_a_stored_task_stays_readable_after_a_symlink_makes_its_two_repositories_one(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    request = TaskRequest(query="q", repos=[str(first), str(second)])
+    store = SqliteTaskStore(tmp_path / "tasks.db")
+    task, _ = store.create(Task(request=request))
+    second.rmdir()
+    second.symlink_to(first)  # the two paths now resolve to one repository
+
+    read = store.get(task.id)
+    moved = store.transition(task.id, [TaskStatus.QUEUED], TaskStatus.DISPATCHED)
+
+    assert read is not None and read.request == request
+    assert moved is not None and moved.status is TaskStatus.DISPATCHED
+    with pytest.raises(ValueError, match="listed twice"):  # a new submission is refused: it can be fixed
+        TaskRequest(query="q", repos=[str(first), str(second)])
+
+
+def test_a_file_of_the_older_format_loses_the_indexes_this_one_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    task, _ = SqliteTaskStore(path).create(new_task())
+    with sqlite3.connect(path) as conn:  # as the older format left it
+        conn.execute("DROP INDEX tasks_followups")
+        conn.execute("CREATE INDEX tasks_root ON tasks (json_extract(doc, '$.root_id'), created_at, id)")
+        conn.execute("CREATE INDEX tasks_status_heartbeat ON tasks (status, heartbeat_at)")
+
+    store = SqliteTaskStore(path)
+
+    with sqlite3.connect(path) as conn:
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"tasks_followups", "tasks_status_workspace", "tasks_created"} <= names
+    assert not names & {"tasks_root", "tasks_status_heartbeat"}
+    assert store.get(task.id) == task

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from agentfleet.errors import describe_validation_error
 from agentfleet.gcp.errors import CorruptDocumentError
-from agentfleet.tasks import TRUSTED, EventKind, Task, TaskStatus
+from agentfleet.tasks import STORED, EventKind, Task, TaskStatus
 
 Direction = Literal["ASCENDING", "DESCENDING"]
 ASC: Direction = "ASCENDING"
@@ -135,7 +135,7 @@ class KeyDoc(BaseModel):
 def read_doc(model: type[BaseModel], snap: Any) -> Any:
     """The snapshot validated as `model`; CorruptDocumentError naming the document otherwise."""
     try:
-        return model.model_validate(snap.to_dict(), context=TRUSTED)
+        return model.model_validate(snap.to_dict(), context=STORED)
     except ValidationError as exc:
         raise CorruptDocumentError(
             f"Firestore document {snap.reference.path} is not a valid {model.__name__}: "

@@ -2,7 +2,7 @@
 
 Its own file, `$AGENTFLEET_HOME/memory.db`, beside `tasks.db` and `queue.db` as the local backends
 keep one file per port: the agent processes write it when a task ends, the API reads and clears
-it, with the same habits (WAL, a busy timeout, one connection per thread, writes in BEGIN
+it, with the same habits (WAL, a busy timeout, sqlite.ThreadConnections' connections, writes in BEGIN
 IMMEDIATE). `entries` holds each MemoryEntry's JSON (`doc`); `entry_terms`, an FTS5 table, indexes
 its search terms (agentfleet.memory.terms, written space-separated; `_` is a token character, so
 FTS5's tokens are those terms). A search asks FTS5 for the entries that hold any of the query's

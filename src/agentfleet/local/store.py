@@ -2,13 +2,18 @@
 
 The API's server threads, the dispatcher and the reaper use one store object; the agent
 processes open their own on the same file to write events and heartbeats. So: WAL mode, a
-busy timeout, one connection per thread (reopened after a fork), and every write is one
-`BEGIN IMMEDIATE` transaction, which takes the database's write lock before it reads. A
+busy timeout, a connection per reading thread and one for the writes (sqlite.ThreadConnections),
+and every write is one `BEGIN IMMEDIATE` transaction, which takes the database's write lock before it reads. A
 compare-and-set read inside it cannot be overtaken by another thread or process.
 
 The full Task is kept as its JSON (`doc`); the columns beside it are copies of the fields the
 queries filter and sort on. Datetimes are ISO-8601 UTC strings in one fixed format (microseconds,
 +00:00), so comparing the strings compares the times.
+
+Each index is one page more that every insert (and status change) writes to the WAL: `stale`
+finds the few live tasks by status (tasks_status_workspace), and only follow-ups are in the
+follow-up index (partial: a first task's root_id is null). An older file loses the indexes these
+replaced when it is opened.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from agentfleet.local import sqlite
-from agentfleet.tasks import LIVE, TRUSTED, EventKind, Task, TaskEvent, TaskStatus, apply_transition, utcnow
+from agentfleet.tasks import LIVE, STORED, EventKind, Task, TaskEvent, TaskStatus, apply_transition, utcnow
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -36,9 +41,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tasks_status_workspace ON tasks (status, workspace_id);
-CREATE INDEX IF NOT EXISTS tasks_status_heartbeat ON tasks (status, heartbeat_at);
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at, id);
-CREATE INDEX IF NOT EXISTS tasks_root ON tasks (json_extract(doc, '$.root_id'), created_at, id);
+CREATE INDEX IF NOT EXISTS tasks_followups ON tasks (json_extract(doc, '$.root_id'), created_at, id)
+    WHERE json_extract(doc, '$.root_id') IS NOT NULL;
+DROP INDEX IF EXISTS tasks_status_heartbeat;
+DROP INDEX IF EXISTS tasks_root;
 CREATE TABLE IF NOT EXISTS events (
     task_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -62,7 +69,7 @@ def _iso_or_none(value: datetime | None) -> str | None:
 
 
 def _task(row: sqlite3.Row) -> Task:
-    return Task.model_validate_json(row["doc"], context=TRUSTED)
+    return Task.model_validate_json(row["doc"], context=STORED)
 
 
 def _columns(task: Task) -> tuple[Any, ...]:
@@ -92,15 +99,21 @@ class SqliteTaskStore(sqlite.ThreadConnections):
                 row = conn.execute("SELECT doc FROM tasks WHERE idempotency_key = ?", (key,)).fetchone()
                 if row is not None:
                     return _task(row), False
-            if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task.id,)).fetchone() is not None:
-                raise ValueError(f"a task with id {task.id!r} already exists")
-            conn.execute(
-                "INSERT INTO tasks (id, status, attempt, workspace_id, idempotency_key, created_at, updated_at,"
-                " heartbeat_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (task.id, *_columns(task)),
-            )
-            if event is not None:
-                self._insert_event(conn, TaskEvent(task_id=task.id, seq=1, kind=event[0], data=event[1]))
+            try:  # the primary key refuses a taken id (the idempotency key was looked up above)
+                conn.execute(
+                    "INSERT INTO tasks (id, status, attempt, workspace_id, idempotency_key, created_at, updated_at,"
+                    " heartbeat_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (task.id, *_columns(task)),
+                )
+            except sqlite3.IntegrityError:
+                raise ValueError(f"a task with id {task.id!r} already exists") from None
+            if event is not None:  # a new task's first event: seq 1
+                first = TaskEvent(task_id=task.id, seq=1, kind=event[0], data=event[1])
+                data = first.model_dump(mode="json", include={"data"})["data"]
+                conn.execute(
+                    "INSERT INTO events (task_id, seq, ts, kind, data) VALUES (?, 1, ?, ?, ?)",
+                    (task.id, iso(first.ts), first.kind.value, json.dumps(data)),
+                )
         return task, True
 
     def get(self, task_id: str) -> Task | None:
