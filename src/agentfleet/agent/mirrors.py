@@ -8,26 +8,31 @@ a copy of that index.
 The history crosses the network once: a new mirror is a bare `git clone` (one transfer, whose
 pack git checks as it arrives), and a new checkout a local clone of the mirror that copies its
 object files (`--no-hardlinks`: the checkout is handed to the sandbox user, so it must share no
-file with the mirror). A checkout already there fetches from the mirror only what is new.
+file with the mirror). A mirror already there is fetched only when one `ls-remote` shows the
+remote's refs moved; a checkout already there takes the mirror's new object files by a copy and
+its refs by one `update-ref` (`_catch_up`), not by a fetch: git's transport starts six processes
+for what is here a copy of a few files between two folders on one disk.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import stat
 import uuid
 from pathlib import Path
 from typing import Literal
 
+from agentfleet.errors import WorkspaceError
 from agentfleet.locks import locked
 from agentfleet.names import is_local, workspace_id
-from agentfleet.runtime.files import copy_new, real_dir, remove_path, write_new
+from agentfleet.runtime.files import copy_new, read_small, real_dir, remove_path, write_new
 from agentfleet.runtime.git import CHECKOUT_REFSPECS, restore_gitdir, run_git
 
 MIRROR_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+MIRRORED = ("refs/heads/", "refs/tags/")
+"""The refs a mirror keeps of its remote (MIRROR_REFSPECS)."""
 MirrorAction = Literal["created", "fetched"]
 MIRROR_CONFIG = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n"
 
@@ -76,14 +81,67 @@ def _clone_mirror(mirror: Path, url: str) -> None:
 
 
 def _fetch_mirror(mirror: Path, url: str) -> None:
+    """Bring the mirror up to the remote: one `ls-remote` lists the remote's branches, tags and
+    HEAD; the fetch runs only when those differ from the mirror's (read from its files: the mirror
+    is ours, written only by our git), and HEAD is moved when the remote's moved."""
     remote = fetch_url(url)
-    # no FETCH_HEAD: nothing reads it, and a fetch that brought nothing leaves the mirror as it was
-    # (a snapshot is saved only when its mirrors change)
-    run_git(mirror, "fetch", "--prune", "--quiet", "--no-write-fetch-head", "--", remote, *MIRROR_REFSPECS)
-    listing = run_git(mirror, "ls-remote", "--symref", "--", remote, "HEAD").stdout
-    match = re.search(r"^ref: (refs/heads/\S+)\tHEAD$", listing, re.MULTILINE)
-    if match and (mirror / "HEAD").read_text().strip() != f"ref: {match[1]}":  # ours: the agent never writes it
-        run_git(mirror, "symbolic-ref", "HEAD", match[1])
+    listing = run_git(mirror, "ls-remote", "--symref", "--", remote, "HEAD", "refs/heads/*", "refs/tags/*").stdout
+    remote_refs, head = _parse_listing(listing)
+    if remote_refs != _branches_and_tags(read_refs(mirror)):
+        # no FETCH_HEAD: nothing reads it, and a fetch that brought nothing leaves the mirror as it was
+        # (a snapshot is saved only when its mirrors change)
+        run_git(mirror, "fetch", "--prune", "--quiet", "--no-write-fetch-head", "--", remote, *MIRROR_REFSPECS)
+    if head and (mirror / "HEAD").read_text().strip() != f"ref: {head}":  # ours: the agent never writes it
+        run_git(mirror, "symbolic-ref", "HEAD", head)
+
+
+def _parse_listing(listing: str) -> tuple[dict[str, str], str]:
+    """The branches and tags (name → object) an `ls-remote --symref` printed, and the branch its
+    HEAD names ('' when none)."""
+    refs, head = {}, ""
+    for line in listing.splitlines():
+        value, _, name = line.partition("\t")
+        if name == "HEAD" and value.startswith("ref: refs/heads/"):
+            head = value.removeprefix("ref: ")
+        elif name.startswith(MIRRORED) and not name.endswith("^{}"):
+            refs[name] = value
+    return refs, head
+
+
+def _branches_and_tags(refs: dict[str, str] | None) -> dict[str, str] | None:
+    return None if refs is None else {k: v for k, v in refs.items() if k.startswith(MIRRORED)}
+
+
+REFS_LIMIT = 64 << 20
+"""The largest packed-refs file read; a bigger one (or anything not a regular file) is left to git."""
+
+
+def read_refs(gitdir: Path) -> dict[str, str] | None:
+    """Every ref under `refs/` of a repository in git's files format, name → its file's value (an
+    object id, or `ref: <target>` for a symbolic one): packed-refs, then the loose refs over them.
+    None when something is not as git writes it (a ref that is not a small regular file, a
+    packed-refs too big): the caller then lets git do the work. Reads only regular files, never
+    through a link, so it is safe on a `.git` the agent has had."""
+    refs: dict[str, str] = {}
+    path = gitdir / "packed-refs"
+    packed = read_small(path, REFS_LIMIT) if path.is_symlink() or path.exists() else b""
+    if packed is None:
+        return None
+    for line in packed.decode("utf-8", "surrogateescape").splitlines():
+        if line and line[0] not in "#^":
+            value, _, name = line.partition(" ")
+            refs[name] = value
+    top = gitdir / "refs"
+    for base, _, files in os.walk(top):
+        for file in files:
+            if file.endswith(".lock"):
+                continue
+            data = read_small(Path(base, file), 4096)
+            if data is None:
+                return None
+            name = os.path.relpath(os.path.join(base, file), gitdir)
+            refs[name] = data.decode("utf-8", "surrogateescape").strip()
+    return refs
 
 
 def resolve_commit(mirror: Path, ref: str | None) -> str | None:
@@ -107,7 +165,7 @@ def sync_checkout(path: Path, mirror: Path, commit: str, config: str, index: Pat
     restore_gitdir(gitdir, config)
     index.parent.mkdir(parents=True, exist_ok=True)
     if not fresh:
-        run_git(path, "fetch", "--prune", "--quiet", "--", str(mirror), *CHECKOUT_REFSPECS)
+        _catch_up(path, mirror)
     # --force resets the index and every tracked file to `commit`, whatever the index said before
     run_git(path, "checkout", "--force", "--quiet", "--detach", commit, index=index)
     if fresh:  # HEAD is detached now: the clone's own branch and origin/HEAD go (see _clone_checkout)
@@ -115,6 +173,90 @@ def sync_checkout(path: Path, mirror: Path, commit: str, config: str, index: Pat
     if not empty:  # in a folder that was empty, the checkout wrote all there is
         run_git(path, "clean", "-ffdq", index=index)
     copy_new(index, gitdir / "index")
+
+
+COPY_LIMIT = 32 << 20
+"""The most bytes of object files a checkout copies from its mirror to catch up. More (the mirror
+was repacked since) and it fetches from the mirror instead, which sends only the objects it lacks."""
+_PACK_FILES = (".pack", ".rev", ".idx")
+"""The files of a pack a checkout copies, in this order: git finds a pack by its index, so that comes last."""
+
+
+def _catch_up(path: Path, mirror: Path) -> None:
+    """Give a checkout its mirror's objects and refs (branches as `refs/remotes/origin/*`, tags as
+    they are), as `git fetch` from the mirror leaves them, without its six processes: the object
+    files the checkout lacks are copied (new files: nothing is shared with the mirror, which is
+    ours), then the refs that differ are set or deleted in one `update-ref`, none when all agree.
+    A big copy is left to the fetch; refs that are not plain files make the checkout be cloned again."""
+    gitdir = path / ".git"
+    checkout_refs = read_refs(gitdir)
+    if checkout_refs is None:  # git would read them too (a FIFO would hold it): make the checkout again
+        raise WorkspaceError(f"{gitdir} holds refs that are not plain files")
+    mirror_refs = read_refs(mirror)
+    try:
+        copied = mirror_refs is not None and _copy_objects(mirror, gitdir)
+    except OSError as exc:  # the agent left no object folder, or something else where one should be
+        raise WorkspaceError(f"{gitdir}/objects cannot take the mirror's objects: {exc}") from None
+    if not copied or mirror_refs is None:
+        run_git(path, "fetch", "--prune", "--quiet", "--", str(mirror), *CHECKOUT_REFSPECS)
+        return
+    want = {_tracking_name(name): value for name, value in mirror_refs.items() if name.startswith(MIRRORED)}
+    have = {name: value for name, value in checkout_refs.items() if name.startswith(_CHECKOUT_PREFIXES)}
+    # -z: a ref name the agent made cannot break a line; no-deref: a symbolic ref it made is replaced, not followed
+    commands = [
+        f"option no-deref\0update {name}\0{value}\0\0" for name, value in want.items() if have.get(name) != value
+    ]
+    commands += [f"option no-deref\0delete {name}\0\0" for name in have.keys() - want.keys()]
+    if commands:
+        run_git(path, "update-ref", "-z", "--stdin", input="".join(commands))
+
+
+_CHECKOUT_PREFIXES = ("refs/remotes/origin/", "refs/tags/")
+
+
+def _tracking_name(name: str) -> str:
+    """The name a mirror's ref has in a checkout (CHECKOUT_REFSPECS): its branches under origin/."""
+    return "refs/remotes/origin/" + name.removeprefix("refs/heads/") if name.startswith("refs/heads/") else name
+
+
+def _copy_objects(mirror: Path, gitdir: Path) -> bool:
+    """Copy each object file of `mirror` that the checkout's `gitdir` lacks (by name: loose objects
+    and packs are named by their contents); False, copying nothing, when that is over COPY_LIMIT."""
+    source, dest = mirror / "objects", gitdir / "objects"
+    have = _object_files(dest)
+    missing = {name: size for name, size in _object_files(source).items() if name not in have}
+    if sum(missing.values()) > COPY_LIMIT:
+        return False
+    for name in sorted(missing, key=_copy_order):
+        target = dest / name
+        real_dir(target.parent)  # objects/ab or objects/pack; check_gitdir has refused any link in .git
+        tmp = target.parent / f"tmp_agentfleet_{uuid.uuid4().hex}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
+        with os.fdopen(fd, "wb") as out, (source / name).open("rb") as data:
+            shutil.copyfileobj(data, out)
+        os.rename(tmp, target)
+    return True
+
+
+def _copy_order(name: str) -> int:
+    """Loose objects first, then each pack's files in _PACK_FILES order."""
+    return _PACK_FILES.index(Path(name).suffix) + 1 if name.startswith("pack/") else 0
+
+
+def _object_files(objects: Path) -> dict[str, int]:
+    """The loose objects and pack files under an `objects` folder: name relative to it → size."""
+    found: dict[str, int] = {}
+    with os.scandir(objects) as top:
+        for folder in top:
+            loose = len(folder.name) == 2 and all(c in "0123456789abcdef" for c in folder.name)
+            if not (loose or folder.name == "pack") or not folder.is_dir(follow_symlinks=False):
+                continue
+            with os.scandir(folder.path) as inside:
+                for file in inside:
+                    wanted = not file.name.startswith("tmp") and (loose or file.name.endswith(_PACK_FILES))
+                    if wanted and file.is_file(follow_symlinks=False):
+                        found[f"{folder.name}/{file.name}"] = file.stat(follow_symlinks=False).st_size
+    return found
 
 
 _CLONE = ".agentfleet-clone"
