@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import uuid
@@ -29,6 +30,8 @@ from agentfleet.locks import locked
 from agentfleet.names import is_local, workspace_id
 from agentfleet.runtime.files import copy_new, read_small, real_dir, remove_path, write_new
 from agentfleet.runtime.git import CHECKOUT_REFSPECS, restore_gitdir, run_git
+
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 MIRROR_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 MIRRORED = ("refs/heads/", "refs/tags/")
@@ -90,9 +93,40 @@ def _fetch_mirror(mirror: Path, url: str) -> None:
     if remote_refs != _branches_and_tags(read_refs(mirror)):
         # no FETCH_HEAD: nothing reads it, and a fetch that brought nothing leaves the mirror as it was
         # (a snapshot is saved only when its mirrors change)
-        run_git(mirror, "fetch", "--prune", "--quiet", "--no-write-fetch-head", "--", remote, *MIRROR_REFSPECS)
+        run_git(
+            mirror,
+            "fetch",
+            "--prune",
+            "--quiet",
+            "--no-write-fetch-head",
+            "--no-auto-maintenance",
+            "--",
+            remote,
+            *MIRROR_REFSPECS,
+        )
+        if _wants_gc(mirror / "objects"):
+            run_git(mirror, "maintenance", "run", "--auto", "--quiet")
     if head and (mirror / "HEAD").read_text().strip() != f"ref: {head}":  # ours: the agent never writes it
         run_git(mirror, "symbolic-ref", "HEAD", head)
+
+
+GC_LOOSE_IN_17, GC_PACKS = 27, 50
+"""When a mirror may need `gc --auto`, by git's own estimate and defaults: more than gc.auto (6700)
+loose objects, counted as gc counts them (those in `objects/17`, times 256), or more than
+gc.autoPackLimit (50) packs. A fetch no longer starts `maintenance --auto` to ask each time."""
+
+
+def _wants_gc(objects: Path) -> bool:
+    loose = [name for name in _listing(objects / "17") if len(name) == 38]
+    packs = [name for name in _listing(objects / "pack") if name.endswith(".pack")]
+    return len(loose) > GC_LOOSE_IN_17 or len(packs) > GC_PACKS
+
+
+def _listing(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return []
 
 
 def _parse_listing(listing: str) -> tuple[dict[str, str], str]:
@@ -146,9 +180,31 @@ def read_refs(gitdir: Path) -> dict[str, str] | None:
 
 def resolve_commit(mirror: Path, ref: str | None) -> str | None:
     """The commit `ref` (a branch, tag or sha; None: the default branch) names in the mirror."""
+    branch = _branch_commit(mirror, ref)
+    if branch:
+        return branch
     spec = f"{ref or 'HEAD'}^{{commit}}"
     proc = run_git(mirror, "rev-parse", "--verify", "--quiet", "--end-of-options", spec, check=False)
     return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+_DWIM = ("{}", "refs/{}", "refs/tags/{}", "refs/heads/{}", "refs/remotes/{}", "refs/remotes/{}/HEAD")
+"""Where rev-parse looks for a name, in its order (git's ref_rev_parse_rules)."""
+
+
+def _branch_commit(mirror: Path, ref: str | None) -> str | None:
+    """The commit of `ref` read from the mirror's files when it names a branch the way rev-parse
+    would take it (git lets a branch hold only a commit); None for anything else (a tag, a sha, an
+    expression), which rev-parse then resolves."""
+    if ref is None or ref == "HEAD":
+        head = read_small(mirror / "HEAD", 4096) or b""
+        ref = head.decode("utf-8", "replace").strip().removeprefix("ref: refs/heads/")
+        if not head.startswith(b"ref: refs/heads/"):
+            return None
+    refs = read_refs(mirror) or {}
+    found = next((rule.format(ref) for rule in _DWIM if rule.format(ref) in refs), "")
+    value = refs.get(found, "")
+    return value if found.startswith("refs/heads/") and _SHA.match(value) else None
 
 
 def sync_checkout(path: Path, mirror: Path, commit: str, config: str, index: Path) -> None:
