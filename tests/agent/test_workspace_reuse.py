@@ -71,7 +71,8 @@ def test_the_first_task_transfers_the_history_once_and_copies_it_for_the_checkou
     prepare(settings, origin)
     names = [name for name, _ in git_processes(traced)]
     assert names.count("pack-objects") == 1 and names.count("index-pack") == 1, names  # one pack, made once
-    assert names.count("clone") == 2 and "fetch" not in names, names  # the mirror's, then the local copy
+    assert names.count("clone") == 1 and "fetch" not in names, names  # the mirror's; the checkout's .git is a copy
+    assert sorted(names) == ["checkout", "clone", "index-pack", "pack-objects", "rev-list", "upload-pack"], names
     mirror = settings.mirrors_dir / f"{workspace_id(str(origin))}.git"
     assert "url" not in (mirror / "config").read_text(), "the mirror keeps no URL (it may hold credentials)"
 

@@ -212,20 +212,19 @@ def sync_checkout(path: Path, mirror: Path, commit: str, config: str, index: Pat
 
     Host git reads and writes `index` (ours, outside the workspace); the agent gets a copy."""
     gitdir = real_dir(path) / ".git"
-    fresh, empty = "", False
+    fresh = empty = False
     if gitdir.is_symlink() or not gitdir.is_dir():
         remove_path(gitdir)
         index.unlink(missing_ok=True)  # it described a repository that is gone
         empty = not any(path.iterdir())
-        fresh = _clone_checkout(path, mirror)
+        _new_gitdir(path, mirror)
+        fresh = True
     restore_gitdir(gitdir, config)
     index.parent.mkdir(parents=True, exist_ok=True)
     if not fresh:
         _catch_up(path, mirror)
     # --force resets the index and every tracked file to `commit`, whatever the index said before
     run_git(path, "checkout", "--force", "--quiet", "--detach", commit, index=index)
-    if fresh:  # HEAD is detached now: the clone's own branch and origin/HEAD go (see _clone_checkout)
-        run_git(path, "update-ref", "--stdin", input=fresh)
     if not empty:  # in a folder that was empty, the checkout wrote all there is
         run_git(path, "clean", "-ffdq", index=index)
     copy_new(index, gitdir / "index")
@@ -250,7 +249,7 @@ def _catch_up(path: Path, mirror: Path) -> None:
         raise WorkspaceError(f"{gitdir} holds refs that are not plain files")
     mirror_refs = read_refs(mirror)
     try:
-        copied = mirror_refs is not None and _copy_objects(mirror, gitdir)
+        copied = mirror_refs is not None and _copy_objects(mirror, gitdir, COPY_LIMIT)
     except OSError as exc:  # the agent left no object folder, or something else where one should be
         raise WorkspaceError(f"{gitdir}/objects cannot take the mirror's objects: {exc}") from None
     if not copied or mirror_refs is None:
@@ -275,13 +274,13 @@ def _tracking_name(name: str) -> str:
     return "refs/remotes/origin/" + name.removeprefix("refs/heads/") if name.startswith("refs/heads/") else name
 
 
-def _copy_objects(mirror: Path, gitdir: Path) -> bool:
+def _copy_objects(mirror: Path, gitdir: Path, limit: int | None) -> bool:
     """Copy each object file of `mirror` that the checkout's `gitdir` lacks (by name: loose objects
-    and packs are named by their contents); False, copying nothing, when that is over COPY_LIMIT."""
+    and packs are named by their contents); False, copying nothing, when that is over `limit`."""
     source, dest = mirror / "objects", gitdir / "objects"
     have = _object_files(dest)
     missing = {name: size for name, size in _object_files(source).items() if name not in have}
-    if sum(missing.values()) > COPY_LIMIT:
+    if limit is not None and sum(missing.values()) > limit:
         return False
     for name in sorted(missing, key=_copy_order):
         target = dest / name
@@ -315,24 +314,33 @@ def _object_files(objects: Path) -> dict[str, int]:
     return found
 
 
-_CLONE = ".agentfleet-clone"
+_NEW_GITDIR = ".agentfleet-clone"
 
 
-def _clone_checkout(path: Path, mirror: Path) -> str:
-    """A `.git` for `path` made by a local clone of `mirror` that copies its object files
-    (`--no-hardlinks`: no file of the mirror is ever handed to the sandbox user). The clone goes
-    into a folder of its own (`path` may hold files), then its `.git` moves into place. Returns
-    the `update-ref --stdin` lines that drop what a checkout fetched from the mirror would not
-    have (the clone's local branch and `origin/HEAD`): it holds `refs/remotes/origin/*`
-    (CHECKOUT_REFSPECS) and tags, as a fetch leaves them."""
-    tmp = path / _CLONE
+def _new_gitdir(path: Path, mirror: Path) -> None:
+    """A `.git` for `path` made from its mirror's files, as a local `git clone --no-hardlinks` makes
+    it, without the clone's process: the mirror's object files copied (new files: no file of the
+    mirror is ever handed to the sandbox user), its refs written as one packed-refs as a fetch
+    from the mirror names them (CHECKOUT_REFSPECS: branches under `refs/remotes/origin/`, tags),
+    no local branch, and a HEAD the checkout then detaches. Made in a folder of its own (`path`
+    may hold files), then moved into place, so a crash never leaves half a `.git`."""
+    refs = read_refs(mirror)
+    if refs is None:
+        raise WorkspaceError(f"the mirror {mirror} holds refs that are not plain files")
+    tmp = path / _NEW_GITDIR
     remove_path(tmp)
-    run_git(path, "clone", "--no-checkout", "--no-hardlinks", "--template=", "--quiet", "--", str(mirror), _CLONE)
-    head = (tmp / ".git" / "HEAD").read_text().strip()  # written by the clone just now
-    os.rename(tmp / ".git", path / ".git")
-    remove_path(tmp)
-    branch = head.removeprefix("ref: ") if head.startswith("ref: refs/heads/") else ""
-    return "option no-deref\ndelete refs/remotes/origin/HEAD\n" + (f"delete {branch}\n" if branch else "")
+    for folder in ("objects/pack", "objects/info", "refs/heads", "refs/tags", "info"):
+        (tmp / folder).mkdir(parents=True)
+    write_new(tmp / "HEAD", "ref: refs/heads/main\n")  # unborn until the checkout detaches it
+    _copy_objects(mirror, tmp, limit=None)
+    lines = sorted(
+        (name.encode(), f"{value} {name}\n")
+        for ref, value in refs.items()
+        if ref.startswith(MIRRORED) and _SHA.match(value)
+        for name in [_tracking_name(ref)]
+    )
+    write_new(tmp / "packed-refs", "# pack-refs with: sorted \n" + "".join(line for _, line in lines))
+    os.rename(tmp, path / ".git")
 
 
 def checkout_token(path: Path) -> str:
