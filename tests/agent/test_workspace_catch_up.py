@@ -1,6 +1,6 @@
 """A warm checkout catching up with its mirror: the mirror is fetched only when the remote's refs
-moved, the checkout copies the mirror's new object files instead of fetching them and sets its
-refs in one update-ref, and whatever the earlier agent did to those refs and object folders, the
+moved, the checkout copies the mirror's new object files instead of fetching them and its refs are
+written as the mirror's, and whatever the earlier agent did to those refs and object folders, the
 next task gets the commit's tree, the mirror's refs and nothing of the mirror's own files."""
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from agentfleet.testing.repos import commit_files, git
 from tests.agent.test_workspace_reuse import FILES, finish, git_processes, prepare
 from tests.agent.test_workspace_reuse import traced as traced  # the fixture: every host git's trace2 events
 
-WARM_ALL_BUDGET = 10
+WARM_ALL_BUDGET = 9
 """git processes, children included, of a warm prepare after one new commit upstream: ls-remote
 (+ upload-pack), the mirror's fetch (+ upload-pack, pack-objects, unpack-objects, the connectivity
-rev-list), update-ref, checkout, clean. It was 17: the checkout fetched from the mirror (6 of its
-own), each fetch started maintenance --auto, and a rev-parse found the commit."""
+rev-list), checkout, clean. It was 17: the checkout fetched from the mirror (6 of its own), each
+fetch started maintenance --auto, and a rev-parse found the commit."""
 UNCHANGED_ALL_BUDGET = 4
 """The same with nothing new upstream: ls-remote (+ upload-pack), checkout, clean. It was 17 too."""
 
@@ -112,10 +112,13 @@ def test_refs_the_agent_moved_made_or_linked_are_put_back_as_the_mirror_has_them
     git(origin, "tag", "t1")
     finish(prepare(settings, origin))
     refs = path / ".git" / "refs"
+    (refs / "remotes" / "origin").mkdir(parents=True, exist_ok=True)
     (refs / "remotes" / "origin" / "main").write_text("ref: refs/heads/evil\n")  # a symbolic ref to write through
     (refs / "remotes" / "origin" / "stray").write_text(old + "\n")  # made up
     (refs / "tags" / "t1").write_text(old + "\n")  # moved back
     (refs / "tags" / "v9").write_text("ref: refs/heads/evil\n")
+    (refs / "heads" / "mine").write_text(old + "\n")  # a branch of its own: refs are the mirror's, no more
+    os.mkfifo(refs / "stash")
     (path / ".git" / "packed-refs").write_text(f"{old} refs/tags/packed\n")
     expected = {**FILES, "src/extra.txt": "x\n"}
     head = older

@@ -23,12 +23,12 @@ from agentfleet.testing.repos import commit_files, git
 
 IS_ROOT = os.geteuid() == 0
 NOT_ROOT = "not running as root: there is no chown to the sandbox user to test"
-WARM_GIT_BUDGET = 5
+WARM_GIT_BUDGET = 4
 """git processes a warm prepare starts (each with its children) after a new commit upstream: ls-remote
 (the remote's refs and HEAD; symbolic-ref only when HEAD moved), the mirror's fetch (only when the
-refs moved), update-ref (the checkout's refs; the mirror's new object files are copied, not
-fetched), checkout and clean; the branch's commit is read from the mirror's refs. It was 6 (a
-rev-parse, and the checkout's fetch for update-ref). With children: test_workspace_catch_up.py."""
+refs moved), checkout and clean; the checkout's refs are written and the mirror's new object files
+copied, not fetched, and the branch's commit is read from the mirror's refs. It was 6 (a rev-parse
+and the checkout's fetch). With children: test_workspace_catch_up.py."""
 FILES = {f"src/file{n}.txt": f"file {n}\n" * 40 for n in range(30)}
 
 

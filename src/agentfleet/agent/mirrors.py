@@ -6,12 +6,11 @@ commit by the host's hardened git (runtime/git.py) with the host's own index, an
 a copy of that index.
 
 The history crosses the network once: a new mirror is a bare `git clone` (one transfer, whose
-pack git checks as it arrives), and a new checkout a local clone of the mirror that copies its
-object files (`--no-hardlinks`: the checkout is handed to the sandbox user, so it must share no
-file with the mirror). A mirror already there is fetched only when one `ls-remote` shows the
-remote's refs moved; a checkout already there takes the mirror's new object files by a copy and
-its refs by one `update-ref` (`_catch_up`), not by a fetch: git's transport starts six processes
-for what is here a copy of a few files between two folders on one disk.
+pack git checks as it arrives); a mirror already there is fetched only when one `ls-remote` shows
+the remote's refs moved. A checkout gets copies of the mirror's object files (it is handed to the
+sandbox user, so it must share no file with the mirror) and its refs as one packed-refs written
+from the mirror's (`_new_gitdir`, `_catch_up`), not by a clone or a fetch: git's transport starts
+up to six processes for what is here a copy of a few files between two folders on one disk.
 """
 
 from __future__ import annotations
@@ -238,35 +237,55 @@ _PACK_FILES = (".pack", ".rev", ".idx")
 
 
 def _catch_up(path: Path, mirror: Path) -> None:
-    """Give a checkout its mirror's objects and refs (branches as `refs/remotes/origin/*`, tags as
-    they are), as `git fetch` from the mirror leaves them, without its six processes: the object
-    files the checkout lacks are copied (new files: nothing is shared with the mirror, which is
-    ours), then the refs that differ are set or deleted in one `update-ref`, none when all agree.
-    A big copy is left to the fetch; refs that are not plain files make the checkout be cloned again."""
+    """Give a checkout its mirror's objects and refs, as `git fetch` from the mirror would, without
+    its six processes: the object files the checkout lacks are copied (new files: nothing is shared
+    with the mirror, which is ours), then its refs are made the mirror's (_set_refs). A copy over
+    COPY_LIMIT (the mirror was repacked) is left to the fetch, which sends only what is missing."""
     gitdir = path / ".git"
-    checkout_refs = read_refs(gitdir)
-    if checkout_refs is None:  # git would read them too (a FIFO would hold it): make the checkout again
-        raise WorkspaceError(f"{gitdir} holds refs that are not plain files")
-    mirror_refs = read_refs(mirror)
+    refs = read_refs(mirror)
+    if refs is None:
+        raise WorkspaceError(f"the mirror {mirror} holds refs that are not plain files")
     try:
-        copied = mirror_refs is not None and _copy_objects(mirror, gitdir, COPY_LIMIT)
+        copied = _copy_objects(mirror, gitdir, COPY_LIMIT)
     except OSError as exc:  # the agent left no object folder, or something else where one should be
         raise WorkspaceError(f"{gitdir}/objects cannot take the mirror's objects: {exc}") from None
-    if not copied or mirror_refs is None:
+    if not copied:
         run_git(path, "fetch", "--prune", "--quiet", "--", str(mirror), *CHECKOUT_REFSPECS)
-        return
-    want = {_tracking_name(name): value for name, value in mirror_refs.items() if name.startswith(MIRRORED)}
-    have = {name: value for name, value in checkout_refs.items() if name.startswith(_CHECKOUT_PREFIXES)}
-    # -z: a ref name the agent made cannot break a line; no-deref: a symbolic ref it made is replaced, not followed
-    commands = [
-        f"option no-deref\0update {name}\0{value}\0\0" for name, value in want.items() if have.get(name) != value
-    ]
-    commands += [f"option no-deref\0delete {name}\0\0" for name in have.keys() - want.keys()]
-    if commands:
-        run_git(path, "update-ref", "-z", "--stdin", input="".join(commands))
+    try:
+        _set_refs(gitdir, refs)
+    except OSError as exc:
+        raise WorkspaceError(f"{gitdir}/refs cannot be put back: {exc}") from None
 
 
-_CHECKOUT_PREFIXES = ("refs/remotes/origin/", "refs/tags/")
+_KEPT_REF_FOLDERS = ("heads", "tags")
+"""The folders under `refs/` a `.git` keeps (git init makes them); all else there is the agent's."""
+
+
+def _set_refs(gitdir: Path, refs: dict[str, str]) -> None:
+    """Make a checkout's refs exactly its mirror's, named as a fetch from it names them
+    (CHECKOUT_REFSPECS), all in one packed-refs: every loose ref goes (what the agent made or
+    moved: branches, tags, symbolic refs, a stash; none is read, so none is followed), and
+    packed-refs is written again unless it already says just that. check_gitdir has refused
+    any link in `.git`; a FIFO or a folder where a ref was is removed like a file."""
+    top = gitdir / "refs"
+    for base, dirs, files in os.walk(top, topdown=False):
+        for name in files:
+            os.unlink(os.path.join(base, name))
+        for name in dirs:
+            if base != str(top) or name not in _KEPT_REF_FOLDERS:
+                os.rmdir(os.path.join(base, name))
+    for name in _KEPT_REF_FOLDERS:
+        real_dir(top / name)
+    packed = _packed_refs(refs)
+    if read_small(gitdir / "packed-refs", len(packed) + 1) != packed.encode():
+        write_new(gitdir / "packed-refs", packed)
+
+
+def _packed_refs(refs: dict[str, str]) -> str:
+    """The packed-refs of a checkout whose mirror has `refs`: sorted by name, as git sorts them."""
+    named = [(_tracking_name(ref), value) for ref, value in refs.items() if ref.startswith(MIRRORED)]
+    lines = sorted((name.encode(), f"{value} {name}\n") for name, value in named if _SHA.match(value))
+    return "# pack-refs with: sorted \n" + "".join(line for _, line in lines)
 
 
 def _tracking_name(name: str) -> str:
@@ -329,17 +348,11 @@ def _new_gitdir(path: Path, mirror: Path) -> None:
         raise WorkspaceError(f"the mirror {mirror} holds refs that are not plain files")
     tmp = path / _NEW_GITDIR
     remove_path(tmp)
-    for folder in ("objects/pack", "objects/info", "refs/heads", "refs/tags", "info"):
+    for folder in ("objects/pack", "objects/info", "info"):
         (tmp / folder).mkdir(parents=True)
     write_new(tmp / "HEAD", "ref: refs/heads/main\n")  # unborn until the checkout detaches it
     _copy_objects(mirror, tmp, limit=None)
-    lines = sorted(
-        (name.encode(), f"{value} {name}\n")
-        for ref, value in refs.items()
-        if ref.startswith(MIRRORED) and _SHA.match(value)
-        for name in [_tracking_name(ref)]
-    )
-    write_new(tmp / "packed-refs", "# pack-refs with: sorted \n" + "".join(line for _, line in lines))
+    _set_refs(tmp, refs)
     os.rename(tmp, path / ".git")
 
 
