@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import stat
 import uuid
@@ -29,12 +28,9 @@ from agentfleet.locks import locked
 from agentfleet.names import is_local, workspace_id
 from agentfleet.runtime.files import copy_new, read_small, real_dir, remove_path, write_new
 from agentfleet.runtime.git import CHECKOUT_REFSPECS, restore_gitdir, run_git
-
-_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+from agentfleet.runtime.gitfiles import MIRRORED, OBJECT_ID, copy_objects, read_refs, write_checkout_refs
 
 MIRROR_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
-MIRRORED = ("refs/heads/", "refs/tags/")
-"""The refs a mirror keeps of its remote (MIRROR_REFSPECS)."""
 MirrorAction = Literal["created", "fetched"]
 MIRROR_CONFIG = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n"
 
@@ -145,38 +141,6 @@ def _branches_and_tags(refs: dict[str, str] | None) -> dict[str, str] | None:
     return None if refs is None else {k: v for k, v in refs.items() if k.startswith(MIRRORED)}
 
 
-REFS_LIMIT = 64 << 20
-"""The largest packed-refs file read; a bigger one (or anything not a regular file) is left to git."""
-
-
-def read_refs(gitdir: Path) -> dict[str, str] | None:
-    """Every ref under `refs/` of a repository in git's files format, name → its file's value (an
-    object id, or `ref: <target>` for a symbolic one): packed-refs, then the loose refs over them.
-    None when something is not as git writes it (a ref that is not a small regular file, a
-    packed-refs too big): the caller then lets git do the work. Reads only regular files, never
-    through a link, so it is safe on a `.git` the agent has had."""
-    refs: dict[str, str] = {}
-    path = gitdir / "packed-refs"
-    packed = read_small(path, REFS_LIMIT) if path.is_symlink() or path.exists() else b""
-    if packed is None:
-        return None
-    for line in packed.decode("utf-8", "surrogateescape").splitlines():
-        if line and line[0] not in "#^":
-            value, _, name = line.partition(" ")
-            refs[name] = value
-    top = gitdir / "refs"
-    for base, _, files in os.walk(top):
-        for file in files:
-            if file.endswith(".lock"):
-                continue
-            data = read_small(Path(base, file), 4096)
-            if data is None:
-                return None
-            name = os.path.relpath(os.path.join(base, file), gitdir)
-            refs[name] = data.decode("utf-8", "surrogateescape").strip()
-    return refs
-
-
 def resolve_commit(mirror: Path, ref: str | None) -> str | None:
     """The commit `ref` (a branch, tag or sha; None: the default branch) names in the mirror."""
     branch = _branch_commit(mirror, ref)
@@ -203,7 +167,7 @@ def _branch_commit(mirror: Path, ref: str | None) -> str | None:
     refs = read_refs(mirror) or {}
     found = next((rule.format(ref) for rule in _DWIM if rule.format(ref) in refs), "")
     value = refs.get(found, "")
-    return value if found.startswith("refs/heads/") and _SHA.match(value) else None
+    return value if found.startswith("refs/heads/") and OBJECT_ID.match(value) else None
 
 
 def sync_checkout(path: Path, mirror: Path, commit: str, config: str, index: Path) -> None:
@@ -232,105 +196,27 @@ def sync_checkout(path: Path, mirror: Path, commit: str, config: str, index: Pat
 COPY_LIMIT = 32 << 20
 """The most bytes of object files a checkout copies from its mirror to catch up. More (the mirror
 was repacked since) and it fetches from the mirror instead, which sends only the objects it lacks."""
-_PACK_FILES = (".pack", ".rev", ".idx")
-"""The files of a pack a checkout copies, in this order: git finds a pack by its index, so that comes last."""
 
 
 def _catch_up(path: Path, mirror: Path) -> None:
     """Give a checkout its mirror's objects and refs, as `git fetch` from the mirror would, without
     its six processes: the object files the checkout lacks are copied (new files: nothing is shared
-    with the mirror, which is ours), then its refs are made the mirror's (_set_refs). A copy over
+    with the mirror, which is ours), then its refs are made the mirror's (write_checkout_refs). A copy over
     COPY_LIMIT (the mirror was repacked) is left to the fetch, which sends only what is missing."""
     gitdir = path / ".git"
     refs = read_refs(mirror)
     if refs is None:
         raise WorkspaceError(f"the mirror {mirror} holds refs that are not plain files")
     try:
-        copied = _copy_objects(mirror, gitdir, COPY_LIMIT)
+        copied = copy_objects(mirror, gitdir, COPY_LIMIT)
     except OSError as exc:  # the agent left no object folder, or something else where one should be
         raise WorkspaceError(f"{gitdir}/objects cannot take the mirror's objects: {exc}") from None
     if not copied:
         run_git(path, "fetch", "--prune", "--quiet", "--", str(mirror), *CHECKOUT_REFSPECS)
     try:
-        _set_refs(gitdir, refs)
+        write_checkout_refs(gitdir, refs)
     except OSError as exc:
         raise WorkspaceError(f"{gitdir}/refs cannot be put back: {exc}") from None
-
-
-_KEPT_REF_FOLDERS = ("heads", "tags")
-"""The folders under `refs/` a `.git` keeps (git init makes them); all else there is the agent's."""
-
-
-def _set_refs(gitdir: Path, refs: dict[str, str]) -> None:
-    """Make a checkout's refs exactly its mirror's, named as a fetch from it names them
-    (CHECKOUT_REFSPECS), all in one packed-refs: every loose ref goes (what the agent made or
-    moved: branches, tags, symbolic refs, a stash; none is read, so none is followed), and
-    packed-refs is written again unless it already says just that. check_gitdir has refused
-    any link in `.git`; a FIFO or a folder where a ref was is removed like a file."""
-    top = gitdir / "refs"
-    for base, dirs, files in os.walk(top, topdown=False):
-        for name in files:
-            os.unlink(os.path.join(base, name))
-        for name in dirs:
-            if base != str(top) or name not in _KEPT_REF_FOLDERS:
-                os.rmdir(os.path.join(base, name))
-    for name in _KEPT_REF_FOLDERS:
-        real_dir(top / name)
-    packed = _packed_refs(refs)
-    if read_small(gitdir / "packed-refs", len(packed) + 1) != packed.encode():
-        write_new(gitdir / "packed-refs", packed)
-
-
-def _packed_refs(refs: dict[str, str]) -> str:
-    """The packed-refs of a checkout whose mirror has `refs`: sorted by name, as git sorts them."""
-    named = [(_tracking_name(ref), value) for ref, value in refs.items() if ref.startswith(MIRRORED)]
-    lines = sorted((name.encode(), f"{value} {name}\n") for name, value in named if _SHA.match(value))
-    return "# pack-refs with: sorted \n" + "".join(line for _, line in lines)
-
-
-def _tracking_name(name: str) -> str:
-    """The name a mirror's ref has in a checkout (CHECKOUT_REFSPECS): its branches under origin/."""
-    return "refs/remotes/origin/" + name.removeprefix("refs/heads/") if name.startswith("refs/heads/") else name
-
-
-def _copy_objects(mirror: Path, gitdir: Path, limit: int | None) -> bool:
-    """Copy each object file of `mirror` that the checkout's `gitdir` lacks (by name: loose objects
-    and packs are named by their contents); False, copying nothing, when that is over `limit`."""
-    source, dest = mirror / "objects", gitdir / "objects"
-    have = _object_files(dest)
-    missing = {name: size for name, size in _object_files(source).items() if name not in have}
-    if limit is not None and sum(missing.values()) > limit:
-        return False
-    for name in sorted(missing, key=_copy_order):
-        target = dest / name
-        real_dir(target.parent)  # objects/ab or objects/pack; check_gitdir has refused any link in .git
-        tmp = target.parent / f"tmp_agentfleet_{uuid.uuid4().hex}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
-        with os.fdopen(fd, "wb") as out, (source / name).open("rb") as data:
-            shutil.copyfileobj(data, out)
-        os.rename(tmp, target)
-    return True
-
-
-def _copy_order(name: str) -> int:
-    """Loose objects first, then each pack's files in _PACK_FILES order."""
-    return _PACK_FILES.index(Path(name).suffix) + 1 if name.startswith("pack/") else 0
-
-
-def _object_files(objects: Path) -> dict[str, int]:
-    """The loose objects and pack files under an `objects` folder: name relative to it → size."""
-    found: dict[str, int] = {}
-    with os.scandir(objects) as top:
-        for folder in top:
-            loose = len(folder.name) == 2 and all(c in "0123456789abcdef" for c in folder.name)
-            if not (loose or folder.name == "pack") or not folder.is_dir(follow_symlinks=False):
-                continue
-            with os.scandir(folder.path) as inside:
-                for file in inside:
-                    wanted = not file.name.startswith("tmp") and (loose or file.name.endswith(_PACK_FILES))
-                    if wanted and file.is_file(follow_symlinks=False):
-                        found[f"{folder.name}/{file.name}"] = file.stat(follow_symlinks=False).st_size
-    return found
 
 
 _NEW_GITDIR = ".agentfleet-clone"
@@ -351,8 +237,8 @@ def _new_gitdir(path: Path, mirror: Path) -> None:
     for folder in ("objects/pack", "objects/info", "info"):
         (tmp / folder).mkdir(parents=True)
     write_new(tmp / "HEAD", "ref: refs/heads/main\n")  # unborn until the checkout detaches it
-    _copy_objects(mirror, tmp, limit=None)
-    _set_refs(tmp, refs)
+    copy_objects(mirror, tmp, limit=None)
+    write_checkout_refs(tmp, refs)
     os.rename(tmp, path / ".git")
 
 
