@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import shutil
 import zlib
 from pathlib import Path
 
@@ -152,15 +153,22 @@ def fifo_for_packed_refs(objects: Path) -> None:
     os.mkfifo(packed)
 
 
+def refs_folder_is_a_file(objects: Path) -> None:
+    refs = objects.parent / "refs"
+    shutil.rmtree(refs)
+    refs.write_text("not a folder\n")
+
+
 @pytest.mark.parametrize(
     "damage",
     [
         break_pack_folder,
         fifo_for_a_fanout_folder,
         fifo_for_packed_refs,
+        refs_folder_is_a_file,
         lambda objects: os.rename(objects, objects.with_name("gone")),
     ],
-    ids=["pack-folder-is-a-file", "fifo-fanout-folders", "fifo-packed-refs", "no-objects-folder"],
+    ids=["pack-folder-is-a-file", "fifo-fanout-folders", "fifo-packed-refs", "refs-is-a-file", "no-objects-folder"],
 )
 def test_a_damaged_object_store_or_refs_file_still_gives_the_next_task_the_commit(origin, settings, damage) -> None:
     first = prepare(settings, origin)
