@@ -9,7 +9,8 @@ objects: no transfer at all, shown for reference), our first task (a new mirror,
 the chown to the sandbox user, into a fresh home), then one more commit upstream, the agent's
 turn (--agent-seconds), the first task's finish (the patch: write_changes), our second task
 (fetch, checkout reused, chown), and the same catching up in the plain clone (fetch + checkout:
-the floor of a second task). The repository has no setup, so "+ setup" is the same nothing on
+the floor of a second task); then the second task's turn and finish, and a third task with nothing
+new upstream (its mirror needs no fetch). The repository has no setup, so "+ setup" is the same nothing on
 both sides. Prints min/median/max of each and the ratios (per round), in wall-clock time and in
 CPU time (this process and the git processes it waited for: steadier on a shared machine).
 """
@@ -106,7 +107,11 @@ def one_round(repo: Path, tmp: Path, n: int, agent_s: float) -> dict[str, tuple[
     subprocess.run(["git", "commit", "-qm", "one more"], cwd=repo, check=True, env=ENV)
     time.sleep(agent_s)  # the agent's turn: see AGENT_S
     write_changes(first[0].repos[0], io.BytesIO(), limit=1 << 20)  # the first task's finish
-    times["second"] = timed(lambda: prepare(repo, settings))
+    second: list[PreparedWorkspace] = []
+    times["second"] = timed(lambda: second.append(prepare(repo, settings)))
+    time.sleep(agent_s)
+    write_changes(second[0].repos[0], io.BytesIO(), limit=1 << 20)
+    times["same"] = timed(lambda: prepare(repo, settings))
     times["pull"] = timed(lambda: pull(tmp / f"clone-{n}"))
     for path in (tmp / f"clone-{n}", tmp / f"local-{n}", tmp / f"home-{n}"):
         shutil.rmtree(path, ignore_errors=True)
@@ -127,6 +132,7 @@ def report(kind: str, rounds: list[dict[str, float]]) -> None:
         ("first", "first task (mirror, checkout, chown)"),
         ("second", "second task (fetch, reuse, chown)"),
         ("pull", "git fetch + checkout in the plain clone"),
+        ("same", "third task, nothing new upstream"),
     )
     for name, label in rows:
         print(f"  {label:44} {spread(column[name])}")
@@ -135,6 +141,7 @@ def report(kind: str, rounds: list[dict[str, float]]) -> None:
         ("first / local clone", [r["first"] / r["local"] for r in rounds]),
         ("second / first", [r["second"] / r["first"] for r in rounds]),
         ("second / plain fetch + checkout", [r["second"] / r["pull"] for r in rounds]),
+        ("third (nothing new) / first", [r["same"] / r["first"] for r in rounds]),
     )
     for label, values in ratios:
         print(f"  {kind + ' ' + label:44} {spread(values, 1.0, '8.3f')}")

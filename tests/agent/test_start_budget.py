@@ -66,10 +66,10 @@ NEVER_BEFORE_THE_FIRST_REQUEST = (
     "tree_sitter",
 )
 """Stacks a local agent's first request does not need: the gcp backends, the CLI, shared servers' own."""
-GIT_BUDGET = 6
-"""git processes on a warm workspace before the first request: 6 when measured (the mirror's fetch
-and its ls-remote of the remote's HEAD, the commit's rev-parse, the checkout's fetch, checkout and
-clean)."""
+GIT_BUDGET = 3
+"""git processes on a warm workspace before the first request, nothing new upstream: 3 when measured
+(the ls-remote of the remote's refs and HEAD, checkout and clean; no fetch, and the branch's commit is
+read from the mirror's refs). It was 6 before the mirror was fetched only when its remote moved."""
 
 
 @pytest.fixture(scope="module")

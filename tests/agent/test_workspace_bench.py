@@ -14,8 +14,15 @@ ROWS = [
     "first task (mirror, checkout, chown)",
     "second task (fetch, reuse, chown)",
     "git fetch + checkout in the plain clone",
+    "third task, nothing new upstream",
 ]
-RATIOS = ["first / clone", "first / local clone", "second / first", "second / plain fetch + checkout"]
+RATIOS = [
+    "first / clone",
+    "first / local clone",
+    "second / first",
+    "second / plain fetch + checkout",
+    "third (nothing new) / first",
+]
 
 
 def test_the_bench_prints_the_clone_baseline_both_tasks_and_their_ratios() -> None:
@@ -41,7 +48,7 @@ def test_the_bench_prints_the_clone_baseline_both_tasks_and_their_ratios() -> No
     lines = proc.stdout.splitlines()
     assert lines[0] == "repository: 5 commits, 3 files, 100 to a folder; 2 rounds, interleaved"
     rows = [(line[:46].strip(), line[46:].split()) for line in lines[1:]]
-    for kind, part in (("wall", rows[:10]), ("cpu", rows[10:])):
+    for kind, part in (("wall", rows[:12]), ("cpu", rows[12:])):
         assert [label for label, _ in part] == [f"{kind} ms", *ROWS, *(f"{kind} {r}" for r in RATIOS)]
         assert part[0][1] == ["min", "median", "max"]
         for label, values in part[1:]:

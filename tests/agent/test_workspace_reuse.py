@@ -23,10 +23,12 @@ from agentfleet.testing.repos import commit_files, git
 
 IS_ROOT = os.geteuid() == 0
 NOT_ROOT = "not running as root: there is no chown to the sandbox user to test"
-WARM_GIT_BUDGET = 6
-"""git processes a warm prepare starts (each with its children): the mirror's fetch and ls-remote
-(the remote's HEAD; symbolic-ref only when that moved), rev-parse (the commit), the checkout's
-fetch from the mirror, checkout and clean."""
+WARM_GIT_BUDGET = 4
+"""git processes a warm prepare starts (each with its children) after a new commit upstream: ls-remote
+(the remote's refs and HEAD; symbolic-ref only when HEAD moved), the mirror's fetch (only when the
+refs moved), checkout and clean; the checkout's refs are written and the mirror's new object files
+copied, not fetched, and the branch's commit is read from the mirror's refs. It was 6 (a rev-parse
+and the checkout's fetch). With children: test_workspace_catch_up.py."""
 FILES = {f"src/file{n}.txt": f"file {n}\n" * 40 for n in range(30)}
 
 
@@ -69,7 +71,8 @@ def test_the_first_task_transfers_the_history_once_and_copies_it_for_the_checkou
     prepare(settings, origin)
     names = [name for name, _ in git_processes(traced)]
     assert names.count("pack-objects") == 1 and names.count("index-pack") == 1, names  # one pack, made once
-    assert names.count("clone") == 2 and "fetch" not in names, names  # the mirror's, then the local copy
+    assert names.count("clone") == 1 and "fetch" not in names, names  # the mirror's; the checkout's .git is a copy
+    assert sorted(names) == ["checkout", "clone", "index-pack", "pack-objects", "rev-list", "upload-pack"], names
     mirror = settings.mirrors_dir / f"{workspace_id(str(origin))}.git"
     assert "url" not in (mirror / "config").read_text(), "the mirror keeps no URL (it may hold credentials)"
 

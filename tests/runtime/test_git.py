@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from agentfleet.agent.work import work_task
 from agentfleet.agent.workspace import RepoCheckout, prepare_workspace, push_branch, write_changes
+from agentfleet.errors import WorkspaceError
 from agentfleet.local.artifacts import LocalArtifactStore
 from agentfleet.runtime.git import GIT_TOKEN_ENV, _env, run_git
 from agentfleet.settings import Settings
@@ -153,3 +155,12 @@ def test_without_a_token_git_asks_no_one(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("HOME", str(tmp_path))  # no helper of the machine's user either
     filled = run_git(repo, "credential", "fill", input=FILL, check=False)
     assert filled.returncode != 0 and "password=" not in filled.stdout
+
+
+def test_a_git_that_hangs_is_stopped_at_its_limit_and_one_that_ends_is_left_alone(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    assert run_git(repo, "rev-parse", "HEAD", timeout=30).stdout.strip() == git(repo, "rev-parse", "HEAD")
+    (repo / ".git" / "packed-refs").unlink(missing_ok=True)
+    os.mkfifo(repo / ".git" / "packed-refs")  # git opens it to read the refs and waits for a writer
+    with pytest.raises(WorkspaceError, match="took longer than"):
+        run_git(repo, "for-each-ref", timeout=0.5)

@@ -13,6 +13,7 @@ checked for symlinks and its config rewritten before each use (runtime/git.py).
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -198,8 +199,9 @@ def _fetch_inputs(items: list[str], into: Path, artifacts: ArtifactStore) -> lis
 def _copy_inputs(files: list[str], root: Path, artifacts: ArtifactStore, emit: Emit) -> None:
     """Each artifact key (or gs://bucket/key) into `.agentfleet/inputs/<basename>`, afresh."""
     inputs = real_dir(root / ".agentfleet") / "inputs"  # a symlinked .agentfleet is removed first
-    remove_path(inputs)
-    inputs.mkdir()
+    if inputs.is_symlink() or not inputs.is_dir() or os.listdir(inputs):  # an empty folder stays (rmdir is slow)
+        remove_path(inputs)
+        inputs.mkdir()
     _fetch_inputs(files, inputs, artifacts)
     emit(EventKind.WORKSPACE, {"step": "files", "count": len(files)})
 
