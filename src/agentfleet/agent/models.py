@@ -191,7 +191,9 @@ class OpenAIModel:
             stream=stream,
             # Chunks as the plain JSON they are: the SDK still decodes the events and raises for an
             # error in the stream, but builds no typed object per chunk (~0.3 ms each, ~2 ms a step).
-            stream_cls=AsyncStream[dict[str, Any]],
+            # `object`, not `dict[str, Any]`: for any other type the SDK still walks each chunk
+            # (construct_type, ~0.65 ms a step); `object` it hands over as decoded.
+            stream_cls=AsyncStream[object],
         )
 
     async def _complete(self, kwargs: dict[str, Any]) -> Completion:
@@ -258,9 +260,11 @@ class OpenAIModel:
         calls: dict[int, list[str]] = {}
         pieces, usage, choices = 0, None, 0
         body = {**kwargs, "stream": True, "stream_options": {"include_usage": True}}
-        stream: AsyncStream[dict[str, Any]] = await self._post(body, headers, stream=True)
+        stream: AsyncStream[object] = await self._post(body, headers, stream=True)
         async with stream:
             async for chunk in stream:
+                if not isinstance(chunk, dict):  # not a chunk at all: nothing in it to put together
+                    continue
                 usage = _Usage.of(chunk.get("usage")) or usage
                 for choice in (chunk.get("choices") or [])[:1]:
                     choices += 1
