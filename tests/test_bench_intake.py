@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 from agentfleet.testing.emulators import emulators_available
+from tests.benches import run_bench
 
-ROOT = Path(__file__).resolve().parents[1]
 LOCAL = ["functions-framework 202", "werkzeug 202", "agentfleet serve"]
 TINY = ["--clients", "2", "--requests", "6", "--rounds", "2"]
 SPREAD = r"[0-9.]+/[0-9.]+/[0-9.]+"
 
 
 def bench(*args: str) -> list[str]:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "intake.py"), *TINY, *args],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout.splitlines()
+    return run_bench("intake.py", *TINY, *args)
 
 
 def rows(lines: list[str]) -> dict[str, list[str]]:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+from tests.benches import run_bench
 
-ROOT = Path(__file__).resolve().parents[2]
 ROWS = [
     "baseline: git clone --no-local",
     "git clone of the local path (hardlinks)",
@@ -26,26 +22,8 @@ RATIOS = [
 
 
 def test_the_bench_prints_the_clone_baseline_both_tasks_and_their_ratios() -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "warm_workspace.py"),
-            "--commits",
-            "5",
-            "--files",
-            "3",
-            "--rounds",
-            "2",
-            "--agent-seconds",
-            "0",
-        ],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = proc.stdout.splitlines()
+    args = ["--commits", "5", "--files", "3", "--rounds", "2", "--agent-seconds", "0"]
+    lines = run_bench("warm_workspace.py", *args, timeout_s=120)
     assert lines[0] == "repository: 5 commits, 3 files, 100 to a folder; 2 rounds, interleaved"
     rows = [(line[:46].strip(), line[46:].split()) for line in lines[1:]]
     for kind, part in (("wall", rows[:12]), ("cpu", rows[12:])):
