@@ -8,6 +8,7 @@ import time
 import httpx
 
 from agentfleet.backends import build_backends
+from agentfleet.local import server as server_module
 from agentfleet.local.server import LocalServer, Loop
 from agentfleet.service import ReapReport, Service
 from agentfleet.testing.polling import wait_for
@@ -49,6 +50,31 @@ def test_a_step_that_returns_a_report_waits_and_only_true_runs_again_at_once() -
         loop.start()
     wait_for(lambda: calls["busy"] >= 50, what="the busy loop to run 50 steps back to back")
     for loop in loops:
-        loop.stopped.set()
+        loop.stop()
         loop.join(timeout=5)
     assert calls["report"] == 1, "a report is not 'busy': the loop waited its interval"
+
+
+def test_a_task_submitted_to_the_server_wakes_its_dispatcher_instead_of_waiting_for_the_poll(
+    settings, monkeypatch
+) -> None:
+    """A publish in the server's own process wakes the dispatcher: with its poll an hour away, a
+    message is still pulled at once (a publish from another process waits for the poll)."""
+    monkeypatch.setattr(server_module, "DISPATCH_POLL_S", 3600.0)
+    service = Service(build_backends(settings), settings)
+    server = LocalServer(service, port=0)
+    dispatcher = server.loops[0]
+    assert dispatcher.name == "dispatcher" and dispatcher.interval_s == 3600.0
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: dispatcher.steps >= 1, what="the dispatcher's first step")
+        time.sleep(0.3)  # it is now asleep for its interval
+        assert dispatcher.steps == 1
+        service.backends.queue.publish_raw(b"not a dispatch message")
+        wait_for(lambda: dispatcher.steps >= 2, timeout_s=30, what="the dispatcher, woken by the publish")
+        wait_for(lambda: service.backends.queue.pending() == 0, timeout_s=30, what="the message handled")
+    finally:
+        server.stop()
+        thread.join(timeout=10)
+    assert not thread.is_alive(), "stop() ends a loop asleep for its interval at once"

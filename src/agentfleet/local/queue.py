@@ -22,6 +22,7 @@ import json
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,6 +91,9 @@ class SqliteTaskQueue(sqlite.ThreadConnections):
             raise ValueError("max_delivery_attempts must be at least 1")
         super().__init__(path, _SCHEMA)
         self.max_delivery_attempts = max_delivery_attempts
+        self.listeners: list[Callable[[], None]] = []
+        """Called after each publish in this process (the server's dispatcher wakes on it, as a
+        push subscription delivers at once); a publish from another process is found by polling."""
 
     # --- the port ------------------------------------------------------------------------
 
@@ -110,6 +114,8 @@ class SqliteTaskQueue(sqlite.ThreadConnections):
             "INSERT INTO messages (id, data, attributes, published_at, visible_at) VALUES (?, ?, ?, ?, ?)",
             (message_id, data, json.dumps(attributes or {}), now, now),
         )
+        for listener in self.listeners:
+            listener()
         return message_id
 
     def pull(self, max_messages: int = 10, lease_s: float = 60.0) -> list[Delivery]:

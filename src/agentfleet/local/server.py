@@ -30,6 +30,9 @@ LEASE_S = 60.0
 RETRY_DELAY_S = 2.0
 PAGE = 10
 """Messages the dispatcher pulls at a time."""
+DISPATCH_POLL_S = 0.2
+"""How often the dispatcher looks for messages it was not woken for: those another process
+published (an agent handing its workspace to the next task, a user publishing onto the queue)."""
 HTTP_LIMITS: dict[str, Any] = {
     "threads": 32,  # each open event stream holds one
     "connection_limit": 1000,  # connections at once; more wait in the listen backlog
@@ -73,18 +76,29 @@ class Loop(threading.Thread):
         super().__init__(name=name, daemon=True)
         self.step, self.interval_s = step, interval_s
         self.stopped = threading.Event()
+        self._woken = threading.Event()
         self.steps = 0
+
+    def wake(self) -> None:
+        """Run the step now instead of at the end of the interval (safe from any thread; a wake
+        during a step runs it once more right after)."""
+        self._woken.set()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self._woken.set()
 
     def run(self) -> None:
         while not self.stopped.is_set():
             self.steps += 1
+            self._woken.clear()
             try:
                 busy = self.step() is True
             except Exception:  # top-level handler of a background loop
                 logger.exception("%s failed; trying again", self.name)
                 busy = False
             if not busy:
-                self.stopped.wait(self.interval_s)
+                self._woken.wait(self.interval_s)
 
 
 class Dispatcher:
@@ -143,10 +157,9 @@ class LocalServer:
             app.hosts = loopback_hosts(self.http.effective_port)
         self._serving = False
         self.jobs = service.backends.jobs
-        self.loops = [
-            Loop("dispatcher", Dispatcher(service, queue).step, 0.2),
-            Loop("reaper", lambda: _reap(service), settings.reap_interval_s),
-        ]
+        dispatcher = Loop("dispatcher", Dispatcher(service, queue).step, DISPATCH_POLL_S)
+        queue.listeners.append(dispatcher.wake)  # a task submitted here is dispatched at once
+        self.loops = [dispatcher, Loop("reaper", lambda: _reap(service), settings.reap_interval_s)]
 
     @property
     def url(self) -> str:
@@ -166,7 +179,7 @@ class LocalServer:
     def stop(self) -> None:
         """Stop the loops and the HTTP server; safe from any thread, and more than once."""
         for loop in self.loops:
-            loop.stopped.set()
+            loop.stop()
         close_jobs = getattr(self.jobs, "close", None)  # the warm launcher (the agents run on)
         if close_jobs is not None:
             close_jobs()
