@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -9,8 +10,10 @@ import httpx
 
 from agentfleet.backends import build_backends
 from agentfleet.local import server as server_module
+from agentfleet.local.jobs import LocalJobRunner
 from agentfleet.local.server import LocalServer, Loop
 from agentfleet.service import ReapReport, Service
+from agentfleet.tasks import Task, TaskRequest
 from agentfleet.testing.polling import wait_for
 
 
@@ -78,3 +81,26 @@ def test_a_task_submitted_to_the_server_wakes_its_dispatcher_instead_of_waiting_
         server.stop()
         thread.join(timeout=10)
     assert not thread.is_alive(), "stop() ends a loop asleep for its interval at once"
+
+
+def test_the_end_of_an_agent_the_server_started_wakes_its_dispatcher(settings, monkeypatch) -> None:
+    """An agent publishes the next task of its workspace before it exits, from its own process; the
+    runner's watcher, seeing it exit, wakes the server's dispatcher instead of leaving it to the poll."""
+    monkeypatch.setattr(server_module, "DISPATCH_POLL_S", 3600.0)
+    service = Service(build_backends(settings), settings)
+    server = LocalServer(service, port=0)
+    dispatcher = server.loops[0]
+    jobs = service.backends.jobs
+    assert isinstance(jobs, LocalJobRunner) and dispatcher.wake in jobs.exit_listeners
+    jobs.command = [sys.executable, "-c", "pass"]  # an agent that ends at once
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: dispatcher.steps >= 1, what="the dispatcher's first step")
+        time.sleep(0.3)  # it is now asleep for its interval
+        assert dispatcher.steps == 1
+        jobs.launch(Task(request=TaskRequest(query="q", repo_url="https://github.com/acme/widgets")))
+        wait_for(lambda: dispatcher.steps >= 2, timeout_s=30, what="the dispatcher, woken by the agent's end")
+    finally:
+        server.stop()
+        thread.join(timeout=10)

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -186,6 +186,9 @@ class LocalJobRunner(sqlite.ThreadConnections):
         self.env = env
         self.warm = (settings.agent_prefork if warm is None else warm) and command is None
         self._launcher: WarmLauncher | None = None
+        self.exit_listeners: list[Callable[[], None]] = []
+        """Called after an agent this runner started has exited and been recorded: by then it has
+        handed its workspace on (published the next task), which the server's dispatcher wakes for."""
         super().__init__(self.db_path, _SCHEMA)
 
     # --- the port ------------------------------------------------------------------------
@@ -347,6 +350,8 @@ class LocalJobRunner(sqlite.ThreadConnections):
         finally:
             with _children_lock:
                 _children.pop(proc.pid, None)
+        for listener in self.exit_listeners:
+            listener()
 
     def _terminate(self, pid: int, start: str | None) -> None:
         if not _is_alive(pid, start):

@@ -21,6 +21,7 @@ from agentfleet.api.a2a import mount
 from agentfleet.api.pubsub import handle_delivery
 from agentfleet.errors import ConfigError, RetryableError
 from agentfleet.local import token
+from agentfleet.local.jobs import LocalJobRunner
 from agentfleet.local.queue import Delivery, SqliteTaskQueue
 from agentfleet.net import is_loopback
 from agentfleet.service import Service
@@ -31,8 +32,9 @@ RETRY_DELAY_S = 2.0
 PAGE = 10
 """Messages the dispatcher pulls at a time."""
 DISPATCH_POLL_S = 0.2
-"""How often the dispatcher looks for messages it was not woken for: those another process
-published (an agent handing its workspace to the next task, a user publishing onto the queue)."""
+"""How often the dispatcher looks for messages it was not woken for (it wakes for a publish in
+this process and for the end of an agent it started, which has handed its workspace on): those
+another process published, a user publishing onto the queue or an agent still running."""
 HTTP_LIMITS: dict[str, Any] = {
     "threads": 32,  # each open event stream holds one
     "connection_limit": 1000,  # connections at once; more wait in the listen backlog
@@ -159,6 +161,8 @@ class LocalServer:
         self.jobs = service.backends.jobs
         dispatcher = Loop("dispatcher", Dispatcher(service, queue).step, DISPATCH_POLL_S)
         queue.listeners.append(dispatcher.wake)  # a task submitted here is dispatched at once
+        if isinstance(self.jobs, LocalJobRunner):  # an agent that ended has handed its workspace on
+            self.jobs.exit_listeners.append(dispatcher.wake)
         self.loops = [dispatcher, Loop("reaper", lambda: _reap(service), settings.reap_interval_s)]
 
     @property
