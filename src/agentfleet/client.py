@@ -57,7 +57,15 @@ class Client:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            return self._json(self.http.request(method, path, **kwargs))
+            try:
+                return self._json(self.http.request(method, path, **kwargs))
+            except httpx.RemoteProtocolError:
+                # The server closed the kept-alive connection as the request went out (its idle
+                # timeout): a read is sent again once, on a new connection. A write is not: it may
+                # have been done, and sending it again could submit a task twice.
+                if method not in ("GET", "HEAD"):
+                    raise
+                return self._json(self.http.request(method, path, **kwargs))
         except httpx.TransportError as exc:
             raise ApiError(0, f"cannot reach {self.server}: {exc}; is `agentfleet serve` running?") from exc
 
