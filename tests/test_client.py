@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -18,9 +19,10 @@ TASK = Task(request=TaskRequest(query="q", repo_url="https://github.com/acme/wid
 
 
 @contextmanager
-def dropping_first(answer: bytes) -> Iterator[tuple[str, list[bytes]]]:
-    """A server on loopback that reads the first request and hangs up without a word, then answers
-    each later one with `answer` (JSON); the requests it read, one per connection."""
+def dropping_first(answer: bytes, reset: bool = False) -> Iterator[tuple[str, list[bytes]]]:
+    """A server on loopback that reads the first request and hangs up without a word (closes, or
+    with `reset` resets the connection), then answers the next with `answer` (JSON); the requests
+    it read, one per connection."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(10)
     seen: list[bytes] = []
@@ -34,6 +36,8 @@ def dropping_first(answer: bytes) -> Iterator[tuple[str, list[bytes]]]:
             with conn:
                 conn.settimeout(10)
                 seen.append(conn.recv(65536))
+                if not n and reset:  # a close that sends RST, not FIN
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 if n:
                     head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(answer)}\r\n"
                     conn.sendall(head.encode() + b"Connection: close\r\n\r\n" + answer)
@@ -49,15 +53,17 @@ def dropping_first(answer: bytes) -> Iterator[tuple[str, list[bytes]]]:
         thread.join(timeout=10)
 
 
-def test_a_read_the_server_hung_up_on_is_sent_again_once() -> None:
-    with dropping_first(TASK.model_dump_json().encode()) as (url, seen):
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+def test_a_read_the_server_hung_up_on_is_sent_again_once(reset: bool) -> None:
+    with dropping_first(TASK.model_dump_json().encode(), reset) as (url, seen):
         got = Client(url, timeout_s=10).task(TASK.id)
     assert got.id == TASK.id
     assert len(seen) == 2 and all(r.startswith(f"GET /tasks/{TASK.id} ".encode()) for r in seen)
 
 
-def test_a_write_the_server_hung_up_on_is_not_sent_again() -> None:
-    with dropping_first(json.dumps({"id": "x"}).encode()) as (url, seen), pytest.raises(ApiError) as failed:
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+def test_a_write_the_server_hung_up_on_is_not_sent_again(reset: bool) -> None:
+    with dropping_first(json.dumps({"id": "x"}).encode(), reset) as (url, seen), pytest.raises(ApiError) as failed:
         Client(url, timeout_s=10).submit({"query": "q", "repo_url": "https://github.com/acme/widgets"})
     assert failed.value.status == 0 and "cannot reach" in str(failed.value)
     assert len(seen) == 1, "a submission may have been stored: it is not sent twice"

@@ -59,10 +59,10 @@ class Client:
         try:
             try:
                 return self._json(self.http.request(method, path, **kwargs))
-            except httpx.RemoteProtocolError:
-                # The server closed the kept-alive connection as the request went out (its idle
-                # timeout): a read is sent again once, on a new connection. A write is not: it may
-                # have been done, and sending it again could submit a task twice.
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                # The server closed (or reset) the kept-alive connection as the request went out
+                # (its idle timeout): a read is sent again once, on a new connection. A write is
+                # not: it may have been done, and sending it again could submit a task twice.
                 if method not in ("GET", "HEAD"):
                     raise
                 return self._json(self.http.request(method, path, **kwargs))
