@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import httpx
 
 from agentfleet.client import Client
 from agentfleet.net import free_port
+from agentfleet.testing.polling import stop_process
 from agentfleet.testing.repos import make_repo
 from agentfleet.testing.scripted_llm import ScriptedLLM, look, reply
 
@@ -97,14 +97,7 @@ def serve(home: Path, llm_url: str, prefork: bool = True) -> Iterator[str]:
             time.sleep(0.1)
         yield url
     finally:
-        # SIGTERM, which serve handles as Ctrl-C: a SIGINT is ignored by a process started from a
-        # background job (bash sets it to SIG_IGN there, and Python then installs no handler).
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def one(client: Client, repo: Path, arrivals: Arrivals) -> tuple[float, float, float]:

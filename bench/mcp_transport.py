@@ -47,6 +47,7 @@ from agentfleet.mcp_servers.toolbox import default_binary
 from agentfleet.net import free_port
 from agentfleet.testing.a2a_echo import echo_app
 from agentfleet.testing.asgi import serving
+from agentfleet.testing.polling import stop_process
 from agentfleet.testing.repos import make_repo
 
 WARMUP = 5
@@ -173,12 +174,7 @@ async def over_http(server: Server, env: dict[str, str], cwd: Path) -> AsyncIter
             await client.list_tools()
             yield client, time.perf_counter() - began
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout_s=10)
 
 
 @dataclass

@@ -54,7 +54,7 @@ from agentfleet.net import free_port
 from agentfleet.runtime.sandbox import Sandbox, SandboxConfig
 from agentfleet.settings import Settings
 from agentfleet.tasks import Task, TaskRequest, TaskStatus, Usage
-from agentfleet.testing.polling import wait_for
+from agentfleet.testing.polling import stop_process, wait_for
 from agentfleet.testing.repos import make_repo
 from agentfleet.testing.scripted_llm import reply, tool_call
 from agentfleet.testing.scripted_model import ScriptedModel, call
@@ -90,8 +90,7 @@ def served(script: list[dict[str, Any]], where: Path) -> Iterator[str]:
         wait_for(lambda: _answers(url + "/models"), timeout_s=60, what="the scripted server")
         yield url
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_process(proc)
 
 
 def _answers(url: str) -> bool:

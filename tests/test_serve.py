@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import pytest
 from agentfleet.client import Client
 from agentfleet.local.token import read_token
 from agentfleet.net import free_port
-from agentfleet.testing.polling import wait_for
+from agentfleet.testing.polling import stop_process, wait_for
 from agentfleet.testing.scripted_llm import ScriptedLLM, look, reply, tool_call
 from tests.processes import pids_running, unique_sleep_seconds
 
@@ -80,13 +79,7 @@ def server_process(
                 proc.wait(timeout=0.1)
         yield url, proc
     finally:
-        # SIGTERM, which serve handles as Ctrl-C: a process started from a background job ignores SIGINT
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout_s=15)
         log.close()
 
 

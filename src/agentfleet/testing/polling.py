@@ -1,8 +1,9 @@
-"""Waiting for something to become true, with a deadline and no fixed sleeps, and racing threads
-(tests and benches)."""
+"""Waiting for something to become true, with a deadline and no fixed sleeps, for a process to stop,
+and racing threads (tests and benches)."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -10,6 +11,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
+    """Stop a process a test or bench started: SIGTERM (which `agentfleet serve` and the scripted
+    model server handle as Ctrl-C; a SIGINT is ignored by a process started from a background job,
+    where bash sets it to SIG_IGN and Python installs no handler), then SIGKILL after `timeout_s`.
+    Its exit code."""
+    proc.terminate()
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
 
 
 def eventually(condition: Callable[[], object], timeout_s: float = 20.0) -> bool:
