@@ -26,15 +26,6 @@ CONNECT = "python3 -c \"import socket; socket.create_connection(('127.0.0.1', {p
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "hello.txt").write_text("hello\n")
-    grant_workspace(root, 65534, 65534)
-    return root
-
-
-@pytest.fixture
 def loopback_port() -> Iterator[int]:
     with socket.create_server(("127.0.0.1", 0)) as server:
         yield server.getsockname()[1]

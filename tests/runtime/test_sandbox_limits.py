@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from agentfleet.runtime.sandbox import Sandbox, SandboxConfig, grant_workspace
+from agentfleet.runtime.sandbox import Sandbox, SandboxConfig
 from agentfleet.testing.polling import wait_for
 from tests.processes import pids_running
 
@@ -51,14 +51,6 @@ FORK_CHECK = textwrap.dedent(
     print(result.output)
     """
 )
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    root = tmp_path / "ws"
-    root.mkdir()
-    grant_workspace(root, 65534, 65534)
-    return root
 
 
 def children(output: str) -> int:

@@ -17,7 +17,7 @@ import pytest
 
 from agentfleet.runtime import sandbox, sandbox_executor
 from agentfleet.runtime.capture import ExecResult, _Capture, cut, kill_all
-from agentfleet.runtime.sandbox import Sandbox, SandboxConfig, SandboxSession, grant_workspace
+from agentfleet.runtime.sandbox import Sandbox, SandboxConfig, SandboxSession
 from agentfleet.testing.polling import eventually
 from tests.processes import pids_running, unique_sleep_seconds
 
@@ -25,16 +25,6 @@ PTRACE = (
     'python3 -c "import ctypes, os; libc = ctypes.CDLL(None, use_errno=True); '
     "print('ptrace', libc.ptrace(16, os.getppid(), 0, 0), ctypes.get_errno())\""
 )
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "hello.txt").write_text("hello\n")
-    grant_workspace(root, 65534, 65534)
-    tmp_path.chmod(0o755)
-    return root
 
 
 @pytest.fixture
