@@ -204,9 +204,7 @@ def _catch_up(path: Path, mirror: Path) -> None:
     with the mirror, which is ours), then its refs are made the mirror's (write_checkout_refs). A copy over
     COPY_LIMIT (the mirror was repacked) is left to the fetch, which sends only what is missing."""
     gitdir = path / ".git"
-    refs = read_refs(mirror)
-    if refs is None:
-        raise WorkspaceError(f"the mirror {mirror} holds refs that are not plain files")
+    refs = _mirror_refs(mirror)
     try:
         copied = copy_objects(mirror, gitdir, COPY_LIMIT)
     except OSError as exc:  # the agent left no object folder, or something else where one should be
@@ -219,6 +217,13 @@ def _catch_up(path: Path, mirror: Path) -> None:
         raise WorkspaceError(f"{gitdir}/refs cannot be put back: {exc}") from None
 
 
+def _mirror_refs(mirror: Path) -> dict[str, str]:
+    refs = read_refs(mirror)
+    if refs is None:
+        raise WorkspaceError(f"the mirror {mirror} holds refs that are not plain files")
+    return refs
+
+
 _NEW_GITDIR = ".agentfleet-clone"
 
 
@@ -229,9 +234,7 @@ def _new_gitdir(path: Path, mirror: Path) -> None:
     from the mirror names them (CHECKOUT_REFSPECS: branches under `refs/remotes/origin/`, tags),
     no local branch, and a HEAD the checkout then detaches. Made in a folder of its own (`path`
     may hold files), then moved into place, so a crash never leaves half a `.git`."""
-    refs = read_refs(mirror)
-    if refs is None:
-        raise WorkspaceError(f"the mirror {mirror} holds refs that are not plain files")
+    refs = _mirror_refs(mirror)
     tmp = path / _NEW_GITDIR
     remove_path(tmp)
     for folder in ("objects/pack", "objects/info", "info"):

@@ -107,13 +107,8 @@ class SqliteTaskStore(sqlite.ThreadConnections):
                 )
             except sqlite3.IntegrityError:
                 raise ValueError(f"a task with id {task.id!r} already exists") from None
-            if event is not None:  # a new task's first event: seq 1
-                first = TaskEvent(task_id=task.id, seq=1, kind=event[0], data=event[1])
-                data = first.model_dump(mode="json", include={"data"})["data"]
-                conn.execute(
-                    "INSERT INTO events (task_id, seq, ts, kind, data) VALUES (?, 1, ?, ?, ?)",
-                    (task.id, iso(first.ts), first.kind.value, json.dumps(data)),
-                )
+            if event is not None:  # a new task's first event (seq 1)
+                self._insert_event(conn, TaskEvent(task_id=task.id, seq=0, kind=event[0], data=event[1]))
         return task, True
 
     def get(self, task_id: str) -> Task | None:
