@@ -91,8 +91,8 @@ def test_a_second_task_on_a_busy_workspace_waits_then_runs(repo_factory, setting
 def test_a_task_stored_while_its_workspace_is_busy_is_published_when_the_running_one_ends(
     repo_factory, settings, idle_command
 ) -> None:
-    """Its delivery at submission finds the workspace busy and is dropped; the finish of the task
-    ahead of it publishes it again, and that delivery runs it."""
+    """It is not published at submission (its delivery would only find the workspace busy); the
+    finish of the task ahead of it publishes it, and that delivery runs it."""
     backends = backends_for(settings, idle_command)
     service = Service(backends, settings)
     queue = backends.queue
@@ -101,12 +101,34 @@ def test_a_task_stored_while_its_workspace_is_busy_is_published_when_the_running
     first, _ = service.submit({"query": "one", "repo_url": repo})
     assert drain(service, queue) == ["launched"]
     second, _ = service.submit({"query": "two", "repo_url": repo})
-    assert drain(service, queue) == ["waiting"], "its delivery found the workspace busy"
+    assert drain(service, queue) == [], "nothing published while the workspace is busy"
+    assert backends.store.get(second.id).status is TaskStatus.QUEUED  # type: ignore[union-attr]
     running = service.start_attempt(first.id)
     assert running is not None
     assert service.finish_attempt(running, running.model_copy(update={"status": TaskStatus.SUCCEEDED}))
     assert drain(service, queue) == ["launched"]
     assert backends.store.get(second.id).status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING)  # type: ignore[union-attr]
+
+
+def test_a_task_whose_workspace_cannot_be_counted_is_published(repo_factory, settings, idle_command) -> None:
+    """The count after storing it fails (the store is unreachable for a moment): it is published
+    anyway, so it is never left QUEUED with no message until the reaper's pass."""
+    backends = backends_for(settings, idle_command)
+    repo = str(repo_factory(FILES))
+    Service(backends, settings).submit({"query": "one", "repo_url": repo})
+    assert drain(Service(backends, settings), backends.queue) == ["launched"]
+
+    class CountFails:
+        def __getattr__(self, name: str) -> object:
+            return getattr(backends.store, name)
+
+        def count_active(self, workspace_id: str) -> int:
+            raise ConnectionError("the store is unreachable")
+
+    flaky = Service(replace(backends, store=CountFails()), settings)  # type: ignore[arg-type]
+    second, created = flaky.submit({"query": "two", "repo_url": repo})
+    assert created and backends.store.get(second.id).status is TaskStatus.QUEUED  # type: ignore[union-attr]
+    assert drain(Service(backends, settings), backends.queue) == ["waiting"], "published: its delivery came"
 
 
 def test_an_attempt_starts_once_and_a_finish_after_a_cancel_records_nothing(

@@ -90,11 +90,8 @@ class Service:
             raise InvalidRequestError(describe_validation_error(exc)) from None
 
     def submit(self, body: Any) -> tuple[Task, bool]:
-        """Validate, store QUEUED, publish. Returns (task, created); a repeated idempotency key
-        returns the first task and publishes nothing. A task of a busy workspace is published too:
-        asking the store whether the workspace has room would cost every submission a count (an
-        aggregation query on Firestore) where a busy delivery costs one dropped dispatch; the task
-        that ends next publishes the workspace's oldest QUEUED task (schedule_next)."""
+        """Validate, store QUEUED, publish when its workspace has room (see _create). Returns
+        (task, created); a repeated idempotency key returns the first task and publishes nothing."""
         request = body if isinstance(body, TaskRequest) else self.parse_request(body)
         return self._create(Task(request=request))
 
@@ -115,9 +112,23 @@ class Service:
                 f"idempotency_key {new.request.idempotency_key!r} was used for a different request (task {task.id}); "
                 "send that request again, or use a new key for this one"
             )
-        if created:
+        if created and self._room_after_create(task):
             self._publish(task)
         return task, created
+
+    def _room_after_create(self, task: Task) -> bool:
+        """Whether a task just stored should be published now. A task of a busy workspace is not:
+        its delivery would only find the workspace busy (a message, a delivery and a dispatch, a
+        function call in the cloud, for nothing); the task ahead of it publishes the workspace's
+        oldest QUEUED task when it ends (schedule_next). The count comes after the task is stored,
+        so a task ahead that ends meanwhile either ended before the count (room: published here)
+        or schedules after it and finds this one QUEUED: none is left asleep. A count that cannot
+        be made publishes (a delivery that finds the workspace busy is harmless)."""
+        try:
+            return self._has_room(task.workspace_id)
+        except (ConnectionError, TimeoutError) as exc:
+            logger.warning("could not count the active tasks of workspace %s (%s); publishing", task.workspace_id, exc)
+            return True
 
     def _has_room(self, workspace_id: str) -> bool:
         """Whether the workspace can take another task now."""

@@ -154,9 +154,17 @@ def test_an_intake_request_opens_no_connection_after_the_first(tmp_path: Path, o
     assert opened.total() == PER_THREAD_AFTER_WARM_UP
 
 
-STATEMENTS_PER_INTAKE = ["BEGIN IMMEDIATE", "INSERT INTO tasks", "INSERT INTO events", "COMMIT", "INSERT INTO messages"]
+STATEMENTS_PER_INTAKE = [
+    "BEGIN IMMEDIATE",
+    "INSERT INTO tasks",
+    "INSERT INTO events",
+    "COMMIT",
+    "SELECT COUNT(*) FROM",
+    "INSERT INTO messages",
+]
 """Budget of one POST /orchestrate on the local backends: the task and its first event in one
-transaction, then the dispatch message as one statement (its own transaction); no read."""
+transaction, the count of its workspace's active tasks (one indexed read: it is published only
+when the workspace has room), then the dispatch message as one statement (its own transaction)."""
 
 
 def test_an_intake_request_runs_its_budget_of_statements_and_a_dispatcher_page_two_writes(
