@@ -131,6 +131,33 @@ def test_a_task_whose_workspace_cannot_be_counted_is_published(repo_factory, set
     assert drain(Service(backends, settings), backends.queue) == ["waiting"], "published: its delivery came"
 
 
+def test_on_a_store_that_counts_over_the_network_a_busy_workspace_s_task_is_published_uncounted(
+    repo_factory, settings, idle_command
+) -> None:
+    """Firestore's count is a round trip (counts_locally False): intake does not pay it, and the
+    busy workspace's delivery is dropped at dispatch instead."""
+    backends = backends_for(settings, idle_command)
+    repo = str(repo_factory(FILES))
+    Service(backends, settings).submit({"query": "one", "repo_url": repo})
+    assert drain(Service(backends, settings), backends.queue) == ["launched"]
+    counted: list[str] = []
+
+    class RemoteCounts:
+        counts_locally = False
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(backends.store, name)
+
+        def count_active(self, workspace_id: str) -> int:
+            counted.append(workspace_id)
+            return backends.store.count_active(workspace_id)
+
+    remote = Service(replace(backends, store=RemoteCounts()), settings)  # type: ignore[arg-type]
+    remote.submit({"query": "two", "repo_url": repo})
+    assert counted == [], "intake made no count"
+    assert drain(remote, backends.queue) == ["waiting"], "published, and dropped at dispatch"
+
+
 def test_an_attempt_starts_once_and_a_finish_after_a_cancel_records_nothing(
     repo_factory, settings, idle_command
 ) -> None:

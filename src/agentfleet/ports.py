@@ -60,6 +60,12 @@ class TaskStore(Protocol):
     """Tasks, their ordered events and heartbeats. Every status change is one atomic
     compare-and-set; a change that does not apply returns None and changes nothing."""
 
+    counts_locally: bool
+    """Whether `count_active` is answered on this machine, without a round trip (an index in a
+    local file). The service then counts after storing a task, to publish only a task whose
+    workspace has room; where a count is a network call it publishes every task, and a busy
+    workspace's delivery is dropped (a call less for every submission, bursts included)."""
+
     def create(self, task: Task, *, event: tuple[EventKind, dict[str, Any]] | None = None) -> tuple[Task, bool]:
         """Store a new task; with an idempotency_key already used, return that task and False.
         A task id that already exists raises ValueError. `event`: the new task's first event

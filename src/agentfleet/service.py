@@ -90,7 +90,8 @@ class Service:
             raise InvalidRequestError(describe_validation_error(exc)) from None
 
     def submit(self, body: Any) -> tuple[Task, bool]:
-        """Validate, store QUEUED, publish when its workspace has room (see _create). Returns
+        """Validate, store QUEUED, publish (on a local store only when its workspace has room:
+        _room_after_create). Returns
         (task, created); a repeated idempotency key returns the first task and publishes nothing."""
         request = body if isinstance(body, TaskRequest) else self.parse_request(body)
         return self._create(Task(request=request))
@@ -112,18 +113,19 @@ class Service:
                 f"idempotency_key {new.request.idempotency_key!r} was used for a different request (task {task.id}); "
                 "send that request again, or use a new key for this one"
             )
-        if created and self._room_after_create(task):
+        if created and (not self.store.counts_locally or self._room_after_create(task)):
             self._publish(task)
         return task, created
 
     def _room_after_create(self, task: Task) -> bool:
-        """Whether a task just stored should be published now. A task of a busy workspace is not:
-        its delivery would only find the workspace busy (a message, a delivery and a dispatch, a
-        function call in the cloud, for nothing); the task ahead of it publishes the workspace's
-        oldest QUEUED task when it ends (schedule_next). The count comes after the task is stored,
-        so a task ahead that ends meanwhile either ended before the count (room: published here)
-        or schedules after it and finds this one QUEUED: none is left asleep. A count that cannot
-        be made publishes (a delivery that finds the workspace busy is harmless)."""
+        """Whether a task just stored should be published now, on a store that counts locally
+        (TaskStore.counts_locally). A task of a busy workspace is not: its delivery would only find
+        the workspace busy (a message, a pull, a dispatch and an ack, for nothing); the task ahead
+        of it publishes the workspace's oldest QUEUED task when it ends (schedule_next). The count
+        comes after the task is stored, so a task ahead that ends meanwhile either ended before the
+        count (room: published here) or schedules after it and finds this one QUEUED: none is left
+        asleep. A count that cannot be made publishes (a delivery that finds the workspace busy is
+        harmless)."""
         try:
             return self._has_room(task.workspace_id)
         except (ConnectionError, TimeoutError) as exc:

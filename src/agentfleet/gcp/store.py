@@ -107,6 +107,8 @@ def firestore_client(settings: Settings) -> firestore.Client:
 
 
 class FirestoreTaskStore:
+    counts_locally = False  # a count is an aggregation query: intake publishes without one
+
     def __init__(self, client: firestore.Client, collection: str, *, timeout_s: float = 30.0) -> None:
         """`timeout_s`: how long one call keeps retrying a transient failure before it raises."""
         self.client = client

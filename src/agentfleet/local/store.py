@@ -87,6 +87,8 @@ def _columns(task: Task) -> tuple[Any, ...]:
 
 
 class SqliteTaskStore(sqlite.ThreadConnections):
+    counts_locally = True  # an indexed read of this file: the service publishes only a task with room
+
     def __init__(self, path: Path) -> None:
         super().__init__(path, _SCHEMA)
 
