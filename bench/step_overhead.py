@@ -12,9 +12,11 @@ Rows (ms per step, min/median/max over the rounds):
 - mini-swe-agent 2.4.6 (its own venv, `.venv-bench`; `make bench-venv`): its DeterministicModel,
   and its LitellmModel over HTTP to the scripted server; each runs the trajectory then its
   submit command, timed inside its process after a warm-up run;
-- our agent (the loop, the MCP call to the workspace server in-process, the sandbox session) with
+- our agent (the loop, the call to the workspace server in-process, the sandbox session) with
   an in-process scripted Model, and with the real model client over HTTP to the same scripted
-  server (streamed, as by default); timed after a warm-up call;
+  server (streamed, as by default); timed after a warm-up call. The workspace server's tools are
+  called through the server's own API; "agent, scripted, session" calls them through an MCP
+  client session instead (`ToolBox(direct=False)`), what the direct call saves;
 - `work_task` end to end over HTTP (whatever workspace server the runner starts): its loop's wall time.
 
 Then the ratios: agent / minimal bwrap, agent (scripted) / mini (deterministic), agent (HTTP) /
@@ -112,16 +114,19 @@ def each(run: Callable[[str], object], cmds: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def agent_loop(workspace: Path, config: SandboxConfig, cmds: list[str], llm_url: str | None) -> float:
+def agent_loop(
+    workspace: Path, config: SandboxConfig, cmds: list[str], llm_url: str | None, direct: bool = True
+) -> float:
     """Seconds of `Agent.run` over the trajectory: a scripted Model in-process (llm_url None), or
-    the real client over HTTP; the workspace server in-process, its sandbox session warm."""
+    the real client over HTTP; the workspace server in-process, its sandbox session warm, its tools
+    called through the server's own API (`direct`) or through an MCP client session."""
     profile = PROFILES["native"]
 
     async def go() -> float:
         usage = Usage()
         box = Workspace(workspace, Sandbox(workspace, config), (config.uid, config.gid))
         try:
-            async with ToolBox(profile) as tools:
+            async with ToolBox(profile, direct=direct) as tools:
                 await tools.connect("workspace", build_server(box))
                 await tools.call("exec", {"command": "true"})  # the session's one bwrap starts here
                 if llm_url is None:
@@ -209,6 +214,7 @@ def main() -> None:
                 "sandbox per command": lambda: each(sandbox.run, cmds),
                 "sandbox session": lambda: each(session.run, cmds),
                 "agent, scripted model": lambda: agent_loop(workspace, config, cmds, None),
+                "agent, scripted, session": lambda: agent_loop(workspace, config, cmds, None, direct=False),
                 "agent, HTTP model": lambda: agent_loop(workspace, config, cmds, our_url),
                 "work_task, HTTP model": lambda: work_run(repo, settings, our_url, n),
             }
@@ -232,6 +238,7 @@ def main() -> None:
 
         print("ratios (per round): min median max")
         ratio("agent, scripted model", "minimal bwrap")
+        ratio("agent, scripted model", "agent, scripted, session")
         ratio("agent, HTTP model", "minimal bwrap")
         ratio("sandbox session", "minimal bwrap")
         ratio("sandbox per command", "minimal bwrap")

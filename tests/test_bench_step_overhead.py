@@ -13,7 +13,7 @@ from tests.benches import run_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS = ["subprocess.run", "minimal bwrap", "sandbox per command", "sandbox session"]
-OURS += ["agent, scripted model", "agent, HTTP model", "work_task, HTTP model"]
+OURS += ["agent, scripted model", "agent, scripted, session", "agent, HTTP model", "work_task, HTTP model"]
 MINI = ["mini, deterministic", "mini, litellm HTTP"]
 
 
@@ -36,6 +36,7 @@ def test_the_bench_prints_every_way_and_the_ratios_against_minimal_bwrap() -> No
     found = rows(lines)
     assert [name for name in found if " / " not in name] == OURS
     assert "agent, HTTP model / minimal bwrap" in found and "agent, scripted model / minimal bwrap" in found
+    assert "agent, scripted model / agent, scripted, session" in found
     assert all(low == mid == high > 0 for low, mid, high in found.values())  # one round
     assert lines[-1].startswith("load: ")
 
