@@ -86,11 +86,14 @@ class TaskStore(Protocol):
         *,
         attempt: int | None = None,
         changes: dict[str, Any] | None = None,
+        event: tuple[EventKind, dict[str, Any]] | None = None,
     ) -> Task | None:
         """Set `new` (and `changes`) iff the status is in `expected` and, when given, the attempt
         matches; `updated_at` is set, `finished_at` too for a final status. None when it does not apply.
         `changes` may not hold `id` or `status`; changes that make the task invalid raise ValueError
-        and store nothing."""
+        and store nothing. `event`: the change's event (kind, data), appended with the task's next
+        seq in the same commit as the change: both are stored or neither, so a crash cannot leave
+        a status change without its event."""
         ...
 
     def heartbeat(self, task_id: str, attempt: int) -> bool:

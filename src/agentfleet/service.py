@@ -163,17 +163,28 @@ class Service:
             return DispatchOutcome("duplicate", task.id, task.execution, f"{task.status.value} attempt {task.attempt}")
         if not self._has_room(task.workspace_id):
             return DispatchOutcome("waiting", task.id, detail=f"workspace {task.workspace_id} is busy")
-        claimed = self.store.transition(task.id, [TaskStatus.QUEUED], TaskStatus.DISPATCHED, attempt=task.attempt)
+        claimed = self._move(
+            task.id, [TaskStatus.QUEUED], TaskStatus.DISPATCHED, attempt=task.attempt, event={"attempt": task.attempt}
+        )
         if claimed is None:
             return DispatchOutcome("duplicate", task.id, detail="another delivery claimed it")
         if self._lost_workspace_race(claimed):
-            self.store.transition(task.id, [TaskStatus.DISPATCHED], TaskStatus.QUEUED, attempt=task.attempt)
+            self._give_back(claimed, f"workspace {task.workspace_id} was claimed first")
             # The winner may have ended while this claim still counted as active, and found no room
             # to schedule: wake the workspace, or it sleeps until the reaper's next pass.
             self.schedule_next(task.workspace_id)
             return DispatchOutcome("waiting", task.id, detail=f"workspace {task.workspace_id} was claimed first")
-        self.store.append_event(task.id, EventKind.STATUS, {"status": "DISPATCHED", "attempt": task.attempt})
         return self._launch(claimed)
+
+    def _give_back(self, claimed: Task, reason: str) -> None:
+        """DISPATCHED→QUEUED for the claimed attempt, with the reason in its status event."""
+        self._move(
+            claimed.id,
+            [TaskStatus.DISPATCHED],
+            TaskStatus.QUEUED,
+            attempt=claimed.attempt,
+            event={"attempt": claimed.attempt, "reason": reason},
+        )
 
     def _lost_workspace_race(self, claimed: Task) -> bool:
         """The count-then-claim above is not atomic: dispatches of two tasks of one workspace can
@@ -195,7 +206,7 @@ class Service:
             execution = self.backends.jobs.launch(task)
         except (OSError, ConnectionError, TimeoutError) as exc:
             # Transient: give the attempt back to the queue and let the platform redeliver.
-            self.store.transition(task.id, [TaskStatus.DISPATCHED], TaskStatus.QUEUED, attempt=task.attempt)
+            self._give_back(task, f"could not launch: {exc}")
             raise RetryableError(f"could not launch task {task.id}: {exc}") from exc
         except AgentFleetError as exc:
             self._fail(task, f"could not launch: {exc}")
@@ -268,11 +279,12 @@ class Service:
         changes: dict[str, Any] | None = None,
         event: dict[str, Any] | None = None,
     ) -> Task | None:
-        """A transition and, when it applied, its status event (the new status and `event`)."""
-        moved = self.store.transition(task_id, expected, new, attempt=attempt, changes=changes)
-        if moved is not None:
-            self.store.append_event(task_id, EventKind.STATUS, {"status": new.value, **(event or {})})
-        return moved
+        """A transition with its status event (the new status and `event`),
+        stored in one commit: both or neither."""
+        data = {"status": new.value, **(event or {})}
+        return self.store.transition(
+            task_id, expected, new, attempt=attempt, changes=changes, event=(EventKind.STATUS, data)
+        )
 
     # --- reads ----------------------------------------------------------------------------
 

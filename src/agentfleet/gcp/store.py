@@ -5,8 +5,9 @@ the fields the queries filter and sort on, as native Firestore types (`alive_at`
 of life: heartbeat_at, or updated_at before the first heartbeat). Reading checks the copies
 against the task, so a document someone edited by hand fails loudly instead of half-matching.
 
-- `transition` reads, compares, then writes with a last-update-time precondition (a lost race
-  reads again: no lock, no transaction); `create` is one atomic batch that creates the task, its
+- `transition` reads, compares, then commits one batch: the task under a last-update-time
+  precondition and, when given, its event created at the next seq (a lost race on either reads
+  again and retries both: no lock, no transaction); `create` is one atomic batch that creates the task, its
   first event when given one, and, with an idempotency key, a marker
   `{collection}-keys/{sha256(key)}` (all with an exists=false precondition, so the loser of a race
   gets AlreadyExists and reads the winner); `heartbeat` reads, then updates with a
@@ -155,8 +156,7 @@ class FirestoreTaskStore:
         if marker is not None:
             batch.create(marker, KeyDoc(task_id=task.id).model_dump())
         if event is not None:
-            opening = TaskEvent(task_id=task.id, seq=1, kind=event[0], data=event[1])
-            batch.create(self._events(task.id).document(f"{1:010d}"), _event_doc(opening).model_dump())
+            self._add_event(batch, TaskEvent(task_id=task.id, seq=1, kind=event[0], data=event[1]))
         try:
             batch.commit(**self._write)
         except gexc.AlreadyExists:
@@ -203,17 +203,20 @@ class FirestoreTaskStore:
         *,
         attempt: int | None = None,
         changes: dict[str, Any] | None = None,
+        event: tuple[EventKind, dict[str, Any]] | None = None,
     ) -> Task | None:
         """Set `new` (and `changes`) iff the status is in `expected` and, when given, the attempt
-        matches: one transaction. None when it does not apply; ValueError (nothing stored) when the
-        changed task would be invalid."""
+        matches, with `event` at the next seq in the same commit. None when it does not apply;
+        ValueError (nothing stored) when the changed task would be invalid."""
         allowed = {TaskStatus(s) for s in expected}
         ref = self.tasks.document(task_id)
+        last = self._known_seq(task_id) if event is not None else None
         for round_ in range(_TRIES):
-            # Compare-and-set without a transaction: read, then write with a last-update-time
-            # precondition (two calls, no lock). A writer that lost the race reads the task again
-            # and, once another writer has moved it on, answers None. Transactions cost four calls
-            # and, on the emulator's pessimistic locks, kept racing losers aborting each other.
+            # Compare-and-set without a transaction: read, then commit with a last-update-time
+            # precondition (two calls, no lock; a third to find the last seq when this store does
+            # not know it). A writer that lost the race reads the task again and, once another
+            # writer has moved it on, answers None. Transactions cost four calls and, on the
+            # emulator's pessimistic locks, kept racing losers aborting each other.
             snap = ref.get(**self._read)
             if not snap.exists:
                 return None
@@ -221,15 +224,24 @@ class FirestoreTaskStore:
             if task.status not in allowed or (attempt is not None and task.attempt != attempt):
                 return None
             moved = apply_transition(task, TaskStatus(new), changes or {})
+            batch = self.client.batch()
+            batch.update(
+                ref, TaskDoc.of(moved).fields(), option=self.client.write_option(last_update_time=snap.update_time)
+            )
+            if event is not None:
+                last = self._stored_last_seq(task_id) if last is None else last
+                self._add_event(batch, TaskEvent(task_id=task_id, seq=last + 1, kind=event[0], data=event[1]))
             try:
-                ref.update(
-                    TaskDoc.of(moved).fields(),
-                    option=self.client.write_option(last_update_time=snap.update_time),
-                    **self._write,
-                )
-            except gexc.FailedPrecondition:  # changed since the read: look again
+                batch.commit(**self._write)
+            except gexc.FailedPrecondition:  # the task changed since the read: look again
                 _backoff(round_)
                 continue
+            except gexc.AlreadyExists:  # another writer took the seq: find the last one, try both again
+                last = None
+                _backoff(round_)
+                continue
+            if last is not None:
+                self._remember(task_id, last + 1)
             return moved
         raise GcpUnavailableError(f"task {task_id} is too contended to change now; try again")
 
@@ -286,6 +298,15 @@ class FirestoreTaskStore:
             while len(self._last_seq) > 10_000:
                 self._last_seq.popitem(last=False)
 
+    def _known_seq(self, task_id: str) -> int | None:
+        """The last seq this store stored for the task; None when it does not know."""
+        with self._lock:
+            return self._last_seq.get(task_id)
+
+    def _add_event(self, batch: Any, event: TaskEvent) -> None:
+        """Add the creation of `event` at its seq to `batch` (the commit fails when the seq is taken)."""
+        batch.create(self._events(event.task_id).document(f"{event.seq:010d}"), _event_doc(event).model_dump())
+
     def _stored_last_seq(self, task_id: str) -> int:
         found = list(self._shaped(self._events(task_id), LAST_EVENT).limit(1).stream(**self._read))
         return int(read_doc(EventDoc, found[0]).seq) if found else 0
@@ -296,8 +317,7 @@ class FirestoreTaskStore:
         knows the last seq, a read and a retry when another writer took it."""
         event = TaskEvent(task_id=task_id, seq=0, kind=kind, data=data)
         stored = event.model_dump(mode="json")
-        with self._lock:
-            last = self._last_seq.get(task_id)
+        last = self._known_seq(task_id)
         for round_ in range(_TRIES * 4):
             seq = (self._stored_last_seq(task_id) if last is None else last) + 1
             doc = _event_doc(event.model_copy(update={"seq": seq}))

@@ -148,10 +148,12 @@ class SqliteTaskStore(sqlite.ThreadConnections):
         *,
         attempt: int | None = None,
         changes: dict[str, Any] | None = None,
+        event: tuple[EventKind, dict[str, Any]] | None = None,
     ) -> Task | None:
         """Set `new` (and `changes`) iff the status is in `expected` and, when given, the attempt
         matches; None (and nothing changed) when it does not apply or the task is unknown.
-        Raises ValueError, storing nothing, when the changed task would be invalid."""
+        Raises ValueError, storing nothing, when the changed task would be invalid. `event` is
+        inserted in the same transaction."""
         allowed = {TaskStatus(s).value for s in expected}
         with self._write() as conn:
             row = conn.execute("SELECT status, attempt, doc FROM tasks WHERE id = ?", (task_id,)).fetchone()
@@ -163,6 +165,8 @@ class SqliteTaskStore(sqlite.ThreadConnections):
                 " updated_at = ?, heartbeat_at = ?, doc = ? WHERE id = ?",
                 (*_columns(task), task_id),
             )
+            if event is not None:
+                self._insert_event(conn, TaskEvent(task_id=task_id, seq=0, kind=event[0], data=event[1]))
         return task
 
     def heartbeat(self, task_id: str, attempt: int) -> bool:
