@@ -117,6 +117,12 @@ class TaskStore(Protocol):
         """How many tasks of the workspace are DISPATCHED or RUNNING."""
         ...
 
+    def active(self, workspace_id: str) -> list[Task]:
+        """The workspace's DISPATCHED or RUNNING tasks, in no set order: one query, like the count,
+        for when the caller also needs to know which (a handful: the workspace's limit, a few more
+        while dispatches race)."""
+        ...
+
     def health(self) -> dict[str, Any]:
         """At least `ok` (bool), `backend` (str) and `tasks` (count); never raises."""
         ...

@@ -280,6 +280,10 @@ class FirestoreTaskStore:
         query = self._shaped(self.tasks, ACTIVE, workspace_id, [s.value for s in LIVE])
         return self._count(query, self._read)
 
+    @_google_errors
+    def active(self, workspace_id: str) -> list[Task]:
+        return self._tasks_of(self._shaped(self.tasks, ACTIVE, workspace_id, [s.value for s in LIVE]))
+
     @staticmethod
     def _count(query: Any, call: dict[str, Any]) -> int:
         [[result]] = query.count(alias="n").get(**call)

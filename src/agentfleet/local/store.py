@@ -197,6 +197,12 @@ class SqliteTaskStore(sqlite.ThreadConnections):
         )
         return int(row[0])
 
+    def active(self, workspace_id: str) -> list[Task]:
+        rows = self._conn().execute(
+            "SELECT doc FROM tasks WHERE workspace_id = ? AND status IN (?, ?)", (workspace_id, *LIVE)
+        )
+        return [_task(row) for row in rows.fetchall()]
+
     # --- events --------------------------------------------------------------------------
 
     def append_event(self, task_id: str, kind: EventKind, data: dict[str, Any]) -> TaskEvent:
