@@ -96,6 +96,14 @@ class TaskStore(Protocol):
         a status change without its event."""
         ...
 
+    def update(
+        self, task_id: str, expected: Collection[TaskStatus], *, attempt: int, changes: dict[str, Any]
+    ) -> Task | None:
+        """Set `changes` (and `updated_at`) iff the status is in `expected` and the attempt matches,
+        without moving the status: one compare-and-set, as `transition`, whichever of `expected`
+        the task is in. None when it does not apply; ValueError, storing nothing, as `transition`."""
+        ...
+
     def heartbeat(self, task_id: str, attempt: int) -> bool:
         """Record that the attempt is alive; False when the task moved on (cancelled, requeued)."""
         ...

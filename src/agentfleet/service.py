@@ -226,9 +226,7 @@ class Service:
 
     def _record_execution(self, task: Task, name: str) -> None:
         """Note the execution without moving the status (the agent may already be RUNNING)."""
-        for status in LIVE:
-            if self.store.transition(task.id, [status], status, attempt=task.attempt, changes={"execution": name}):
-                return
+        self.store.update(task.id, LIVE, attempt=task.attempt, changes={"execution": name})
 
     def _fail(self, task: Task, reason: str) -> None:
         if self._move(task.id, NOT_FINAL, TaskStatus.FAILED, changes={"error": reason}, event={"error": reason}):

@@ -1,5 +1,7 @@
-"""The TaskStore contract for a transition with its event (`transition(..., event=)`): one commit,
-both or neither, and the task's seqs stay 1, 2, … without gaps whoever else appends."""
+"""The TaskStore contract for its compare-and-set writes beyond a bare transition: a transition
+with its event (`transition(..., event=)`: one commit, both or neither, the task's seqs 1, 2, …
+without gaps whoever else appends), `update` (changes without a status move), and both against
+a task another writer changed since this store last saw it."""
 
 from __future__ import annotations
 
@@ -111,3 +113,43 @@ def test_transitions_and_another_writer_s_appends_racing_keep_every_event_once_i
     for writer in (0, 1):
         assert [e.data["i"] for e in events if e.data.get("writer") == writer] == list(range(10))
     assert task_store.get(task.id).execution == "e9"  # type: ignore[union-attr]
+
+
+def test_update_sets_changes_in_any_expected_status_without_moving_it(task_store: TaskStore) -> None:
+    task = queued(task_store)
+    assert task_store.transition(task.id, [Q], D)
+
+    noted = task_store.update(task.id, [D, R], attempt=1, changes={"execution": "exec-1"})
+
+    assert noted is not None and (noted.status, noted.execution) == (D, "exec-1")
+    assert noted.updated_at >= task.updated_at
+    assert task_store.get(task.id) == noted
+    assert statuses(task_store, task.id) == [(1, "QUEUED")], "an update is no status change"
+
+
+def test_an_update_that_does_not_apply_or_is_invalid_changes_nothing(task_store: TaskStore) -> None:
+    task = queued(task_store)
+
+    assert task_store.update(task.id, [D, R], attempt=1, changes={"execution": "x"}) is None
+    assert task_store.update(task.id, [Q], attempt=2, changes={"execution": "x"}) is None
+    assert task_store.update("no-such-task", [Q], attempt=1, changes={"execution": "x"}) is None
+    with pytest.raises(ValueError):
+        task_store.update(task.id, [Q], attempt=1, changes={"attempt": "many"})
+    assert task_store.get(task.id) == task
+
+
+def test_a_store_behind_another_writer_compares_against_the_stored_task(
+    task_store: TaskStore, other_writer: TaskStore
+) -> None:
+    task = queued(task_store)
+    assert task_store.get(task.id) == task  # this store saw it QUEUED
+    assert other_writer.transition(task.id, [Q], D)
+
+    assert task_store.transition(task.id, [Q], D) is None, "QUEUED no more"
+    running = task_store.transition(task.id, [D], R)
+    assert running is not None
+    assert other_writer.heartbeat(task.id, 1)  # changed again behind this store's back
+    noted = task_store.update(task.id, [R], attempt=1, changes={"execution": "e"})
+
+    assert noted is not None and noted.heartbeat_at is not None, "the other writer's heartbeat is kept"
+    assert task_store.get(task.id) == other_writer.get(task.id) == noted

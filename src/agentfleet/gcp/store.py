@@ -71,6 +71,9 @@ _TRIES = 16
 """Rounds of optimistic retry (seq taken, precondition failed, transaction aborted) before giving up:
 about 10 s of backoff in all, so eight writers racing on a loaded machine all get through."""
 _BACKOFF_MAX_S = 1.0
+_VERSIONS = 256
+"""Tasks whose last version a store keeps (the ones it is changing now: a dispatch function's
+claims in flight, an agent's own task)."""
 
 
 def _google_errors(method: Callable[P, R]) -> Callable[P, R]:
@@ -121,6 +124,9 @@ class FirestoreTaskStore:
         write = Retry(if_exception_type(*transient), timeout=timeout_s)
         self._write: dict[str, Any] = {"retry": write, "timeout": min(timeout_s, 20.0)}
         self._last_seq: OrderedDict[str, int] = OrderedDict()
+        self._versions: OrderedDict[str, tuple[Task, Any]] = OrderedDict()
+        """Per task (the latest _VERSIONS), the last version this store read or wrote with its
+        update time: the precondition of the next change, which needs no read while it is current."""
         self._lock = threading.Lock()
 
     @classmethod
@@ -172,8 +178,8 @@ class FirestoreTaskStore:
 
     @_google_errors
     def get(self, task_id: str) -> Task | None:
-        snap = self.tasks.document(task_id).get(**self._read)
-        return read_doc(TaskDoc, snap).task if snap.exists else None
+        found = self._read_version(task_id)
+        return found[0] if found else None
 
     @_google_errors
     def list_tasks(
@@ -209,64 +215,103 @@ class FirestoreTaskStore:
         matches, with `event` at the next seq in the same commit. None when it does not apply;
         ValueError (nothing stored) when the changed task would be invalid."""
         allowed = {TaskStatus(s) for s in expected}
+        return self._compare_and_set(
+            task_id,
+            lambda task: task.status in allowed and attempt in (None, task.attempt),
+            lambda task: apply_transition(task, TaskStatus(new), changes or {}),
+            event,
+        )
+
+    @_google_errors
+    def update(
+        self, task_id: str, expected: Collection[TaskStatus], *, attempt: int, changes: dict[str, Any]
+    ) -> Task | None:
+        """Set `changes` iff the status is in `expected` and the attempt matches; the status stays."""
+        allowed = {TaskStatus(s) for s in expected}
+        return self._compare_and_set(
+            task_id,
+            lambda task: task.status in allowed and task.attempt == attempt,
+            lambda task: apply_transition(task, task.status, changes),
+        )
+
+    @_google_errors
+    def heartbeat(self, task_id: str, attempt: int) -> bool:
+        """Record that the attempt is alive; False when the task moved on (cancelled, requeued)."""
+        beaten = self._compare_and_set(
+            task_id,
+            lambda task: task.status in LIVE and task.attempt == attempt,
+            lambda task: task.model_copy(update={"heartbeat_at": utcnow()}),
+        )
+        return beaten is not None
+
+    def _compare_and_set(
+        self,
+        task_id: str,
+        applies: Callable[[Task], bool],
+        change: Callable[[Task], Task],
+        event: tuple[EventKind, dict[str, Any]] | None = None,
+    ) -> Task | None:
+        """`change(task)` (and `event` at the next seq) in one commit iff `applies(task)`; None when
+        it does not. Without a transaction: the task as read (or as this store last wrote or read
+        it), then a commit under a last-update-time precondition, so a writer that lost the race
+        looks again and, once another writer has moved the task on, answers None. One call when
+        this store's copy is current, two when it must read; one more to find the last seq when
+        it does not know it. Transactions cost four calls and, on the emulator's pessimistic
+        locks, kept racing losers aborting each other."""
         ref = self.tasks.document(task_id)
+        known = self._version(task_id)
         last = self._known_seq(task_id) if event is not None else None
         for round_ in range(_TRIES):
-            # Compare-and-set without a transaction: read, then commit with a last-update-time
-            # precondition (two calls, no lock; a third to find the last seq when this store does
-            # not know it). A writer that lost the race reads the task again and, once another
-            # writer has moved it on, answers None. Transactions cost four calls and, on the
-            # emulator's pessimistic locks, kept racing losers aborting each other.
-            snap = ref.get(**self._read)
-            if not snap.exists:
+            read, known = known is None, known or self._read_version(task_id)
+            if known is None:
                 return None
-            task: Task = read_doc(TaskDoc, snap).task
-            if task.status not in allowed or (attempt is not None and task.attempt != attempt):
-                return None
-            moved = apply_transition(task, TaskStatus(new), changes or {})
+            task, version = known
+            if not applies(task):
+                if read:
+                    return None
+                known = None  # this store's copy may be behind: read before answering
+                continue
+            moved = change(task)
             batch = self.client.batch()
-            batch.update(
-                ref, TaskDoc.of(moved).fields(), option=self.client.write_option(last_update_time=snap.update_time)
-            )
+            batch.update(ref, TaskDoc.of(moved).fields(), option=self.client.write_option(last_update_time=version))
             if event is not None:
                 last = self._stored_last_seq(task_id) if last is None else last
                 self._add_event(batch, TaskEvent(task_id=task_id, seq=last + 1, kind=event[0], data=event[1]))
             try:
-                batch.commit(**self._write)
-            except gexc.FailedPrecondition:  # the task changed since the read: look again
+                [written, *_] = batch.commit(**self._write)
+            except gexc.FailedPrecondition:  # the task changed since that version: read it again
+                known = None
                 _backoff(round_)
                 continue
             except gexc.AlreadyExists:  # another writer took the seq: find the last one, try both again
-                last = None
+                known, last = None, None
                 _backoff(round_)
                 continue
+            self._keep_version(task_id, (moved, written.update_time))
             if last is not None:
                 self._remember(task_id, last + 1)
             return moved
         raise GcpUnavailableError(f"task {task_id} is too contended to change now; try again")
 
-    @_google_errors
-    def heartbeat(self, task_id: str, attempt: int) -> bool:
-        """Record that the attempt is alive; False when the task moved on (cancelled, requeued).
-        Read, then write with a last-update-time precondition: no transaction lock is held."""
-        ref = self.tasks.document(task_id)
-        for round_ in range(_TRIES):
-            snap = ref.get(**self._read)
-            if not snap.exists:
-                return False
-            task: Task = read_doc(TaskDoc, snap).task
-            if task.status not in LIVE or task.attempt != attempt:
-                return False
-            beaten = TaskDoc.of(task.model_copy(update={"heartbeat_at": utcnow()}))
-            try:
-                ref.update(
-                    beaten.fields(), option=self.client.write_option(last_update_time=snap.update_time), **self._write
-                )
-            except gexc.FailedPrecondition:  # changed since the read: look again
-                _backoff(round_)
-                continue
-            return True
-        raise GcpUnavailableError(f"task {task_id} is too contended to heartbeat now; try again")
+    def _version(self, task_id: str) -> tuple[Task, Any] | None:
+        with self._lock:
+            return self._versions.get(task_id)
+
+    def _keep_version(self, task_id: str, version: tuple[Task, Any]) -> None:
+        with self._lock:
+            self._versions[task_id] = version
+            self._versions.move_to_end(task_id)
+            while len(self._versions) > _VERSIONS:
+                self._versions.popitem(last=False)
+
+    def _read_version(self, task_id: str) -> tuple[Task, Any] | None:
+        """The stored task and its update time (kept as this store's copy); None when there is none."""
+        snap = self.tasks.document(task_id).get(**self._read)
+        if not snap.exists:
+            return None
+        found = (read_doc(TaskDoc, snap).task, snap.update_time)
+        self._keep_version(task_id, found)
+        return found
 
     @_google_errors
     def stale(self, older_than: datetime) -> list[Task]:
