@@ -119,3 +119,36 @@ def test_a_message_naming_another_workspace_gives_the_claim_back_and_publishes_t
     [again] = backends.queue.pull(max_messages=100, lease_s=3600)
     assert DispatchMessage.model_validate_json(again.data) == message_for(task)
     assert service.dispatch(message_for(task)).action == "launched"
+
+
+def test_a_launched_dispatch_makes_four_store_calls(
+    backends: Backends, settings: Settings, submit: Callable[[], Task]
+) -> None:
+    """Budget 4: the workspace's active tasks, the claim with its event, the look after the claim
+    (racing dispatches of one workspace), the execution noted. Before: 6 (get, count_active, the
+    claim, count_active, the DISPATCHED event apart, one transition per live status to note the
+    execution) — on Firestore 9 calls then, 6 now (tests/gcp/test_dispatch_rpcs.py)."""
+    task = submit()
+    service, store = counted(backends, settings)
+
+    outcome = service.dispatch(message_for(task))
+
+    assert outcome.action == "launched"
+    assert store.calls == {"active": 2, "transition": 1, "update": 1}, store.calls
+    assert backends.store.get(task.id).execution == outcome.execution  # type: ignore[union-attr]
+    assert statuses(backends, task) == ["QUEUED", "DISPATCHED"]
+
+
+def test_a_delivery_to_a_busy_workspace_waits_after_one_store_call(
+    backends: Backends, settings: Settings, submit: Callable[[], Task]
+) -> None:
+    """Budget 1: the workspace's active tasks. Before: 2 (get, then count_active)."""
+    first, second = submit(), submit()
+    assert Service(backends, settings).dispatch(message_for(first)).action == "launched"
+    service, store = counted(backends, settings)
+
+    outcome = service.dispatch(message_for(second))
+
+    assert outcome.action == "waiting"
+    assert store.calls == {"active": 1}, store.calls
+    assert backends.store.get(second.id).status is TaskStatus.QUEUED  # type: ignore[union-attr]
