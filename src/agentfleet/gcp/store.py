@@ -5,13 +5,14 @@ the fields the queries filter and sort on, as native Firestore types (`alive_at`
 of life: heartbeat_at, or updated_at before the first heartbeat). Reading checks the copies
 against the task, so a document someone edited by hand fails loudly instead of half-matching.
 
-- `transition` reads, compares, then commits one batch: the task under a last-update-time
-  precondition and, when given, its event created at the next seq (a lost race on either reads
-  again and retries both: no lock, no transaction); `create` is one atomic batch that creates the task, its
-  first event when given one, and, with an idempotency key, a marker
+- `transition`, `update` and `heartbeat` compare, then commit one batch: the task under a
+  last-update-time precondition and, for a transition given one, its event created at the next
+  seq (a lost race on either reads again and retries both: no lock, no transaction). They compare
+  against the version this store last read or wrote, when it keeps one: the precondition fails
+  when that version is behind, so a current copy saves the read. `create` is one atomic batch
+  that creates the task, its first event when given one, and, with an idempotency key, a marker
   `{collection}-keys/{sha256(key)}` (all with an exists=false precondition, so the loser of a race
-  gets AlreadyExists and reads the winner); `heartbeat` reads, then updates with a
-  last-update-time precondition: no lock.
+  gets AlreadyExists and reads the winner).
 - Events are `{collection}/{task_id}/events/{seq:010d}`, written with `create()` (fails when the
   seq is taken). The store remembers the last seq per task, so an agent appending its own events
   pays one write each; on AlreadyExists it reads the real last seq and tries the next one. A seq
@@ -281,7 +282,8 @@ class FirestoreTaskStore:
                 [written, *_] = batch.commit(**self._write)
             except gexc.FailedPrecondition:  # the task changed since that version: read it again
                 known = None
-                _backoff(round_)
+                if read:  # lost a race (a copy kept from before only fell behind: no wait)
+                    _backoff(round_)
                 continue
             except gexc.AlreadyExists:  # another writer took the seq: find the last one, try both again
                 known, last = None, None
