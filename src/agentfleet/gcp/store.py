@@ -61,7 +61,7 @@ from agentfleet.gcp.documents import (
 )
 from agentfleet.gcp.errors import CorruptDocumentError, GcpUnavailableError, translated
 from agentfleet.settings import Settings
-from agentfleet.tasks import LIVE, EventKind, Task, TaskEvent, TaskStatus, apply_transition, utcnow
+from agentfleet.tasks import LIVE, STORED, EventKind, Task, TaskEvent, TaskStatus, apply_transition, utcnow
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -125,9 +125,10 @@ class FirestoreTaskStore:
         write = Retry(if_exception_type(*transient), timeout=timeout_s)
         self._write: dict[str, Any] = {"retry": write, "timeout": min(timeout_s, 20.0)}
         self._last_seq: OrderedDict[str, int] = OrderedDict()
-        self._versions: OrderedDict[str, tuple[Task, Any]] = OrderedDict()
-        """Per task (the latest _VERSIONS), the last version this store read or wrote with its
-        update time: the precondition of the next change, which needs no read while it is current."""
+        self._versions: OrderedDict[str, tuple[str, Any]] = OrderedDict()
+        """Per task (the latest _VERSIONS), the last version this store read or wrote (as JSON: no
+        caller holds it) with its update time: the precondition of the next change, which needs no
+        read while it is current."""
         self._lock = threading.Lock()
 
     @classmethod
@@ -297,11 +298,13 @@ class FirestoreTaskStore:
 
     def _version(self, task_id: str) -> tuple[Task, Any] | None:
         with self._lock:
-            return self._versions.get(task_id)
+            kept = self._versions.get(task_id)
+        return None if kept is None else (Task.model_validate_json(kept[0], context=STORED), kept[1])
 
     def _keep_version(self, task_id: str, version: tuple[Task, Any]) -> None:
+        kept = (version[0].model_dump_json(), version[1])
         with self._lock:
-            self._versions[task_id] = version
+            self._versions[task_id] = kept
             self._versions.move_to_end(task_id)
             while len(self._versions) > _VERSIONS:
                 self._versions.popitem(last=False)
