@@ -89,8 +89,10 @@ def wait_all(client: Client, ids: list[str], timeout_s: float) -> dict[str, str]
     return status
 
 
-def status_time(events: list[TaskEvent], status: str) -> datetime | None:
-    return next((e.ts for e in events if e.kind is EventKind.STATUS and e.data.get("status") == status), None)
+def status_time(events: list[TaskEvent], status: str, *, last: bool = False) -> datetime | None:
+    """When the task first (or last) reached `status`."""
+    times = [e.ts for e in events if e.kind is EventKind.STATUS and e.data.get("status") == status]
+    return (times[-1] if last else times[0]) if times else None
 
 
 @dataclass
@@ -115,7 +117,8 @@ def task_rows(client: Client, ids: list[str]) -> list[Row]:
     rows = []
     for task_id in ids:
         task, events = client.task(task_id), client.events(task_id)
-        queued, dispatched = status_time(events, "QUEUED"), status_time(events, "DISPATCHED")
+        # The last claim: one that lost a race for its workspace gave the task back (QUEUED again).
+        queued, dispatched = status_time(events, "QUEUED"), status_time(events, "DISPATCHED", last=True)
         if queued is None or dispatched is None:
             continue
         final = status_time(events, task.status.value)

@@ -22,7 +22,7 @@ from agentfleet.local.store import SqliteTaskStore
 from agentfleet.ports import Backends, DispatchMessage
 from agentfleet.service import Service
 from agentfleet.settings import Settings
-from agentfleet.tasks import EventKind, TaskStatus, utcnow
+from agentfleet.tasks import EventKind, Task, TaskStatus, utcnow
 from agentfleet.testing.polling import wait_for
 from agentfleet.testing.scripted_llm import ScriptedLLM, reply, tool_call
 
@@ -301,9 +301,9 @@ def test_a_task_whose_publish_fails_stays_queued_and_the_reaper_publishes_it_lat
     assert drain(service, real.queue) == ["launched"]
 
 
-class _StaleFirstCount:
-    """The store, except that its first count_active answers 0: as if another dispatch of the
-    workspace claimed between this dispatch's count and its claim."""
+class _StaleFirstLook:
+    """The store, except that its first `active` answers none: as if another dispatch of the
+    workspace claimed between this dispatch's look and its claim."""
 
     def __init__(self, store: SqliteTaskStore) -> None:
         self.store, self.stale = store, True
@@ -311,11 +311,11 @@ class _StaleFirstCount:
     def __getattr__(self, name: str) -> object:
         return getattr(self.store, name)
 
-    def count_active(self, workspace_id: str) -> int:
+    def active(self, workspace_id: str) -> list[Task]:
         if self.stale:
             self.stale = False
-            return 0
-        return self.store.count_active(workspace_id)
+            return []
+        return self.store.active(workspace_id)
 
 
 def test_a_dispatch_that_raced_past_the_workspace_limit_gives_the_slot_back(
@@ -327,7 +327,7 @@ def test_a_dispatch_that_raced_past_the_workspace_limit_gives_the_slot_back(
     first, _ = Service(real, settings).submit({"query": "one", "repo_url": repo})
     second, _ = Service(real, settings).submit({"query": "two", "repo_url": repo})
     real.store.transition(first.id, [TaskStatus.QUEUED], TaskStatus.DISPATCHED, attempt=1)  # claimed first
-    racing = Service(replace(real, store=_StaleFirstCount(real.store)), settings)  # type: ignore[arg-type]
+    racing = Service(replace(real, store=_StaleFirstLook(real.store)), settings)  # type: ignore[arg-type]
     outcome = racing.dispatch(DispatchMessage(task_id=second.id, attempt=1, workspace_id=second.workspace_id))
     assert outcome.action == "waiting"
     assert real.store.get(second.id).status is TaskStatus.QUEUED  # type: ignore[union-attr]
@@ -347,9 +347,11 @@ def test_a_slot_given_back_after_the_winner_ended_wakes_the_workspace(
     real.queue.pull(max_messages=100, lease_s=3600)  # the two submit messages: out of the way
     real.store.transition(first.id, [TaskStatus.QUEUED], TaskStatus.DISPATCHED, attempt=1)  # the winner
 
-    class WinnerEndsMidRace(_StaleFirstCount):
-        def list_tasks(self, **kwargs: object) -> list[object]:
-            listed = self.store.list_tasks(**kwargs)  # type: ignore[arg-type]
+    class WinnerEndsMidRace(_StaleFirstLook):
+        def active(self, workspace_id: str) -> list[Task]:
+            if self.stale:
+                return super().active(workspace_id)
+            listed = self.store.active(workspace_id)  # the look after the claim: both claims
             if real.store.transition(first.id, [TaskStatus.DISPATCHED], TaskStatus.SUCCEEDED):
                 assert not Service(real, settings).schedule_next(first.workspace_id)  # no room: the loser counts
             return listed

@@ -92,11 +92,22 @@ class TaskStore(Protocol):
         *,
         attempt: int | None = None,
         changes: dict[str, Any] | None = None,
+        event: tuple[EventKind, dict[str, Any]] | None = None,
     ) -> Task | None:
         """Set `new` (and `changes`) iff the status is in `expected` and, when given, the attempt
         matches; `updated_at` is set, `finished_at` too for a final status. None when it does not apply.
         `changes` may not hold `id` or `status`; changes that make the task invalid raise ValueError
-        and store nothing."""
+        and store nothing. `event`: the change's event (kind, data), appended with the task's next
+        seq in the same commit as the change: both are stored or neither, so a crash cannot leave
+        a status change without its event."""
+        ...
+
+    def update(
+        self, task_id: str, expected: Collection[TaskStatus], *, attempt: int, changes: dict[str, Any]
+    ) -> Task | None:
+        """Set `changes` (and `updated_at`) iff the status is in `expected` and the attempt matches,
+        without moving the status: one compare-and-set, as `transition`, whichever of `expected`
+        the task is in. None when it does not apply; ValueError, storing nothing, as `transition`."""
         ...
 
     def heartbeat(self, task_id: str, attempt: int) -> bool:
@@ -118,6 +129,12 @@ class TaskStore(Protocol):
 
     def count_active(self, workspace_id: str) -> int:
         """How many tasks of the workspace are DISPATCHED or RUNNING."""
+        ...
+
+    def active(self, workspace_id: str) -> list[Task]:
+        """The workspace's DISPATCHED or RUNNING tasks, in no set order: one query, like the count,
+        for when the caller also needs to know which (a handful: the workspace's limit, a few more
+        while dispatches race)."""
         ...
 
     def health(self) -> dict[str, Any]:

@@ -168,35 +168,56 @@ class Service:
     # --- dispatch -----------------------------------------------------------------------
 
     def dispatch(self, message: DispatchMessage) -> DispatchOutcome:
-        """QUEUED→DISPATCHED exactly once per attempt, then launch. Duplicates are no-ops."""
-        task = self.store.get(message.task_id)
-        if task is None:
-            return DispatchOutcome("unknown", message.task_id, detail="no such task")
-        if task.status is not TaskStatus.QUEUED or task.attempt != message.attempt:
-            return DispatchOutcome("duplicate", task.id, task.execution, f"{task.status.value} attempt {task.attempt}")
-        if not self._has_room(task.workspace_id):
-            return DispatchOutcome("waiting", task.id, detail=f"workspace {task.workspace_id} is busy")
-        claimed = self.store.transition(task.id, [TaskStatus.QUEUED], TaskStatus.DISPATCHED, attempt=task.attempt)
+        """QUEUED→DISPATCHED exactly once per attempt, then launch. Duplicates are no-ops.
+
+        Cheapest answer first: the workspace's active tasks (one query) end a delivery of a task
+        already active ("duplicate") and one to a busy workspace ("waiting": the task, while QUEUED,
+        is published again when the workspace has room; a stray delivery of an ended or unknown
+        task to a busy workspace also gets it, since telling would cost every busy delivery a read).
+        The claim itself compares status and attempt; the task is read only when it did not apply,
+        to say why ("unknown", "duplicate")."""
+        active = self.store.active(message.workspace_id)
+        mine = next((t for t in active if t.id == message.task_id), None)
+        if mine is not None:
+            return _duplicate(mine)
+        if len(active) >= self.settings.max_concurrent_per_workspace:
+            return DispatchOutcome("waiting", message.task_id, detail=f"workspace {message.workspace_id} is busy")
+        claimed = self._move(
+            message.task_id,
+            [TaskStatus.QUEUED],
+            TaskStatus.DISPATCHED,
+            attempt=message.attempt,
+            event={"attempt": message.attempt},
+        )
         if claimed is None:
-            return DispatchOutcome("duplicate", task.id, detail="another delivery claimed it")
+            task = self.store.get(message.task_id)
+            return _duplicate(task) if task else DispatchOutcome("unknown", message.task_id, detail="no such task")
+        if claimed.workspace_id != message.workspace_id:  # the room above was counted in another workspace
+            self._give_back(claimed, f"the message named workspace {message.workspace_id}")
+            self.schedule_next(claimed.workspace_id)  # publishes it again, rightly named, when there is room
+            return DispatchOutcome("waiting", claimed.id, detail=f"the message named workspace {message.workspace_id}")
         if self._lost_workspace_race(claimed):
-            self.store.transition(task.id, [TaskStatus.DISPATCHED], TaskStatus.QUEUED, attempt=task.attempt)
+            self._give_back(claimed, f"workspace {claimed.workspace_id} was claimed first")
             # The winner may have ended while this claim still counted as active, and found no room
             # to schedule: wake the workspace, or it sleeps until the reaper's next pass.
-            self.schedule_next(task.workspace_id)
-            return DispatchOutcome("waiting", task.id, detail=f"workspace {task.workspace_id} was claimed first")
-        self.store.append_event(task.id, EventKind.STATUS, {"status": "DISPATCHED", "attempt": task.attempt})
+            self.schedule_next(claimed.workspace_id)
+            return DispatchOutcome("waiting", claimed.id, detail=f"workspace {claimed.workspace_id} was claimed first")
         return self._launch(claimed)
 
+    def _give_back(self, claimed: Task, reason: str) -> None:
+        """DISPATCHED→QUEUED for the claimed attempt, with the reason in its status event."""
+        event = {"attempt": claimed.attempt, "reason": reason}
+        self._move(claimed.id, [TaskStatus.DISPATCHED], TaskStatus.QUEUED, attempt=claimed.attempt, event=event)
+
     def _lost_workspace_race(self, claimed: Task) -> bool:
-        """The count-then-claim above is not atomic: dispatches of two tasks of one workspace can
-        both pass the count. After claiming, each looks again; one that finds the workspace over
-        its limit gives way when others claimed before it (by claim time, then id: an order all
+        """The look-then-claim above is not atomic: dispatches of two tasks of one workspace can
+        both find room. After claiming, each looks again; one that finds the workspace over its
+        limit gives way when others claimed before it (by claim time, then id: an order all
         racers agree on), so the first claimers keep the slots."""
         limit = self.settings.max_concurrent_per_workspace
-        if self.store.count_active(claimed.workspace_id) <= limit:
+        active = self.store.active(claimed.workspace_id)
+        if len(active) <= limit:
             return False
-        active = [t for status in LIVE for t in self.store.list_tasks(status=status, workspace_id=claimed.workspace_id)]
         # Running or launched ones first (their updated_at moved on), then by claim time.
         order = sorted(
             active, key=lambda t: (t.status is TaskStatus.DISPATCHED and not t.execution, t.updated_at, t.id)
@@ -208,7 +229,7 @@ class Service:
             execution = self.backends.jobs.launch(task)
         except (OSError, ConnectionError, TimeoutError) as exc:
             # Transient: give the attempt back to the queue and let the platform redeliver.
-            self.store.transition(task.id, [TaskStatus.DISPATCHED], TaskStatus.QUEUED, attempt=task.attempt)
+            self._give_back(task, f"could not launch: {exc}")
             raise RetryableError(f"could not launch task {task.id}: {exc}") from exc
         except AgentFleetError as exc:
             self._fail(task, f"could not launch: {exc}")
@@ -218,9 +239,7 @@ class Service:
 
     def _record_execution(self, task: Task, name: str) -> None:
         """Note the execution without moving the status (the agent may already be RUNNING)."""
-        for status in LIVE:
-            if self.store.transition(task.id, [status], status, attempt=task.attempt, changes={"execution": name}):
-                return
+        self.store.update(task.id, LIVE, attempt=task.attempt, changes={"execution": name})
 
     def _fail(self, task: Task, reason: str) -> None:
         if self._move(task.id, NOT_FINAL, TaskStatus.FAILED, changes={"error": reason}, event={"error": reason}):
@@ -281,11 +300,12 @@ class Service:
         changes: dict[str, Any] | None = None,
         event: dict[str, Any] | None = None,
     ) -> Task | None:
-        """A transition and, when it applied, its status event (the new status and `event`)."""
-        moved = self.store.transition(task_id, expected, new, attempt=attempt, changes=changes)
-        if moved is not None:
-            self.store.append_event(task_id, EventKind.STATUS, {"status": new.value, **(event or {})})
-        return moved
+        """A transition with its status event (the new status and `event`),
+        stored in one commit: both or neither."""
+        data = {"status": new.value, **(event or {})}
+        return self.store.transition(
+            task_id, expected, new, attempt=attempt, changes=changes, event=(EventKind.STATUS, data)
+        )
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -397,6 +417,11 @@ class Service:
         if not queued:
             return False
         return self._publish(min(queued, key=lambda t: t.created_at))
+
+
+def _duplicate(task: Task) -> DispatchOutcome:
+    """A delivery for an attempt that is not QUEUED (any more): a no-op."""
+    return DispatchOutcome("duplicate", task.id, task.execution, f"{task.status.value} attempt {task.attempt}")
 
 
 def _health_of(name: str, backend: Any) -> dict[str, Any]:

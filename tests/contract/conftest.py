@@ -1,4 +1,5 @@
-"""Port fixtures (`task_store`, `artifact_store`, `job_runner`, `memory_store`): fresh, empty, once per implementation.
+"""Port fixtures (`task_store`, `artifact_store`, `job_runner`, `memory_store`): fresh, empty, once per
+implementation; `other_writer`, a second store over `task_store`'s data.
 
 Every test in tests/contract/ runs against each param: "local" in-process, "gcp" against the
 emulators (the session's `cloud` fixture; fresh collection, bucket and fake Cloud Run per test).
@@ -31,6 +32,21 @@ def task_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskS
         from agentfleet.gcp.store import FirestoreTaskStore
 
         yield FirestoreTaskStore.from_settings(request.getfixturevalue("gcp_settings"))
+
+
+@pytest.fixture
+def other_writer(task_store: TaskStore) -> Iterator[TaskStore]:
+    """A second store object over `task_store`'s data, as another process opens it: what one
+    writes, the other has not seen (no shared memory of the last seqs)."""
+    if isinstance(task_store, SqliteTaskStore):
+        other = SqliteTaskStore(task_store.path)
+        yield other
+        other.close()
+        return
+    from agentfleet.gcp.store import FirestoreTaskStore
+
+    assert isinstance(task_store, FirestoreTaskStore)
+    yield FirestoreTaskStore(task_store.client, task_store.tasks.id)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -287,6 +287,18 @@ def test_count_active_counts_dispatched_and_running_tasks_of_the_workspace(task_
     assert task_store.count_active("no-such-workspace") == 0
 
 
+def test_active_lists_the_dispatched_and_running_tasks_of_the_workspace(task_store: TaskStore) -> None:
+    dispatched, _ = task_store.create(new_task())
+    task_store.create(new_task())  # queued
+    task_store.transition(dispatched.id, [Q], D)
+    live = running(task_store, new_task())
+    elsewhere = running(task_store, new_task(GADGETS))
+
+    assert sorted(t.id for t in task_store.active(dispatched.workspace_id)) == sorted([dispatched.id, live.id])
+    assert task_store.active(elsewhere.workspace_id) == [elsewhere]
+    assert task_store.active("no-such-workspace") == []
+
+
 def test_list_tasks_filters_by_status_and_workspace_newest_first(task_store: TaskStore) -> None:
     start = utcnow()
     tasks = [new_task(repo, created_at=start + timedelta(seconds=i)) for i, repo in enumerate([WIDGETS, GADGETS] * 3)]

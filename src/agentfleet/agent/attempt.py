@@ -26,7 +26,9 @@ logger = logging.getLogger("agentfleet.agent")
 
 
 class Heartbeat(threading.Thread):
-    """Beats while the attempt is current; when it is not (cancelled, requeued), ends the process."""
+    """Beats while the attempt is current; when it is not (cancelled, requeued), ends the process.
+    A beat still in flight when the work stops ends nothing: it may find the attempt finished by
+    this process itself, which must still record what comes after (the workspace's next task)."""
 
     def __init__(self, store: TaskStore, task_id: str, attempt: int, interval_s: float) -> None:
         super().__init__(daemon=True, name="heartbeat")
@@ -40,6 +42,8 @@ class Heartbeat(threading.Thread):
             except (ConnectionError, TimeoutError) as exc:  # the store is away: try again at the next beat
                 logger.warning("heartbeat failed: %s", exc, extra={"task_id": self.task_id})
                 continue
+            if self.stopped.is_set():  # the work ended during the beat: the ending is this attempt's own
+                return
             if not current:
                 logger.warning("attempt is no longer current; stopping", extra={"task_id": self.task_id})
                 os.killpg(os.getpgrp(), signal.SIGTERM)

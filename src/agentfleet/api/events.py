@@ -1,7 +1,8 @@
 """A task's events over HTTP: pages of JSON, and a Server-Sent Events stream that polls the store.
 
-A task is *settled* when it has ended and `settle_s` has passed since: the use cases append the
-final status event just after the final transition, so "ended" alone could still miss it.
+A task is *settled* when it has ended and `settle_s` has passed since: the final status event is
+stored with the final transition, but an agent cancelled or reaped mid-step may still append its
+last events until its process stops, so "ended" alone could still miss them.
 """
 
 from __future__ import annotations

@@ -5,12 +5,14 @@ the fields the queries filter and sort on, as native Firestore types (`alive_at`
 of life: heartbeat_at, or updated_at before the first heartbeat). Reading checks the copies
 against the task, so a document someone edited by hand fails loudly instead of half-matching.
 
-- `transition` reads, compares, then writes with a last-update-time precondition (a lost race
-  reads again: no lock, no transaction); `create` is one atomic batch that creates the task, its
-  first event when given one, and, with an idempotency key, a marker
+- `transition`, `update` and `heartbeat` compare, then commit one batch: the task under a
+  last-update-time precondition and, for a transition given one, its event created at the next
+  seq (a lost race on either reads again and retries both: no lock, no transaction). They compare
+  against the version this store last read or wrote, when it keeps one: the precondition fails
+  when that version is behind, so a current copy saves the read. `create` is one atomic batch
+  that creates the task, its first event when given one, and, with an idempotency key, a marker
   `{collection}-keys/{sha256(key)}` (all with an exists=false precondition, so the loser of a race
-  gets AlreadyExists and reads the winner); `heartbeat` reads, then updates with a
-  last-update-time precondition: no lock.
+  gets AlreadyExists and reads the winner).
 - Events are `{collection}/{task_id}/events/{seq:010d}`, written with `create()` (fails when the
   seq is taken). The store remembers the last seq per task, so an agent appending its own events
   pays one write each; on AlreadyExists it reads the real last seq and tries the next one. A seq
@@ -59,7 +61,7 @@ from agentfleet.gcp.documents import (
 )
 from agentfleet.gcp.errors import CorruptDocumentError, GcpUnavailableError, translated
 from agentfleet.settings import Settings
-from agentfleet.tasks import LIVE, EventKind, Task, TaskEvent, TaskStatus, apply_transition, utcnow
+from agentfleet.tasks import LIVE, STORED, EventKind, Task, TaskEvent, TaskStatus, apply_transition, utcnow
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -70,6 +72,9 @@ _TRIES = 16
 """Rounds of optimistic retry (seq taken, precondition failed, transaction aborted) before giving up:
 about 10 s of backoff in all, so eight writers racing on a loaded machine all get through."""
 _BACKOFF_MAX_S = 1.0
+_VERSIONS = 256
+"""Tasks whose last version a store keeps (the ones it is changing now: a dispatch function's
+claims in flight, an agent's own task)."""
 
 
 def _google_errors(method: Callable[P, R]) -> Callable[P, R]:
@@ -122,6 +127,10 @@ class FirestoreTaskStore:
         write = Retry(if_exception_type(*transient), timeout=timeout_s)
         self._write: dict[str, Any] = {"retry": write, "timeout": min(timeout_s, 20.0)}
         self._last_seq: OrderedDict[str, int] = OrderedDict()
+        self._versions: OrderedDict[str, tuple[str, Any]] = OrderedDict()
+        """Per task (the latest _VERSIONS), the last version this store read or wrote (as JSON: no
+        caller holds it) with its update time: the precondition of the next change, which needs no
+        read while it is current."""
         self._lock = threading.Lock()
 
     @classmethod
@@ -157,8 +166,7 @@ class FirestoreTaskStore:
         if marker is not None:
             batch.create(marker, KeyDoc(task_id=task.id).model_dump())
         if event is not None:
-            opening = TaskEvent(task_id=task.id, seq=1, kind=event[0], data=event[1])
-            batch.create(self._events(task.id).document(f"{1:010d}"), _event_doc(opening).model_dump())
+            self._add_event(batch, TaskEvent(task_id=task.id, seq=1, kind=event[0], data=event[1]))
         try:
             batch.commit(**self._write)
         except gexc.AlreadyExists:
@@ -174,8 +182,8 @@ class FirestoreTaskStore:
 
     @_google_errors
     def get(self, task_id: str) -> Task | None:
-        snap = self.tasks.document(task_id).get(**self._read)
-        return read_doc(TaskDoc, snap).task if snap.exists else None
+        found = self._read_version(task_id)
+        return found[0] if found else None
 
     @_google_errors
     def list_tasks(
@@ -205,58 +213,112 @@ class FirestoreTaskStore:
         *,
         attempt: int | None = None,
         changes: dict[str, Any] | None = None,
+        event: tuple[EventKind, dict[str, Any]] | None = None,
     ) -> Task | None:
         """Set `new` (and `changes`) iff the status is in `expected` and, when given, the attempt
-        matches: one transaction. None when it does not apply; ValueError (nothing stored) when the
-        changed task would be invalid."""
+        matches, with `event` at the next seq in the same commit. None when it does not apply;
+        ValueError (nothing stored) when the changed task would be invalid."""
         allowed = {TaskStatus(s) for s in expected}
-        ref = self.tasks.document(task_id)
-        for round_ in range(_TRIES):
-            # Compare-and-set without a transaction: read, then write with a last-update-time
-            # precondition (two calls, no lock). A writer that lost the race reads the task again
-            # and, once another writer has moved it on, answers None. Transactions cost four calls
-            # and, on the emulator's pessimistic locks, kept racing losers aborting each other.
-            snap = ref.get(**self._read)
-            if not snap.exists:
-                return None
-            task: Task = read_doc(TaskDoc, snap).task
-            if task.status not in allowed or (attempt is not None and task.attempt != attempt):
-                return None
-            moved = apply_transition(task, TaskStatus(new), changes or {})
-            try:
-                ref.update(
-                    TaskDoc.of(moved).fields(),
-                    option=self.client.write_option(last_update_time=snap.update_time),
-                    **self._write,
-                )
-            except gexc.FailedPrecondition:  # changed since the read: look again
-                _backoff(round_)
-                continue
-            return moved
-        raise GcpUnavailableError(f"task {task_id} is too contended to change now; try again")
+        return self._compare_and_set(
+            task_id,
+            lambda task: task.status in allowed and attempt in (None, task.attempt),
+            lambda task: apply_transition(task, TaskStatus(new), changes or {}),
+            event,
+        )
+
+    @_google_errors
+    def update(
+        self, task_id: str, expected: Collection[TaskStatus], *, attempt: int, changes: dict[str, Any]
+    ) -> Task | None:
+        """Set `changes` iff the status is in `expected` and the attempt matches; the status stays."""
+        allowed = {TaskStatus(s) for s in expected}
+        return self._compare_and_set(
+            task_id,
+            lambda task: task.status in allowed and task.attempt == attempt,
+            lambda task: apply_transition(task, task.status, changes),
+        )
 
     @_google_errors
     def heartbeat(self, task_id: str, attempt: int) -> bool:
-        """Record that the attempt is alive; False when the task moved on (cancelled, requeued).
-        Read, then write with a last-update-time precondition: no transaction lock is held."""
+        """Record that the attempt is alive; False when the task moved on (cancelled, requeued)."""
+        beaten = self._compare_and_set(
+            task_id,
+            lambda task: task.status in LIVE and task.attempt == attempt,
+            lambda task: task.model_copy(update={"heartbeat_at": utcnow()}),
+        )
+        return beaten is not None
+
+    def _compare_and_set(
+        self,
+        task_id: str,
+        applies: Callable[[Task], bool],
+        change: Callable[[Task], Task],
+        event: tuple[EventKind, dict[str, Any]] | None = None,
+    ) -> Task | None:
+        """`change(task)` (and `event` at the next seq) in one commit iff `applies(task)`; None when
+        it does not. Without a transaction: the task as read (or as this store last wrote or read
+        it), then a commit under a last-update-time precondition, so a writer that lost the race
+        looks again and, once another writer has moved the task on, answers None. One call when
+        this store's copy is current, two when it must read; one more to find the last seq when
+        it does not know it. Transactions cost four calls and, on the emulator's pessimistic
+        locks, kept racing losers aborting each other."""
         ref = self.tasks.document(task_id)
+        known = self._version(task_id)
+        last = self._known_seq(task_id) if event is not None else None
         for round_ in range(_TRIES):
-            snap = ref.get(**self._read)
-            if not snap.exists:
-                return False
-            task: Task = read_doc(TaskDoc, snap).task
-            if task.status not in LIVE or task.attempt != attempt:
-                return False
-            beaten = TaskDoc.of(task.model_copy(update={"heartbeat_at": utcnow()}))
+            read, known = known is None, known or self._read_version(task_id)
+            if known is None:
+                return None
+            task, version = known
+            if not applies(task):
+                if read:
+                    return None
+                known = None  # this store's copy may be behind: read before answering
+                continue
+            moved = change(task)
+            batch = self.client.batch()
+            batch.update(ref, TaskDoc.of(moved).fields(), option=self.client.write_option(last_update_time=version))
+            if event is not None:
+                last = self._stored_last_seq(task_id) if last is None else last
+                self._add_event(batch, TaskEvent(task_id=task_id, seq=last + 1, kind=event[0], data=event[1]))
             try:
-                ref.update(
-                    beaten.fields(), option=self.client.write_option(last_update_time=snap.update_time), **self._write
-                )
-            except gexc.FailedPrecondition:  # changed since the read: look again
+                [written, *_] = batch.commit(**self._write)
+            except gexc.FailedPrecondition:  # the task changed since that version: read it again
+                known = None
+                if read:  # lost a race (a copy kept from before only fell behind: no wait)
+                    _backoff(round_)
+                continue
+            except gexc.AlreadyExists:  # another writer took the seq: find the last one, try both again
+                known, last = None, None
                 _backoff(round_)
                 continue
-            return True
-        raise GcpUnavailableError(f"task {task_id} is too contended to heartbeat now; try again")
+            self._keep_version(task_id, (moved, written.update_time))
+            if last is not None:
+                self._remember(task_id, last + 1)
+            return moved
+        raise GcpUnavailableError(f"task {task_id} is too contended to change now; try again")
+
+    def _version(self, task_id: str) -> tuple[Task, Any] | None:
+        with self._lock:
+            kept = self._versions.get(task_id)
+        return None if kept is None else (Task.model_validate_json(kept[0], context=STORED), kept[1])
+
+    def _keep_version(self, task_id: str, version: tuple[Task, Any]) -> None:
+        kept = (version[0].model_dump_json(), version[1])
+        with self._lock:
+            self._versions[task_id] = kept
+            self._versions.move_to_end(task_id)
+            while len(self._versions) > _VERSIONS:
+                self._versions.popitem(last=False)
+
+    def _read_version(self, task_id: str) -> tuple[Task, Any] | None:
+        """The stored task and its update time (kept as this store's copy); None when there is none."""
+        snap = self.tasks.document(task_id).get(**self._read)
+        if not snap.exists:
+            return None
+        found = (read_doc(TaskDoc, snap).task, snap.update_time)
+        self._keep_version(task_id, found)
+        return found
 
     @_google_errors
     def stale(self, older_than: datetime) -> list[Task]:
@@ -269,6 +331,10 @@ class FirestoreTaskStore:
     def count_active(self, workspace_id: str) -> int:
         query = self._shaped(self.tasks, ACTIVE, workspace_id, [s.value for s in LIVE])
         return self._count(query, self._read)
+
+    @_google_errors
+    def active(self, workspace_id: str) -> list[Task]:
+        return self._tasks_of(self._shaped(self.tasks, ACTIVE, workspace_id, [s.value for s in LIVE]))
 
     @staticmethod
     def _count(query: Any, call: dict[str, Any]) -> int:
@@ -288,6 +354,15 @@ class FirestoreTaskStore:
             while len(self._last_seq) > 10_000:
                 self._last_seq.popitem(last=False)
 
+    def _known_seq(self, task_id: str) -> int | None:
+        """The last seq this store stored for the task; None when it does not know."""
+        with self._lock:
+            return self._last_seq.get(task_id)
+
+    def _add_event(self, batch: Any, event: TaskEvent) -> None:
+        """Add the creation of `event` at its seq to `batch` (the commit fails when the seq is taken)."""
+        batch.create(self._events(event.task_id).document(f"{event.seq:010d}"), _event_doc(event).model_dump())
+
     def _stored_last_seq(self, task_id: str) -> int:
         found = list(self._shaped(self._events(task_id), LAST_EVENT).limit(1).stream(**self._read))
         return int(read_doc(EventDoc, found[0]).seq) if found else 0
@@ -298,8 +373,7 @@ class FirestoreTaskStore:
         knows the last seq, a read and a retry when another writer took it."""
         event = TaskEvent(task_id=task_id, seq=0, kind=kind, data=data)
         stored = event.model_dump(mode="json")
-        with self._lock:
-            last = self._last_seq.get(task_id)
+        last = self._known_seq(task_id)
         for round_ in range(_TRIES * 4):
             seq = (self._stored_last_seq(task_id) if last is None else last) + 1
             doc = _event_doc(event.model_copy(update={"seq": seq}))

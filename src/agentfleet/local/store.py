@@ -150,21 +150,44 @@ class SqliteTaskStore(sqlite.ThreadConnections):
         *,
         attempt: int | None = None,
         changes: dict[str, Any] | None = None,
+        event: tuple[EventKind, dict[str, Any]] | None = None,
     ) -> Task | None:
         """Set `new` (and `changes`) iff the status is in `expected` and, when given, the attempt
         matches; None (and nothing changed) when it does not apply or the task is unknown.
-        Raises ValueError, storing nothing, when the changed task would be invalid."""
+        Raises ValueError, storing nothing, when the changed task would be invalid. `event` is
+        inserted in the same transaction."""
+        return self._change(task_id, expected, new, attempt, changes or {}, event)
+
+    def update(
+        self, task_id: str, expected: Collection[TaskStatus], *, attempt: int, changes: dict[str, Any]
+    ) -> Task | None:
+        """Set `changes` iff the status is in `expected` and the attempt matches; the status stays."""
+        return self._change(task_id, expected, None, attempt, changes, None)
+
+    def _change(
+        self,
+        task_id: str,
+        expected: Collection[TaskStatus],
+        new: TaskStatus | None,
+        attempt: int | None,
+        changes: dict[str, Any],
+        event: tuple[EventKind, dict[str, Any]] | None,
+    ) -> Task | None:
+        """The compare-and-set of `transition` and `update` (`new` None: the status stays)."""
         allowed = {TaskStatus(s).value for s in expected}
         with self._write() as conn:
             row = conn.execute("SELECT status, attempt, doc FROM tasks WHERE id = ?", (task_id,)).fetchone()
             if row is None or row["status"] not in allowed or (attempt is not None and row["attempt"] != attempt):
                 return None
-            task = apply_transition(_task(row), TaskStatus(new), changes or {})
+            current = _task(row)
+            task = apply_transition(current, TaskStatus(new or current.status), changes)
             conn.execute(
                 "UPDATE tasks SET status = ?, attempt = ?, workspace_id = ?, idempotency_key = ?, created_at = ?,"
                 " updated_at = ?, heartbeat_at = ?, doc = ? WHERE id = ?",
                 (*_columns(task), task_id),
             )
+            if event is not None:
+                self._insert_event(conn, TaskEvent(task_id=task_id, seq=0, kind=event[0], data=event[1]))
         return task
 
     def heartbeat(self, task_id: str, attempt: int) -> bool:
@@ -194,6 +217,12 @@ class SqliteTaskStore(sqlite.ThreadConnections):
             .fetchone()
         )
         return int(row[0])
+
+    def active(self, workspace_id: str) -> list[Task]:
+        rows = self._conn().execute(
+            "SELECT doc FROM tasks WHERE workspace_id = ? AND status IN (?, ?)", (workspace_id, *LIVE)
+        )
+        return [_task(row) for row in rows.fetchall()]
 
     # --- events --------------------------------------------------------------------------
 
