@@ -21,7 +21,7 @@ against the task, so a document someone edited by hand fails loudly instead of h
 - Unavailability surfaces as GcpUnavailableError (a ConnectionError; GcpTimeoutError is also a
   TimeoutError), after bounded retries: callers retry, nothing hangs.
 
-One unit, over ~300 lines: one class, the Firestore TaskStore, with its schema in documents.py and
+One unit, over ~400 lines: one class, the Firestore TaskStore, with its schema in documents.py and
 its errors in errors.py.
 """
 
