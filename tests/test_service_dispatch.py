@@ -33,6 +33,8 @@ class CountingStore:
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.store, name)
+        if not callable(method):  # an attribute (counts_locally): not a call
+            return method
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             self.calls[name] += 1
