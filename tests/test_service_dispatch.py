@@ -12,15 +12,12 @@ from typing import Any
 
 import pytest
 
-from agentfleet.local.artifacts import LocalArtifactStore
-from agentfleet.local.jobs import LocalJobRunner
-from agentfleet.local.memory import SqliteMemoryStore
 from agentfleet.local.queue import SqliteTaskQueue
-from agentfleet.local.store import SqliteTaskStore
 from agentfleet.ports import Backends, DispatchMessage, TaskStore
 from agentfleet.service import Service
 from agentfleet.settings import Settings
 from agentfleet.tasks import EventKind, Task, TaskStatus
+from tests.test_service import backends_for
 
 FILES = {"app.py": "print('hello')\n"}
 
@@ -45,14 +42,7 @@ class CountingStore:
 
 @pytest.fixture
 def backends(settings: Settings) -> Backends:
-    settings.home.mkdir(parents=True, exist_ok=True)
-    return Backends(
-        store=SqliteTaskStore(settings.home / "tasks.db"),
-        queue=SqliteTaskQueue(settings.home / "queue.db"),
-        jobs=LocalJobRunner(settings, command=[sys.executable, "-c", "pass"], grace_s=2.0),
-        artifacts=LocalArtifactStore(settings.artifacts_dir),
-        memory=SqliteMemoryStore(settings.home / "memory.db"),
-    )
+    return backends_for(settings, [sys.executable, "-c", "pass"])
 
 
 @pytest.fixture
