@@ -24,6 +24,7 @@ from agentfleet.net import free_port
 from agentfleet.settings import Settings
 from agentfleet.tasks import EventKind, Task, TaskRequest, TaskStatus
 from agentfleet.testing.polling import race
+from tests.gcp.test_dispatch_rpcs import counting_rpcs
 
 T = TypeVar("T")
 INDEXES = Path(store_module.__file__).with_name("firestore_indexes.json")
@@ -90,6 +91,21 @@ def test_a_store_that_did_not_write_the_last_events_appends_after_them(stores: l
     appended = stores[0].append_event(task.id, EventKind.LOG, {"text": "its cache said 1"})
 
     assert appended.seq == 3
+
+
+def test_a_heartbeat_reads_first_where_a_change_from_the_kept_copy_does_not(stores: list[FirestoreTaskStore]) -> None:
+    """The store keeps the version it last wrote, and a change from it is one commit; a beat still
+    reads first (a read and a commit), so beats in a loop leave a writer that must read (a cancel
+    from another process) a window between theirs instead of starving it."""
+    task, _ = stores[0].create(new_task())
+    stores[0].transition(task.id, [Q], D, attempt=1)
+    calls = counting_rpcs(stores[0])
+
+    assert stores[0].update(task.id, [D], attempt=1, changes={"execution": "e-1"}) is not None
+    assert calls == {"commit": 1}, f"a change from the kept copy: {calls}"
+    calls.clear()
+    assert stores[0].heartbeat(task.id, 1)
+    assert calls == {"batch_get_documents": 1, "commit": 1}, f"a beat: {calls}"
 
 
 def test_heartbeats_racing_a_cancel_never_bring_the_task_back(stores: list[FirestoreTaskStore]) -> None:

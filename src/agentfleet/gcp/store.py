@@ -9,7 +9,8 @@ against the task, so a document someone edited by hand fails loudly instead of h
   last-update-time precondition and, for a transition given one, its event created at the next
   seq (a lost race on either reads again and retries both: no lock, no transaction). They compare
   against the version this store last read or wrote, when it keeps one: the precondition fails
-  when that version is behind, so a current copy saves the read. `create` is one atomic batch
+  when that version is behind, so a current copy saves the read (a heartbeat reads anyway, so
+  beats in a loop cannot starve a writer that must read). `create` is one atomic batch
   that creates the task, its first event when given one, and, with an idempotency key, a marker
   `{collection}-keys/{sha256(key)}` (all with an exists=false precondition, so the loser of a race
   gets AlreadyExists and reads the winner).
@@ -240,11 +241,16 @@ class FirestoreTaskStore:
 
     @_google_errors
     def heartbeat(self, task_id: str, attempt: int) -> bool:
-        """Record that the attempt is alive; False when the task moved on (cancelled, requeued)."""
+        """Record that the attempt is alive; False when the task moved on (cancelled, requeued).
+        A beat reads the task first, even when this store keeps a current copy: from the copy a
+        beat is one commit, and beats that cheap starve a writer that must read first (a cancel
+        from another process lost all its rounds to a beater in a loop). The copy saves a read
+        where a user waits (a claim, noting the execution, a finish), not on the agent's beats."""
         beaten = self._compare_and_set(
             task_id,
             lambda task: task.status in LIVE and task.attempt == attempt,
             lambda task: task.model_copy(update={"heartbeat_at": utcnow()}),
+            read_first=True,
         )
         return beaten is not None
 
@@ -254,6 +260,8 @@ class FirestoreTaskStore:
         applies: Callable[[Task], bool],
         change: Callable[[Task], Task],
         event: tuple[EventKind, dict[str, Any]] | None = None,
+        *,
+        read_first: bool = False,
     ) -> Task | None:
         """`change(task)` (and `event` at the next seq) in one commit iff `applies(task)`; None when
         it does not. Without a transaction: the task as read (or as this store last wrote or read
@@ -263,7 +271,7 @@ class FirestoreTaskStore:
         it does not know it. Transactions cost four calls and, on the emulator's pessimistic
         locks, kept racing losers aborting each other."""
         ref = self.tasks.document(task_id)
-        known = self._version(task_id)
+        known = None if read_first else self._version(task_id)
         last = self._known_seq(task_id) if event is not None else None
         for round_ in range(_TRIES):
             read, known = known is None, known or self._read_version(task_id)
