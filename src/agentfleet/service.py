@@ -91,8 +91,8 @@ class Service:
 
     def submit(self, body: Any) -> tuple[Task, bool]:
         """Validate, store QUEUED, publish (on a local store only when its workspace has room:
-        _room_after_create). Returns
-        (task, created); a repeated idempotency key returns the first task and publishes nothing."""
+        _room_after_create). Returns (task, created); a repeated idempotency key returns the first
+        task and publishes nothing."""
         request = body if isinstance(body, TaskRequest) else self.parse_request(body)
         return self._create(Task(request=request))
 
